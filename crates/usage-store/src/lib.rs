@@ -1,1 +1,60 @@
-//! placeholder
+//! ClickHouse access for the usage pipeline.
+//!
+//! - [`Warehouse`]: connection settings and a configured [`clickhouse::Client`]
+//!   (RowBinary without schema validation, which ClickHouse 18.16 requires).
+//! - [`ServerVersion`]: the server's version, for the few places where
+//!   behaviour must differ between 18.16 and a current ClickHouse.
+//! - [`migrate`]: the versioned schema migrations in `schemas/clickhouse/`.
+
+pub mod migrate;
+mod version;
+mod warehouse;
+
+pub use version::ServerVersion;
+pub use warehouse::{Warehouse, WarehouseSettings};
+
+/// Errors of the warehouse layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ClickHouse request failed: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("invalid ClickHouse identifier {0:?}: use letters, digits and '_' only")]
+    InvalidIdentifier(String),
+    #[error("cannot read migrations: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("migration file {file}: {reason}")]
+    BadMigrationFile { file: String, reason: String },
+    #[error(
+        "migration {version} ({name}) was applied with checksum {applied} but the file now has \
+         {current}: applied migrations are immutable, add a new one instead"
+    )]
+    ChecksumMismatch {
+        version: u32,
+        name: String,
+        applied: String,
+        current: String,
+    },
+    #[error("migration {version} ({name}), statement {statement}: {source}")]
+    MigrationFailed {
+        version: u32,
+        name: String,
+        statement: usize,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error("unexpected server version string {0:?}")]
+    BadVersion(String),
+}
+
+/// Checks that `name` is a plain identifier, safe to splice into DDL.
+pub fn check_identifier(name: &str) -> Result<&str, StoreError> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && name.len() <= 64 {
+        Ok(name)
+    } else {
+        Err(StoreError::InvalidIdentifier(name.to_owned()))
+    }
+}
