@@ -5,5 +5,25 @@
 //! edges around it; this is where correctness lives.
 //!
 //! - [`event`]: the inbound event contract (the Rust side of `schemas/events/`).
+//! - [`validate`]: raw message bytes to typed events, or a dead-letter [`validate::Reason`].
+//! - [`team`]: team resolution at event time from the assignment history (rule 2).
+//! - [`merge`]: team merges, the read-time `team -> current team` mapping (rule 2).
+//! - [`groups`]: current group memberships (rule 3).
+//! - [`charge`]: Flex token charges over 24-hour usage windows (rule 4).
+//! - [`range`]: report date ranges and months in range (rule 5).
+//! - [`usage`]: days used, last accessed, monthly average, Flex tile (rules 1, 5).
+//! - [`status`]: activity status and the Subscriptions tile (rule 6).
+//! - [`privacy`]: keyed hashing of user identity and when it applies (rule 7).
+//! - [`admin`]: export retention, schedules, unassign (rules 8-10).
 
+pub mod admin;
+pub mod charge;
 pub mod event;
+pub mod groups;
+pub mod merge;
+pub mod privacy;
+pub mod range;
+pub mod status;
+pub mod team;
+pub mod usage;
+pub mod validate;

@@ -4,6 +4,12 @@
 //! Every event carries `event_id` (the idempotency key) and `occurred_at`
 //! (RFC 3339 with any offset, normalised to UTC and truncated to microseconds,
 //! the precision the warehouse keeps).
+//!
+//! Inbound bytes go through [`crate::validate`] (`decode_authorization`,
+//! `decode_assignment`, `decode_directory`), never straight through these
+//! types' `Deserialize`: the decoders add the contract's limits, name the
+//! offending field and give a stable dead-letter reason. The derives are for
+//! round trips of data already validated (tests, internal topics).
 
 mod timestamp;
 mod tokens;
@@ -11,7 +17,7 @@ mod tokens;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use timestamp::{format_timestamp, parse_timestamp, TimestampError};
+pub use timestamp::{format_timestamp, parse_timestamp, TimestampError, TIMESTAMP_PATTERN};
 pub use tokens::{Tokens, TokensError};
 
 /// Default topic of [`Authorization`] events (key: `user_id`).
@@ -25,11 +31,14 @@ pub const DIRECTORY_TOPIC: &str = "usage.directory";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
+    /// A subscription seat assigned to the user in a team; costs no tokens.
     Seat,
+    /// Prepaid Flex tokens, charged per 24-hour usage window.
     Flex,
 }
 
 impl Access {
+    /// Every access kind, in contract order.
     pub const ALL: [Access; 2] = [Access::Seat, Access::Flex];
 
     /// The contract's spelling (`seat`, `flex`).
@@ -44,18 +53,25 @@ impl Access {
 /// A license authorization call: a product started on an internet-connected machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorization {
+    /// Unique id of this event: the idempotency key (duplicates are ignored).
     pub event_id: String,
+    /// When the authorization call happened (UTC, microseconds).
     #[serde(with = "timestamp::serde_rfc3339")]
     pub occurred_at: DateTime<Utc>,
+    /// The user who started the product (the Kafka key).
     pub user_id: String,
+    /// The product code, e.g. `photoshop`.
     pub product: String,
+    /// The product version, informative only: any version inside a Flex window is free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_version: Option<String>,
+    /// Seat or Flex: Flex events are charged tokens (rule 4).
     pub access: Access,
     /// The team the licensing system already knows; when absent the team is
     /// resolved from the assignment history as of `occurred_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
+    /// The machine the product started on, informative only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_id: Option<String>,
     /// Offline use is not reported (rule 1). Defaults to `true`.
@@ -71,7 +87,9 @@ fn default_online() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentAction {
+    /// The user now holds the product in the team.
     Assign,
+    /// The user no longer holds the product in the team.
     Unassign,
 }
 
@@ -79,8 +97,11 @@ pub enum AssignmentAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentVia {
+    /// Assigned to the user by an admin.
     Direct,
+    /// Held through membership of a group (`group_id`).
     Group,
+    /// Held through the team's default assignment.
     Default,
 }
 
@@ -98,14 +119,22 @@ impl AssignmentVia {
 /// A product assigned to, or unassigned from, a user in a team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
+    /// Unique id of this event: the idempotency key.
     pub event_id: String,
+    /// When the assignment changed (UTC); team resolution is as of this instant.
     #[serde(with = "timestamp::serde_rfc3339")]
     pub occurred_at: DateTime<Utc>,
+    /// Assign or unassign.
     pub action: AssignmentAction,
+    /// The team the product is assigned in.
     pub team_id: String,
+    /// The user the product is assigned to (the Kafka key).
     pub user_id: String,
+    /// The product code.
     pub product: String,
+    /// Seat or Flex.
     pub access: Access,
+    /// Direct, group or default assignment; only direct ones can be unassigned from the report.
     pub via: AssignmentVia,
     /// The group that carries the assignment (`via: group`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,9 +144,12 @@ pub struct Assignment {
 /// An event of the `usage.directory` topic: the envelope plus one [`DirectoryChange`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryEvent {
+    /// Unique id of this event: the idempotency key.
     pub event_id: String,
+    /// When the directory fact changed (UTC); later facts win.
     #[serde(with = "timestamp::serde_rfc3339")]
     pub occurred_at: DateTime<Utc>,
+    /// The fact itself, tagged by `type` on the wire.
     #[serde(flatten)]
     pub change: DirectoryChange,
 }
@@ -126,10 +158,15 @@ pub struct DirectoryEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DirectoryChange {
+    /// `type: user_profile`.
     UserProfile(UserProfile),
+    /// `type: team`.
     Team(Team),
+    /// `type: group_membership`.
     GroupMembership(GroupMembership),
+    /// `type: team_merge`.
     TeamMerge(TeamMerge),
+    /// `type: product_rate`.
     ProductRate(ProductRate),
 }
 
@@ -149,9 +186,13 @@ impl DirectoryChange {
 /// A user's identity, shown in the report when the team's PII is visible.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserProfile {
+    /// The user.
     pub user_id: String,
+    /// Display name (hashed in reports of teams without visible PII).
     pub name: String,
+    /// Email address (hashed in reports of teams without visible PII).
     pub email: String,
+    /// Avatar image URL (hidden in reports of teams without visible PII).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
 }
@@ -159,18 +200,26 @@ pub struct UserProfile {
 /// A team and its privacy setting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Team {
+    /// The team.
     pub team_id: String,
+    /// The team's display name.
     pub name: String,
+    /// Whether reports of this team show names, emails and avatars (rule 7).
     pub pii_visible: bool,
 }
 
 /// A user joining (`member: true`) or leaving a group of a team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMembership {
+    /// The team the group belongs to.
     pub team_id: String,
+    /// The group.
     pub group_id: String,
+    /// The group's display name (current state is shown, rule 3).
     pub group_name: String,
+    /// The user joining or leaving.
     pub user_id: String,
+    /// `true`: the user is now a member; `false`: no longer.
     pub member: bool,
 }
 
@@ -178,17 +227,23 @@ pub struct GroupMembership {
 /// the history of `from` (resolved at read time; stored rows keep their team).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TeamMerge {
+    /// The team merged away.
     pub from_team_id: String,
+    /// The team that now reports the history of `from_team_id`.
     pub into_team_id: String,
 }
 
 /// A product's daily Flex token rate, in force from `effective_from`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductRate {
+    /// The product code.
     pub product: String,
+    /// The product's display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Tokens charged when a Flex usage window of this product opens.
     pub flex_tokens_per_day: Tokens,
+    /// From when this rate is in force (may be in the future).
     #[serde(with = "timestamp::serde_rfc3339")]
     pub effective_from: DateTime<Utc>,
 }

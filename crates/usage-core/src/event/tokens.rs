@@ -81,8 +81,9 @@ impl fmt::Display for Tokens {
 
 impl Serialize for Tokens {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 % 1000 == 0 {
-            s.serialize_u64(self.0 / 1000)
+        let (whole, thousandths) = (self.0 / 1000, self.0 % 1000);
+        if thousandths == 0 {
+            s.serialize_u64(whole)
         } else {
             // Exact for every thousandth below 2^53 / 1000 tokens.
             s.serialize_f64(self.0 as f64 / 1000.0)
@@ -117,8 +118,17 @@ mod tests {
 
     #[test]
     fn refuses_negative_fractional_thousandths_and_exponents() {
-        assert!(matches!(Tokens::parse("-1"), Err(TokensError::OutOfRange(_))));
-        assert!(matches!(Tokens::parse("0.0001"), Err(TokensError::TooPrecise(_))));
-        assert!(matches!(Tokens::parse("1e3"), Err(TokensError::OutOfRange(_))));
+        assert!(matches!(
+            Tokens::parse("-1"),
+            Err(TokensError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            Tokens::parse("0.0001"),
+            Err(TokensError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Tokens::parse("1e3"),
+            Err(TokensError::OutOfRange(_))
+        ));
     }
 }
