@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS assignment_events
     product     String,
     access      Enum8('seat' = 1, 'flex' = 2),
     via         Enum8('direct' = 1, 'group' = 2, 'default' = 3),
-    group_id    String
+    group_id    String,
+    ingested_at DateTime('UTC')                       -- lets every instance follow the table
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (user_id, product, team_id, access, occurred_at, occurred_us, event_id);
@@ -87,7 +88,8 @@ CREATE TABLE IF NOT EXISTS product_rates
     flex_tokens_milli   UInt64,
     effective_from      DateTime('UTC'),
     effective_from_us   UInt32,
-    version             UInt64
+    event_id            String,
+    version             UInt64                        -- occurred_at (µs): the later publication wins
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (product, effective_from, effective_from_us);

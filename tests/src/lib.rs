@@ -1,6 +1,8 @@
-//! Support for the end-to-end tests: the real services they talk to.
+//! Support for the end-to-end tests: the real services they talk to, scratch
+//! topics and databases of their own, and the project's binaries as processes.
 
 pub mod modern_clickhouse;
+pub mod services;
 
 use std::path::PathBuf;
 

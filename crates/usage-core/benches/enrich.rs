@@ -60,9 +60,12 @@ fn world() -> World {
     let mut assignments = AssignmentState::new();
     let mut rates = RateTable::new();
     for p in 0..PRODUCTS {
-        for (i, from) in [start() - TimeDelta::days(365), start() + TimeDelta::days(15)]
-            .into_iter()
-            .enumerate()
+        for (i, from) in [
+            start() - TimeDelta::days(365),
+            start() + TimeDelta::days(15),
+        ]
+        .into_iter()
+        .enumerate()
         {
             rates.apply(
                 &format!("rate-{p}-{i}"),
@@ -109,7 +112,11 @@ fn world() -> World {
             }
             if rng.below(20) == 0 {
                 let other = format!("team-{:05}", rng.below(TEAMS));
-                facts.push((assigned_at + TimeDelta::days(1), AssignmentAction::Assign, other));
+                facts.push((
+                    assigned_at + TimeDelta::days(1),
+                    AssignmentAction::Assign,
+                    other,
+                ));
             }
             for (at, action, team_id) in facts {
                 assignments.apply(&Assignment {
@@ -150,7 +157,7 @@ fn world() -> World {
     events.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
     // Re-allocate in stream order: in the ingest an event was just decoded
     // and is hot in cache; only the state lookups should miss.
-    let events = events.iter().cloned().collect();
+    let events = events.to_vec();
     World {
         assignments,
         rates,

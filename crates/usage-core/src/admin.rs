@@ -28,8 +28,11 @@ pub fn can_add_schedule(existing: usize) -> bool {
 /// The roles of the account, as far as the report is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AdminRole {
+    /// Primary admin.
     Primary,
+    /// Secondary admin.
     Secondary,
+    /// SSO admin.
     Sso,
     /// Any other role (e.g. a product or user admin).
     Other,
@@ -54,6 +57,7 @@ pub fn can_view_schedule(owner_admin_id: &str, viewer_admin_id: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("users assigned via {} cannot be unassigned from the usage report", .via.as_str())]
 pub struct UnassignRefused {
+    /// How the user holds the product.
     pub via: AssignmentVia,
 }
 

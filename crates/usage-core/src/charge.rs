@@ -17,7 +17,8 @@
 //! charged.
 //!
 //! Events are ordered by `(occurred_at, event_id)`; `event_id` is the
-//! idempotency key.
+//! idempotency key. Simultaneous events (same `occurred_at`) share one
+//! window: whichever is met first opens it, the others are free.
 //!
 //! ## Set form: [`charges`]
 //!
@@ -36,17 +37,25 @@
 //! 1. it is a window's opener (same `(occurred_at, event_id)`): the same
 //!    charge again (a redelivery or duplicate; an `UnknownRate` opener is
 //!    re-priced, for the dead-letter replay);
-//! 2. the window with the greatest start at or before it covers it: free;
+//! 2. the window with the greatest start at or before its `occurred_at`
+//!    covers it: free;
 //! 3. otherwise it opens a window.
 //!
 //! **Theorem** (tested in `tests/properties.rs`): on any delivery in which
-//! each user's events come in `occurred_at` order — any interleaving of
-//! users, any duplicates, any re-delivered suffix (a replay after a crash or
-//! a rebalance) — every answer equals the set form's. Why: an event newer
-//! than everything processed finds the newest window in case 2 or 3 exactly
-//! as the set form's walk does; an already-processed event finds its own
-//! window again in case 1 or 2, because windows are only ever appended after
-//! it or dropped from the far past.
+//! each user's events come in `(occurred_at, event_id)` order — any
+//! interleaving of users, any duplicates, any re-delivered suffix (a replay
+//! after a crash or a rebalance) — every answer equals the set form's. Why:
+//! an event newer than everything processed finds the newest window in case
+//! 2 or 3 exactly as the set form's walk does; an already-processed event
+//! finds its own window again in case 1 or 2, because windows are only ever
+//! added after it or dropped from the far past. If simultaneous events of a
+//! user arrive in another order, every event's window start and the windows
+//! charged (start, tokens) are still the set form's; only which of the
+//! simultaneous events carries the charge may differ — never a second charge.
+//!
+//! The state of a user lives with the consumer of that user's partition
+//! (Kafka key `user_id`); after a restart or a rebalance it is rebuilt from
+//! the stored charges with [`ChargeState::restore`].
 //!
 //! ## Out-of-order events: charges are immutable
 //!
@@ -55,9 +64,9 @@
 //! product) were processed is judged by the same rule against the windows
 //! already opened:
 //!
-//! - inside an open window (after its start, before its end) → free. This is
-//!   also exactly what the set form says: adding a covered event never moves
-//!   a window.
+//! - inside an open window (at or after its start, before its end) → free.
+//!   This is also exactly what the set form says: adding a covered event
+//!   never moves a window.
 //! - in a gap no window covers → it opens its own window and is charged,
 //!   flagged `late: true`. Its own charge is again what the set form says
 //!   (the windows before it are unchanged). But if its window reaches past
@@ -66,38 +75,44 @@
 //!   charges are already stamped, so they stay: windows may then overlap.
 //!
 //! Why this rule: it is rule 4 read literally at the moment the event is
-//! charged ("no open usage window covers it"), it keeps every stamped charge
-//! immutable, and it keeps the invariant every analyst can check in SQL —
+//! charged ("no open usage window covers it"); it keeps every stamped charge
+//! immutable; and it keeps the invariant every analyst can check in SQL —
 //! **every Flex authorization lies in the 24 hours after its window start**
-//! (`window_start <= occurred_at < window_start + 24h`), with a charged
-//! opener at that start. The alternatives break something: re-deriving the
-//! later windows would rewrite stamped charges; absorbing the late event
-//! into the next window would make a use free that no window covers. The
-//! cost is bounded and visible: only an out-of-order event landing less than
-//! 24 hours before an existing window can make the number of charged windows
-//! exceed the set form's — never fall below it: the opened windows cover
-//! every event, and the set form's greedy walk uses the fewest 24-hour
-//! windows that do — and the `late` flag lets the ingest count it. Kafka keeps each user's events in order
-//! (key: `user_id`), so this only happens when a publisher emits a user's
-//! events out of `occurred_at` order.
+//! (`window_start <= occurred_at < window_start + 24h`), and that start is
+//! the `occurred_at` of the event that opened the window. The alternatives
+//! break something: re-deriving the later windows would rewrite stamped
+//! charges; absorbing the late event into the next window would make a use
+//! free that no window covers. The cost is bounded and visible: only an
+//! out-of-order event landing less than 24 hours before an existing window
+//! can make the number of windows exceed the set form's — never fall below
+//! it, since the opened windows cover every event and the set form's greedy
+//! walk uses the fewest 24-hour windows that do — and the `late` flag lets
+//! the ingest count it. Kafka keeps each user's events in order, so this
+//! only happens when a publisher emits a user's events out of `occurred_at`
+//! order.
 //!
-//! ## Bounded state
+//! ## Bounded state, restarts
 //!
 //! Per (user, product), [`ChargeConfig`] bounds the windows kept: the last
 //! `retain_windows` windows and any window reaching within `retain_for`
-//! (event time) of the newest. Once windows were dropped, an event older
-//! than the oldest window kept cannot be answered exactly and gets
+//! (event time) of the newest. After a restart, the consumer restores the
+//! stored windows it needs ([`ChargeState::restore`]) and declares from when
+//! they are complete ([`ChargeState::known_from`]). Either way the state
+//! knows every window starting at or after some instant and nothing before:
+//! an event whose answer could depend on a window it does not know (one that
+//! could cover it, or lie between it and the window before it) gets
 //! [`Charge::BeyondHorizon`] (dead letter; never guessed). A redelivered
 //! suffix reaching no further back than what is retained is answered
 //! exactly, so the retention must exceed the consumer's redelivery span.
+//!
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::event::{Access, Authorization, DirectoryChange, DirectoryEvent, ProductRate, Tokens};
+use crate::pair::{pair_slot, slot, with_pair_key, PairKey};
 use crate::range::DateRange;
-use crate::team::slot;
 
 /// The length of a Flex usage window.
 pub const WINDOW: TimeDelta = TimeDelta::hours(24);
@@ -130,6 +145,7 @@ struct Rate {
 }
 
 impl RateTable {
+    /// An empty table: every product has an unknown rate.
     pub fn new() -> RateTable {
         RateTable::default()
     }
@@ -200,15 +216,24 @@ pub enum Charge {
     /// daily rate in force then. `late`: opened out of order (see the module
     /// docs; never set by the set form).
     Charged {
+        /// The start of the window: the event's own `occurred_at`.
         window_start: DateTime<Utc>,
+        /// The daily rate in force at `window_start`.
         tokens: Tokens,
+        /// Opened out of order (the incremental form only).
         late: bool,
     },
     /// Inside the window that started at `window_start`: free.
-    Free { window_start: DateTime<Utc> },
+    Free {
+        /// The start of the covering window.
+        window_start: DateTime<Utc>,
+    },
     /// Opened the window starting at `window_start`, but the product has no
     /// rate in force then: dead-letter it; never guess.
-    UnknownRate { window_start: DateTime<Utc> },
+    UnknownRate {
+        /// The start of the window it opened.
+        window_start: DateTime<Utc>,
+    },
     /// Older than the windows the incremental state retains: cannot be
     /// charged exactly; dead-letter it.
     BeyondHorizon,
@@ -363,11 +388,13 @@ impl Default for ChargeConfig {
 /// for restoring the state from stored charges).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRecord {
+    /// The window's start: the `occurred_at` of the event that opened it.
     pub start: DateTime<Utc>,
     /// The `event_id` of the authorization that opened the window.
     pub opened_by: String,
     /// `None` while the rate is unknown.
     pub tokens: Option<Tokens>,
+    /// Opened out of order.
     pub late: bool,
 }
 
@@ -376,17 +403,18 @@ pub struct WindowRecord {
 /// the out-of-order rule).
 #[derive(Debug, Clone, Default)]
 pub struct ChargeState {
-    users: HashMap<Box<str>, HashMap<Box<str>, Windows>>,
+    /// Keyed by (user, product) ([`crate::pair`]).
+    windows: HashMap<PairKey, Windows>,
     config: ChargeConfig,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Windows {
-    /// Sorted by `(start, opened_by)`.
+    /// Sorted by `start`; at most one window per start instant.
     open: Vec<Window>,
-    /// Whether older windows were dropped (or never loaded): events before
-    /// `open[0]` cannot be answered.
-    truncated: bool,
+    /// Every window starting at or after this instant is held (`None`: every
+    /// window is). Older ones were dropped, or never loaded after a restart.
+    known_from: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -412,11 +440,21 @@ impl Windows {
         rates: &RateTable,
         config: ChargeConfig,
     ) -> Charge {
-        let i = self
-            .open
-            .partition_point(|w| (w.start, &*w.opened_by) <= (at, id));
-        if i == 0 && self.truncated {
-            return Charge::BeyondHorizon;
+        // At most one window starts at any instant (a second event at that
+        // instant is covered), so `open[i - 1]` is *the* window with the
+        // greatest start at or before `at`.
+        let i = self.open.partition_point(|w| w.start <= at);
+        let before = i.checked_sub(1).map(|i| self.open[i].start);
+        if let Some(from) = self.known_from {
+            // The answer is certain if no unknown window (all start before
+            // `from`) can lie between the held window before `at` and `at`,
+            // or could cover `at` at all.
+            let certain = before.is_some_and(|s| s >= from)
+                || at.checked_sub_signed(WINDOW).is_some_and(|t| t >= from);
+            let own = before == Some(at) && *self.open[i - 1].opened_by == *id;
+            if !certain && !own {
+                return Charge::BeyondHorizon;
+            }
         }
         if let Some(w) = i.checked_sub(1).map(|i| &mut self.open[i]) {
             if w.start == at && *w.opened_by == *id {
@@ -461,30 +499,35 @@ impl Windows {
         let drop = by_count.min(by_time);
         if drop > 0 {
             self.open.drain(..drop);
-            self.truncated = true;
+            if let Some(first) = self.open.first() {
+                self.known_from = Some(self.known_from.map_or(first.start, |k| k.max(first.start)));
+            }
         }
     }
 }
 
 impl ChargeState {
+    /// An empty state with the given retention.
     pub fn new(config: ChargeConfig) -> ChargeState {
         ChargeState {
-            users: HashMap::new(),
+            windows: HashMap::new(),
             config,
         }
     }
 
+    /// The retention in use.
     pub fn config(&self) -> ChargeConfig {
         self.config
     }
 
     /// Number of (user, product) pairs with window state.
     pub fn len(&self) -> usize {
-        self.users.values().map(HashMap::len).sum()
+        self.windows.len()
     }
 
+    /// Whether no (user, product) has window state.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.windows.is_empty()
     }
 
     /// Charges one authorization (see the module docs). Allocates only when
@@ -502,21 +545,35 @@ impl ChargeState {
             auth.event_id.as_str(),
             auth.product.as_str(),
         );
-        if let Some(w) = self
-            .users
-            .get_mut(auth.user_id.as_str())
-            .and_then(|p| p.get_mut(product))
-        {
+        if let Some(w) = with_pair_key(&auth.user_id, product, |k| self.windows.get_mut(k)) {
             return w.charge(at, id, product, rates, config);
         }
-        slot(slot(&mut self.users, &auth.user_id), product).charge(at, id, product, rates, config)
+        pair_slot(&mut self.windows, &auth.user_id, product).charge(at, id, product, rates, config)
+    }
+
+    /// Declares that every window of (user, product) starting at or after
+    /// `from` is held (restored, or there is none) — and nothing about older
+    /// ones. An event that only an older window could cover, or that one
+    /// could precede, then gets [`Charge::BeyondHorizon`]: an event at or
+    /// after `from + 24h` is always answered. Knowledge only shrinks: a
+    /// boundary already later than `from` stays.
+    pub fn known_from(&mut self, user_id: &str, product: &str, from: DateTime<Utc>) {
+        let w = pair_slot(&mut self.windows, user_id, product);
+        w.known_from = Some(w.known_from.map_or(from, |k| k.max(from)));
+    }
+
+    /// Declares that the history of (user, product) is now held further
+    /// back: every window starting at or after `from` has been restored.
+    /// Unlike [`ChargeState::known_from`] this may move the boundary earlier
+    /// (after reloading older windows for an out-of-order event).
+    pub fn extend_history(&mut self, user_id: &str, product: &str, from: DateTime<Utc>) {
+        let w = pair_slot(&mut self.windows, user_id, product);
+        w.known_from = Some(w.known_from.map_or(from, |k| k.min(from)));
     }
 
     /// The windows held for (user, product), oldest first.
     pub fn windows(&self, user_id: &str, product: &str) -> Vec<WindowRecord> {
-        self.users
-            .get(user_id)
-            .and_then(|p| p.get(product))
+        with_pair_key(user_id, product, |k| self.windows.get(k))
             .map(|w| {
                 w.open
                     .iter()
@@ -531,18 +588,14 @@ impl ChargeState {
             .unwrap_or_default()
     }
 
-    /// Restores a window from stored charges (after a restart). History
-    /// before the oldest restored window counts as unknown: older events
-    /// get [`Charge::BeyondHorizon`]. Idempotent.
+    /// Restores a window from stored charges (after a restart). Idempotent
+    /// (one window per start instant: a window already held at that start
+    /// is kept). Declare from when the restored history is complete with
+    /// [`ChargeState::known_from`].
     pub fn restore(&mut self, user_id: &str, product: &str, window: &WindowRecord) {
-        let w = slot(slot(&mut self.users, user_id), product);
-        w.truncated = true;
-        let key = (window.start, window.opened_by.as_str());
-        let i = w.open.partition_point(|o| (o.start, &*o.opened_by) < key);
-        if w.open
-            .get(i)
-            .is_some_and(|o| (o.start, &*o.opened_by) == key)
-        {
+        let w = pair_slot(&mut self.windows, user_id, product);
+        let i = w.open.partition_point(|o| o.start < window.start);
+        if w.open.get(i).is_some_and(|o| o.start == window.start) {
             return;
         }
         w.open.insert(

@@ -30,6 +30,7 @@ pub struct GroupDirectory {
 }
 
 impl GroupDirectory {
+    /// An empty directory: every group field blank.
     pub fn new() -> GroupDirectory {
         GroupDirectory::default()
     }

@@ -21,6 +21,7 @@ pub mod charge;
 pub mod event;
 pub mod groups;
 pub mod merge;
+mod pair;
 pub mod privacy;
 pub mod range;
 pub mod status;

@@ -31,12 +31,18 @@ pub enum MergeError {
     /// The merge would close a cycle; `cycle` lists it from the merge's
     /// `from` team back to itself (`[a, b, a]` for `a → b` with `b → a` held).
     #[error("team merge would close the cycle {}", .cycle.join(" -> "))]
-    Cycle { cycle: Vec<String> },
+    Cycle {
+        /// The cycle, from the refused merge's `from` back to it.
+        cycle: Vec<String>,
+    },
     /// `team` was already merged into `into`; merging it into `refused` too is refused.
     #[error("team {team} was already merged into {into}; merge into {refused} refused")]
     AlreadyMerged {
+        /// The team merged twice.
         team: String,
+        /// The team it was merged into first (kept).
         into: String,
+        /// The team of the refused merge.
         refused: String,
     },
 }
@@ -44,7 +50,9 @@ pub enum MergeError {
 /// What applying a merge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeApplied {
+    /// A merge not seen before.
     New,
+    /// The same merge again: nothing changed.
     Duplicate,
 }
 
@@ -55,6 +63,7 @@ pub struct TeamMerges {
 }
 
 impl TeamMerges {
+    /// No merges: every team is its own current team.
     pub fn new() -> TeamMerges {
         TeamMerges::default()
     }
@@ -64,6 +73,7 @@ impl TeamMerges {
         self.into.len()
     }
 
+    /// Whether no merge was applied.
     pub fn is_empty(&self) -> bool {
         self.into.is_empty()
     }

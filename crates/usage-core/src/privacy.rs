@@ -32,8 +32,14 @@ use crate::team::TeamScope;
 /// Why a hasher could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrivacyError {
+    /// The secret is shorter than [`UserHasher::MIN_SECRET_LEN`].
     #[error("the identity-hashing secret must be at least {min} bytes, got {len}")]
-    SecretTooShort { len: usize, min: usize },
+    SecretTooShort {
+        /// The length given.
+        len: usize,
+        /// The minimum length.
+        min: usize,
+    },
 }
 
 /// Hashes user ids with the deployment's secret (HMAC-SHA-256, hex).
@@ -150,6 +156,7 @@ struct TeamEntry {
 }
 
 impl TeamDirectory {
+    /// An empty directory: every team is off.
     pub fn new() -> TeamDirectory {
         TeamDirectory::default()
     }

@@ -36,14 +36,34 @@ pub const MAX_CUSTOM_DAYS: u32 = 366;
 /// Why a range was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
+    /// Not one of the stable preset names.
     #[error("unknown date range preset {0:?} (expected one of last_30_days, last_3_months, last_6_months, last_9_months, last_12_months)")]
     UnknownPreset(String),
+    /// `from > to`.
     #[error("date range starts after it ends: {from} > {to}")]
-    Reversed { from: NaiveDate, to: NaiveDate },
+    Reversed {
+        /// The first date asked for.
+        from: NaiveDate,
+        /// The last date asked for.
+        to: NaiveDate,
+    },
+    /// Longer than [`MAX_CUSTOM_DAYS`].
     #[error("date range of {days} days is longer than the maximum of {max} days")]
-    TooLong { days: u32, max: u32 },
+    TooLong {
+        /// Days asked for.
+        days: u32,
+        /// Days allowed.
+        max: u32,
+    },
+    /// A custom range ending after today (UTC).
     #[error("date range ends after today (UTC): {to} > {today}")]
-    EndsAfterToday { to: NaiveDate, today: NaiveDate },
+    EndsAfterToday {
+        /// The last date asked for.
+        to: NaiveDate,
+        /// Today, UTC.
+        today: NaiveDate,
+    },
+    /// A date beyond what the calendar supports.
     #[error("date out of the supported calendar range")]
     OutOfCalendar,
 }
@@ -123,14 +143,20 @@ impl fmt::Display for DateRange {
 /// The report's date range presets, with their stable names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RangePreset {
+    /// `last_30_days`: today and the 29 days before.
     Last30Days,
+    /// `last_3_months`: the 3 completed calendar months before the current one.
     Last3Months,
+    /// `last_6_months`: the 6 completed calendar months before the current one.
     Last6Months,
+    /// `last_9_months`: the 9 completed calendar months before the current one.
     Last9Months,
+    /// `last_12_months`: the 12 completed calendar months before the current one.
     Last12Months,
 }
 
 impl RangePreset {
+    /// Every preset, shortest first.
     pub const ALL: [RangePreset; 5] = [
         RangePreset::Last30Days,
         RangePreset::Last3Months,
@@ -202,6 +228,7 @@ impl FromStr for RangePreset {
 /// The date range a report is asked for: a preset, or custom dates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReportRange {
+    /// A named preset, resolved against today.
     Preset(RangePreset),
     /// Inclusive custom dates (checked against today by [`ReportRange::resolve`]).
     Custom(DateRange),

@@ -42,14 +42,20 @@ use crate::team::TeamScope;
 /// The activity status of a (team, user, product) over a range, as of now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {
+    /// `active`: currently assigned and used in the range.
     Active,
+    /// `inactive`: a seat assigned since on or before the range start, not used in the range.
     Inactive,
+    /// `not_yet_active`: a seat assigned after the range start, not used yet.
     NotYetActive,
+    /// `flex_unused`: Flex, assigned, not used in the range (Flex users are never inactive).
     FlexUnused,
+    /// `unassigned`: used in the range, not currently assigned.
     Unassigned,
 }
 
 impl Status {
+    /// Every status, in display order.
     pub const ALL: [Status; 5] = [
         Status::Active,
         Status::Inactive,
@@ -80,7 +86,9 @@ impl fmt::Display for Status {
 /// the start of the current continuous assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
+    /// Seat or Flex.
     pub access: Access,
+    /// Start of the current continuous assignment.
     pub since: DateTime<Utc>,
 }
 
@@ -122,9 +130,11 @@ pub fn status(held: Option<Held>, used_in_range: bool, range: &DateRange) -> Opt
 pub struct SubscriptionTile {
     /// Seat assignments in force now (one per (team, user, product) seat).
     pub assigned: u64,
+    /// Seats that are active (assigned and used in the range).
     pub active: u64,
     /// `None` when All Teams is selected (rule 6).
     pub inactive: Option<u64>,
+    /// Seats assigned after the range start and not used yet.
     pub not_yet_active: u64,
 }
 

@@ -42,8 +42,9 @@
 //! re-assignment, e.g. direct then via a group, does not restart it); `via`
 //! and `group_id` come from the latest `assign`.
 //!
-//! Hot path: [`AssignmentState::resolve`] does two hash lookups by `&str` and a
-//! binary search per candidate team; it allocates only for the rare
+//! Hot path: [`AssignmentState::resolve`] does one hash lookup of the
+//! (user, product) pair, encoded on the stack (no allocation), and a binary
+//! search per candidate team; it allocates only for the rare
 //! [`Resolution::Ambiguous`].
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::event::{Access, Assignment, AssignmentAction, AssignmentVia, Authorization};
+use crate::pair::{pair_slot, split, with_pair_key, PairKey};
 
 /// Which teams a report (or an export) covers: one team, or "All Teams".
 ///
@@ -101,13 +103,16 @@ pub enum TeamSource {
 /// The team stamped on an authorization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResolvedTeam<'a> {
+    /// The team to stamp on the event.
     pub team_id: &'a str,
     /// How the user holds the product in that team at that instant (`None`
     /// when the event named a team the assignment state does not know yet).
     pub via: Option<AssignmentVia>,
+    /// The group carrying the assignment, when `via` is `group`.
     pub group_id: Option<&'a str>,
     /// Start of the current continuous assignment in that team, when known.
     pub since: Option<DateTime<Utc>>,
+    /// Whether the event named the team or the history resolved it.
     pub source: TeamSource,
 }
 
@@ -123,7 +128,9 @@ pub enum Resolution<'a> {
     /// (most recently assigned, ties by smallest `team_id`); `teams` are all
     /// candidates, sorted by `team_id`.
     Ambiguous {
+        /// The team to stamp: the most recently assigned, ties by smallest `team_id`.
         chosen: ResolvedTeam<'a>,
+        /// Every team holding the product with that access at that instant, sorted.
         teams: Vec<&'a str>,
     },
 }
@@ -143,10 +150,15 @@ impl<'a> Resolution<'a> {
 /// One (team, user, product, access) whose assignment is in force at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AssignmentRow<'a> {
+    /// The team holding the assignment.
     pub team_id: &'a str,
+    /// The assigned user.
     pub user_id: &'a str,
+    /// The assigned product.
     pub product: &'a str,
+    /// Seat or Flex.
     pub access: Access,
+    /// The continuous assignment in force.
     pub assignment: CurrentAssignment<'a>,
 }
 
@@ -154,7 +166,8 @@ pub struct AssignmentRow<'a> {
 /// incrementally and order-independently (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct AssignmentState {
-    users: HashMap<Box<str>, HashMap<Box<str>, Holdings>>,
+    /// Keyed by (user, product) ([`crate::pair`]).
+    holdings: HashMap<PairKey, Holdings>,
     facts: usize,
 }
 
@@ -187,15 +200,6 @@ fn access_index(access: Access) -> usize {
     }
 }
 
-/// The entry of `key`, inserted with a default value when missing; allocates
-/// the owned key only on insertion.
-pub(crate) fn slot<'m, V: Default>(map: &'m mut HashMap<Box<str>, V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.into(), V::default());
-    }
-    map.get_mut(key).expect("entry inserted just above")
-}
-
 impl Timeline {
     /// The continuous assignment in force at `at`, if any.
     fn as_of(&self, at: DateTime<Utc>) -> Option<CurrentAssignment<'_>> {
@@ -217,6 +221,7 @@ impl Timeline {
 }
 
 impl AssignmentState {
+    /// An empty state.
     pub fn new() -> AssignmentState {
         AssignmentState::default()
     }
@@ -226,6 +231,7 @@ impl AssignmentState {
         self.facts
     }
 
+    /// Whether no assignment was applied.
     pub fn is_empty(&self) -> bool {
         self.facts == 0
     }
@@ -233,7 +239,7 @@ impl AssignmentState {
     /// Applies one assignment event, in any order relative to the others.
     /// Idempotent: a duplicate (same `event_id`) changes nothing.
     pub fn apply(&mut self, a: &Assignment) -> Applied {
-        let holdings = slot(slot(&mut self.users, &a.user_id), &a.product);
+        let holdings = pair_slot(&mut self.holdings, &a.user_id, &a.product);
         let timelines = &mut holdings.by_access[access_index(a.access)];
         let timeline = match timelines.iter().position(|t| *t.team_id == *a.team_id) {
             Some(i) => &mut timelines[i],
@@ -269,9 +275,7 @@ impl AssignmentState {
     }
 
     fn timelines(&self, user_id: &str, product: &str, access: Access) -> &[Timeline] {
-        self.users
-            .get(user_id)
-            .and_then(|products| products.get(product))
+        with_pair_key(user_id, product, |k| self.holdings.get(k))
             .map_or(&[], |h| &h.by_access[access_index(access)])
     }
 
@@ -293,21 +297,20 @@ impl AssignmentState {
 
     /// Every assignment in force at `at` (unordered).
     pub fn assignments_as_of(&self, at: DateTime<Utc>) -> impl Iterator<Item = AssignmentRow<'_>> {
-        self.users.iter().flat_map(move |(user_id, products)| {
-            products.iter().flat_map(move |(product, holdings)| {
-                Access::ALL.into_iter().flat_map(move |access| {
-                    holdings.by_access[access_index(access)]
-                        .iter()
-                        .filter_map(move |t| {
-                            t.as_of(at).map(|assignment| AssignmentRow {
-                                team_id: &t.team_id,
-                                user_id,
-                                product,
-                                access,
-                                assignment,
-                            })
+        self.holdings.iter().flat_map(move |(key, holdings)| {
+            let (user_id, product) = split(key);
+            Access::ALL.into_iter().flat_map(move |access| {
+                holdings.by_access[access_index(access)]
+                    .iter()
+                    .filter_map(move |t| {
+                        t.as_of(at).map(|assignment| AssignmentRow {
+                            team_id: &t.team_id,
+                            user_id,
+                            product,
+                            access,
+                            assignment,
                         })
-                })
+                    })
             })
         })
     }

@@ -93,7 +93,9 @@ fn access_bit(access: Access) -> u8 {
 pub struct UsageRow {
     /// The current team (after merges).
     pub team_id: String,
+    /// The user.
     pub user_id: String,
+    /// The product (any version).
     pub product: String,
     /// Distinct UTC dates with usage in the range.
     pub days_used: u32,
@@ -111,6 +113,7 @@ pub struct UsageBook {
 }
 
 impl UsageBook {
+    /// An empty rollup.
     pub fn new() -> UsageBook {
         UsageBook::default()
     }
@@ -182,8 +185,11 @@ fn count<I: Iterator>(items: I) -> u32 {
 /// users with Flex usage in it, and the sum of their (Flex) days used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FlexTile {
+    /// Tokens consumed: charges whose window starts in the range.
     pub tokens: Tokens,
+    /// Distinct users with Flex usage in the range.
     pub users: u64,
+    /// The sum of their Flex days used.
     pub days_used: u64,
 }
 

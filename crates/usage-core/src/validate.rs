@@ -140,11 +140,16 @@ pub enum Reason {
     /// `unknown_rate`: reserved for the ingest: a valid Flex authorization
     /// whose product has no daily token rate in force. Replayable.
     UnknownRate,
+    /// `beyond_horizon`: reserved for the ingest: a Flex authorization older
+    /// than every usage window the pipeline still knows for its (user,
+    /// product) — it arrived so far out of order that its charge cannot be
+    /// decided exactly. Never guessed.
+    BeyondHorizon,
 }
 
 impl Reason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::TooLarge,
         Reason::InvalidUtf8,
         Reason::MalformedJson,
@@ -158,6 +163,7 @@ impl Reason {
         Reason::PastTimestamp,
         Reason::UnresolvedTeam,
         Reason::UnknownRate,
+        Reason::BeyondHorizon,
     ];
 
     /// The stable snake_case spelling: the dead-letter reason and metric label.
@@ -176,6 +182,7 @@ impl Reason {
             Reason::PastTimestamp => "past_timestamp",
             Reason::UnresolvedTeam => "unresolved_team",
             Reason::UnknownRate => "unknown_rate",
+            Reason::BeyondHorizon => "beyond_horizon",
         }
     }
 

@@ -388,7 +388,9 @@ fn assert_well_formed(error: &ValidationError) {
             assert_eq!(error.field, None, "{error}")
         }
         Reason::MalformedJson => {}
-        Reason::UnresolvedTeam | Reason::UnknownRate => panic!("reserved reason: {error}"),
+        Reason::UnresolvedTeam | Reason::UnknownRate | Reason::BeyondHorizon => {
+            panic!("reserved reason: {error}")
+        }
         _ => assert!(error.field.is_some(), "no field: {error}"),
     }
     assert!(error.detail.len() <= ValidationError::MAX_DETAIL_LEN);

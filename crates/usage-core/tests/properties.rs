@@ -19,7 +19,9 @@ use usage_core::usage::UsageBook;
 // ---------------------------------------------------------------- generators
 
 fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).single().expect("valid")
+    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .single()
+        .expect("valid")
 }
 
 /// Half-hour slots: 48 slots are exactly one window, so generated events hit
@@ -53,15 +55,20 @@ struct Use {
 }
 
 fn use_strategy() -> impl Strategy<Value = Use> {
-    (0u8..4, 0u8..3, prop::bool::weighted(0.8), prop::bool::weighted(0.9), 0u16..480).prop_map(
-        |(user, product, flex, online, slot)| Use {
+    (
+        0u8..4,
+        0u8..3,
+        prop::bool::weighted(0.8),
+        prop::bool::weighted(0.9),
+        0u16..480,
+    )
+        .prop_map(|(user, product, flex, online, slot)| Use {
             user,
             product,
             flex,
             online,
             slot,
-        },
-    )
+        })
 }
 
 fn authorizations(uses: &[Use]) -> Vec<Authorization> {
@@ -107,12 +114,30 @@ fn delivery_strategy() -> impl Strategy<Value = Delivery> {
 /// partition order when publishers publish in time order), interleaved
 /// across users, with duplicates and re-delivered suffixes.
 fn deliver<'a>(events: &'a [Authorization], d: &Delivery) -> Vec<&'a Authorization> {
+    deliver_with_ties(events, d, None)
+}
+
+/// [`deliver`], with simultaneous events of a user in an arbitrary order
+/// (shuffled by `ties`) instead of by `event_id`.
+fn deliver_with_ties<'a>(
+    events: &'a [Authorization],
+    d: &Delivery,
+    ties: Option<u64>,
+) -> Vec<&'a Authorization> {
+    let tie = |e: &Authorization| match ties {
+        None => 0,
+        Some(seed) => e.event_id.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }),
+    };
     let mut queues: BTreeMap<&str, Vec<&Authorization>> = BTreeMap::new();
     for e in events {
         queues.entry(e.user_id.as_str()).or_default().push(e);
     }
     for q in queues.values_mut() {
-        q.sort_by(|a, b| (b.occurred_at, &b.event_id).cmp(&(a.occurred_at, &a.event_id)));
+        q.sort_by(|a, b| {
+            (b.occurred_at, tie(b), &b.event_id).cmp(&(a.occurred_at, tie(a), &a.event_id))
+        });
     }
     let mut out = Vec::with_capacity(events.len());
     let mut picks = d.picks.iter().copied().chain(std::iter::repeat(0));
@@ -185,6 +210,9 @@ fn covers(c: &Charge, at: DateTime<Utc>) -> bool {
     }
 }
 
+/// The windows opened per (user, product): (start, tokens).
+type WindowsOf<'e> = BTreeMap<(&'e str, &'e str), Vec<(Option<DateTime<Utc>>, Tokens)>>;
+
 fn opened(c: &Charge) -> bool {
     matches!(c, Charge::Charged { .. } | Charge::UnknownRate { .. })
 }
@@ -238,6 +266,93 @@ proptest! {
         for (a, b) in again {
             prop_assert!(b == a || b == Charge::BeyondHorizon, "{:?} then {:?}", a, b);
         }
+    }
+
+    /// A crash: the state is lost after `n` deliveries and rebuilt from the
+    /// stored windows (restore + known_from), then the stream is re-delivered
+    /// from an earlier offset `k`. New events are charged exactly as the set
+    /// form; re-delivered ones the same as before, or explicitly refused.
+    #[test]
+    fn a_rebuilt_state_continues_exactly(
+        uses in prop::collection::vec(use_strategy(), 0..60),
+        d in delivery_strategy(),
+        cut in any::<u16>(),
+        back in any::<u16>(),
+        unbounded in any::<bool>(),
+    ) {
+        let rates = rates();
+        let config = if unbounded { ChargeConfig::UNBOUNDED } else { ChargeConfig::default() };
+        let events = authorizations(&uses);
+        let set = charges(&events, &rates);
+        let delivered = deliver(&events, &d);
+        let n = usize::from(cut) % (delivered.len() + 1);
+        let k = usize::from(back) % (n + 1);
+        let mut before = ChargeState::new(config);
+        let mut answered: BTreeMap<&str, Charge> = BTreeMap::new();
+        for e in &delivered[..n] {
+            let c = before.charge(e, &rates);
+            answered.entry(e.event_id.as_str()).or_insert(c);
+        }
+        let mut after = ChargeState::new(config);
+        for e in &events {
+            let kept = before.windows(&e.user_id, &e.product);
+            for w in &kept {
+                after.restore(&e.user_id, &e.product, w);
+            }
+            if let Some(first) = kept.first() {
+                after.known_from(&e.user_id, &e.product, first.start);
+            }
+        }
+        for e in &delivered[k..] {
+            let c = after.charge(e, &rates);
+            match answered.get(e.event_id.as_str()) {
+                Some(prev) => prop_assert!(c == *prev || c == Charge::BeyondHorizon, "{:?} then {:?}", prev, c),
+                None => {
+                    prop_assert_eq!(c, set[e.event_id.as_str()]);
+                    answered.insert(e.event_id.as_str(), c);
+                }
+            }
+        }
+    }
+
+    /// Simultaneous events of a user in any order: every event keeps the set
+    /// form's window start, and each (user, product) is charged exactly the
+    /// set form's windows (start, tokens) — never twice for one instant.
+    #[test]
+    fn simultaneous_events_in_any_order_share_one_window(
+        uses in prop::collection::vec(use_strategy(), 0..60),
+        d in delivery_strategy(),
+        ties in any::<u64>(),
+    ) {
+        let rates = rates();
+        // Few slots: many simultaneous events.
+        let uses: Vec<Use> = uses.into_iter().map(|u| Use { slot: u.slot % 60, ..u }).collect();
+        let events = authorizations(&uses);
+        let set = charges(&events, &rates);
+        let delivered = deliver_with_ties(&events, &d, Some(ties));
+        let (first, again) = run_incremental(&delivered, ChargeConfig::UNBOUNDED, &rates);
+        for (a, b) in again {
+            prop_assert_eq!(a, b);
+        }
+        let by_id: HashMap<&str, &Authorization> =
+            events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+        let mut incremental: WindowsOf<'_> = BTreeMap::new();
+        let mut expected: WindowsOf<'_> = BTreeMap::new();
+        for (id, c) in &first {
+            prop_assert_eq!(c.window_start(), set[id].window_start());
+            let e = by_id[id];
+            let key = (e.user_id.as_str(), e.product.as_str());
+            if opened(c) {
+                incremental.entry(key).or_default().push((c.window_start(), c.tokens()));
+            }
+            if opened(&set[id]) {
+                expected.entry(key).or_default().push((set[id].window_start(), set[id].tokens()));
+            }
+        }
+        for w in incremental.values_mut().chain(expected.values_mut()) {
+            w.sort();
+        }
+        prop_assert_eq!(incremental, expected);
     }
 
     /// Out of order (any permutation): every Flex use lies in the 24 hours
@@ -332,7 +447,15 @@ struct Fact {
 }
 
 fn fact_strategy() -> impl Strategy<Value = Fact> {
-    (0u8..3, 0u8..2, 0u8..2, prop::bool::weighted(0.3), prop::bool::weighted(0.6), 0u8..3, 0u16..40)
+    (
+        0u8..3,
+        0u8..2,
+        0u8..2,
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.6),
+        0u8..3,
+        0u16..40,
+    )
         .prop_map(|(team, user, product, flex, assign, via, slot)| Fact {
             team,
             user,
@@ -349,8 +472,11 @@ fn assignments(facts: &[Fact]) -> Vec<Assignment> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let via = [AssignmentVia::Direct, AssignmentVia::Group, AssignmentVia::Default]
-                [usize::from(f.via)];
+            let via = [
+                AssignmentVia::Direct,
+                AssignmentVia::Group,
+                AssignmentVia::Default,
+            ][usize::from(f.via)];
             Assignment {
                 event_id: format!("a{i:03}"),
                 occurred_at: slot(f.slot),
@@ -373,7 +499,9 @@ fn assignments(facts: &[Fact]) -> Vec<Assignment> {
 /// An owned summary of a resolution, to compare states.
 fn summary(r: &Resolution<'_>) -> String {
     match r {
-        Resolution::Resolved(t) => format!("{} {:?} {:?} {:?}", t.team_id, t.via, t.group_id, t.since),
+        Resolution::Resolved(t) => {
+            format!("{} {:?} {:?} {:?}", t.team_id, t.via, t.group_id, t.since)
+        }
         Resolution::Unresolved => "-".into(),
         Resolution::Ambiguous { chosen, teams } => format!(
             "{} {:?} {:?} {:?} of {}",
@@ -387,7 +515,13 @@ fn summary(r: &Resolution<'_>) -> String {
 }
 
 /// The rule written out naively over the list of distinct assignments.
-fn oracle(all: &[Assignment], user: &str, product: &str, access: Access, at: DateTime<Utc>) -> String {
+fn oracle(
+    all: &[Assignment],
+    user: &str,
+    product: &str,
+    access: Access,
+    at: DateTime<Utc>,
+) -> String {
     let mut held: Vec<(&str, DateTime<Utc>, AssignmentVia, Option<&str>)> = Vec::new();
     let mut teams: Vec<&str> = all.iter().map(|a| a.team_id.as_str()).collect();
     teams.sort_unstable();
@@ -420,11 +554,18 @@ fn oracle(all: &[Assignment], user: &str, product: &str, access: Access, at: Dat
     held.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     match held.as_slice() {
         [] => "-".into(),
-        [(team, since, via, group)] => format!("{team} {:?} {group:?} {:?}", Some(via), Some(since)),
+        [(team, since, via, group)] => {
+            format!("{team} {:?} {group:?} {:?}", Some(via), Some(since))
+        }
         [(team, since, via, group), ..] => {
             let mut all: Vec<&str> = held.iter().map(|h| h.0).collect();
             all.sort_unstable();
-            format!("{team} {:?} {group:?} {:?} of {}", Some(via), Some(since), all.join(","))
+            format!(
+                "{team} {:?} {group:?} {:?} of {}",
+                Some(via),
+                Some(since),
+                all.join(",")
+            )
         }
     }
 }

@@ -112,8 +112,16 @@ fn rate(product: &str, tokens: &str, from: &str) -> ProductRate {
 
 fn rates() -> RateTable {
     let mut r = RateTable::new();
-    r.apply("r1", t("2026-01-01T00:00:00Z"), &rate("p1", "10", "2026-01-01T00:00:00Z"));
-    r.apply("r2", t("2026-02-20T00:00:00Z"), &rate("p1", "12.5", "2026-03-01T12:00:00Z"));
+    r.apply(
+        "r1",
+        t("2026-01-01T00:00:00Z"),
+        &rate("p1", "10", "2026-01-01T00:00:00Z"),
+    );
+    r.apply(
+        "r2",
+        t("2026-02-20T00:00:00Z"),
+        &rate("p1", "12.5", "2026-03-01T12:00:00Z"),
+    );
     r
 }
 
@@ -207,7 +215,11 @@ fn status_reads_the_current_assignment_as_of_now() {
     let current = s
         .current_assignment("t1", "u1", "p1", Access::Seat, now)
         .expect("assigned now");
-    assert_eq!(current.since, t("2026-02-20T00:00:00Z"), "the current continuous assignment");
+    assert_eq!(
+        current.since,
+        t("2026-02-20T00:00:00Z"),
+        "the current continuous assignment"
+    );
     let held = Some(Held {
         access: Access::Seat,
         since: current.since,
@@ -216,7 +228,9 @@ fn status_reads_the_current_assignment_as_of_now() {
     assert_eq!(status(held, true, &feb), Some(Status::Active));
     // Unassigned now: used in range is shown as unassigned.
     s.apply(&unassign("a4", "2026-03-01T00:00:00Z", "t1"));
-    assert!(s.current_assignment("t1", "u1", "p1", Access::Seat, now).is_none());
+    assert!(s
+        .current_assignment("t1", "u1", "p1", Access::Seat, now)
+        .is_none());
     assert_eq!(status(None, true, &feb), Some(Status::Unassigned));
 }
 
@@ -268,9 +282,21 @@ fn last_accessed_is_the_most_recent_utc_date() {
         t("2026-03-10T00:00:00Z"),
     ];
     let cases = [
-        ("UTC date, not the publisher's local date", "2026-03-05T00:00:00Z", Some("2026-03-02")),
-        ("as of now: later usage is not yet visible", "2026-03-01T12:00:00Z", Some("2026-02-10")),
-        ("as of now, not cut by the range", "2026-03-10T00:00:00Z", Some("2026-03-10")),
+        (
+            "UTC date, not the publisher's local date",
+            "2026-03-05T00:00:00Z",
+            Some("2026-03-02"),
+        ),
+        (
+            "as of now: later usage is not yet visible",
+            "2026-03-01T12:00:00Z",
+            Some("2026-02-10"),
+        ),
+        (
+            "as of now, not cut by the range",
+            "2026-03-10T00:00:00Z",
+            Some("2026-03-10"),
+        ),
         ("nothing before now", "2026-01-01T00:00:00Z", None),
     ];
     for (name, now, want) in cases {
@@ -289,7 +315,12 @@ fn days_used_counts_distinct_utc_dates_in_an_inclusive_range() {
         t("2026-01-31T23:59:59Z"),
     ];
     let cases = [
-        ("both ends inclusive, one per date", "2026-02-01", "2026-02-28", 3),
+        (
+            "both ends inclusive, one per date",
+            "2026-02-01",
+            "2026-02-28",
+            3,
+        ),
         ("one day", "2026-02-13", "2026-02-13", 1),
         ("range crossing the month", "2026-01-31", "2026-03-01", 5),
         ("nothing in range", "2026-02-02", "2026-02-12", 0),
@@ -310,7 +341,11 @@ fn offline_usage_is_not_reported() {
     let mut book = UsageBook::new();
     assert!(!book.record("t1", &offline), "not counted in days used");
     assert!(book
-        .rows(&range("2026-03-01", "2026-03-01"), t("2026-03-02T00:00:00Z"), &TeamMerges::new())
+        .rows(
+            &range("2026-03-01", "2026-03-01"),
+            t("2026-03-02T00:00:00Z"),
+            &TeamMerges::new()
+        )
         .is_empty());
 
     // Not charged, and opens no window: the next online use opens it.
@@ -335,12 +370,32 @@ fn monthly_average_is_days_used_over_months_in_range() {
     let q4 = ReportRange::custom(d("2025-10-01"), d("2025-12-31")).expect("custom");
     let feb_leap = ReportRange::custom(d("2024-02-01"), d("2024-02-29")).expect("custom");
     let cases: [(&str, u32, ReportRange, f64); 6] = [
-        ("last 3 months: 3 months", 12, ReportRange::Preset(RangePreset::Last3Months), 4.0),
-        ("last 12 months: 12 months", 30, ReportRange::Preset(RangePreset::Last12Months), 2.5),
-        ("last 30 days counts as one month", 12, ReportRange::Preset(RangePreset::Last30Days), 12.0),
+        (
+            "last 3 months: 3 months",
+            12,
+            ReportRange::Preset(RangePreset::Last3Months),
+            4.0,
+        ),
+        (
+            "last 12 months: 12 months",
+            30,
+            ReportRange::Preset(RangePreset::Last12Months),
+            2.5,
+        ),
+        (
+            "last 30 days counts as one month",
+            12,
+            ReportRange::Preset(RangePreset::Last30Days),
+            12.0,
+        ),
         ("custom whole months count like the preset", 12, q4, 4.0),
         ("a leap February is one month", 10, feb_leap, 10.0),
-        ("custom: calendar months pro rata (17/31 + 14/28)", 10, jan15_feb14, 10.0 / (17.0 / 31.0 + 0.5)),
+        (
+            "custom: calendar months pro rata (17/31 + 14/28)",
+            10,
+            jan15_feb14,
+            10.0 / (17.0 / 31.0 + 0.5),
+        ),
     ];
     for (name, days, range, want) in cases {
         let got = monthly_average(days, &range);
@@ -381,7 +436,13 @@ fn range_presets_have_stable_names() {
     let names: Vec<&str> = RangePreset::ALL.iter().map(|p| p.as_str()).collect();
     assert_eq!(
         names,
-        ["last_30_days", "last_3_months", "last_6_months", "last_9_months", "last_12_months"]
+        [
+            "last_30_days",
+            "last_3_months",
+            "last_6_months",
+            "last_9_months",
+            "last_12_months"
+        ]
     );
     assert!(matches!(
         "last_month".parse::<RangePreset>(),
@@ -395,17 +456,83 @@ fn range_presets_as_the_vendor_documents_them() {
     // months" are whole completed calendar months (the current month excluded).
     use RangePreset::*;
     let cases = [
-        ("rolling 30 days, today included", Last30Days, "2026-03-15T10:00:00Z", "2026-02-14", "2026-03-15"),
-        ("rolling across a leap February", Last30Days, "2024-03-10T00:00:00Z", "2024-02-10", "2024-03-10"),
-        ("today is the UTC date of now", Last30Days, "2026-03-15T23:30:00-02:00", "2026-02-15", "2026-03-16"),
-        ("current month excluded", Last3Months, "2026-03-15T10:00:00Z", "2025-12-01", "2026-02-28"),
-        ("on the 1st, the previous month is complete", Last3Months, "2026-03-01T00:00:00Z", "2025-12-01", "2026-02-28"),
-        ("on the last day, the current month still excluded", Last3Months, "2026-03-31T23:59:59Z", "2025-12-01", "2026-02-28"),
-        ("leap February ends on the 29th", Last3Months, "2024-03-15T00:00:00Z", "2023-12-01", "2024-02-29"),
-        ("January wraps to the previous year", Last3Months, "2026-01-10T00:00:00Z", "2025-10-01", "2025-12-31"),
-        ("6 months", Last6Months, "2026-01-10T00:00:00Z", "2025-07-01", "2025-12-31"),
-        ("9 months", Last9Months, "2026-05-31T00:00:00Z", "2025-08-01", "2026-04-30"),
-        ("12 months", Last12Months, "2026-01-01T00:00:00Z", "2025-01-01", "2025-12-31"),
+        (
+            "rolling 30 days, today included",
+            Last30Days,
+            "2026-03-15T10:00:00Z",
+            "2026-02-14",
+            "2026-03-15",
+        ),
+        (
+            "rolling across a leap February",
+            Last30Days,
+            "2024-03-10T00:00:00Z",
+            "2024-02-10",
+            "2024-03-10",
+        ),
+        (
+            "today is the UTC date of now",
+            Last30Days,
+            "2026-03-15T23:30:00-02:00",
+            "2026-02-15",
+            "2026-03-16",
+        ),
+        (
+            "current month excluded",
+            Last3Months,
+            "2026-03-15T10:00:00Z",
+            "2025-12-01",
+            "2026-02-28",
+        ),
+        (
+            "on the 1st, the previous month is complete",
+            Last3Months,
+            "2026-03-01T00:00:00Z",
+            "2025-12-01",
+            "2026-02-28",
+        ),
+        (
+            "on the last day, the current month still excluded",
+            Last3Months,
+            "2026-03-31T23:59:59Z",
+            "2025-12-01",
+            "2026-02-28",
+        ),
+        (
+            "leap February ends on the 29th",
+            Last3Months,
+            "2024-03-15T00:00:00Z",
+            "2023-12-01",
+            "2024-02-29",
+        ),
+        (
+            "January wraps to the previous year",
+            Last3Months,
+            "2026-01-10T00:00:00Z",
+            "2025-10-01",
+            "2025-12-31",
+        ),
+        (
+            "6 months",
+            Last6Months,
+            "2026-01-10T00:00:00Z",
+            "2025-07-01",
+            "2025-12-31",
+        ),
+        (
+            "9 months",
+            Last9Months,
+            "2026-05-31T00:00:00Z",
+            "2025-08-01",
+            "2026-04-30",
+        ),
+        (
+            "12 months",
+            Last12Months,
+            "2026-01-01T00:00:00Z",
+            "2025-01-01",
+            "2025-12-31",
+        ),
     ];
     for (name, preset, now, from, to) in cases {
         let got = ReportRange::Preset(preset).resolve(t(now)).expect(name);
@@ -426,13 +553,22 @@ fn custom_ranges_are_validated() {
         ReportRange::custom(d("2026-03-02"), d("2026-03-01")),
         Err(RangeError::Reversed { .. })
     ));
-    assert!(ReportRange::custom(d("2023-03-16"), d("2024-03-15")).is_ok(), "366 days");
+    assert!(
+        ReportRange::custom(d("2023-03-16"), d("2024-03-15")).is_ok(),
+        "366 days"
+    );
     assert!(matches!(
         ReportRange::custom(d("2023-03-15"), d("2024-03-15")),
-        Err(RangeError::TooLong { days: 367, max: MAX_CUSTOM_DAYS })
+        Err(RangeError::TooLong {
+            days: 367,
+            max: MAX_CUSTOM_DAYS
+        })
     ));
     let future = ReportRange::custom(d("2026-03-01"), d("2026-03-16")).expect("shape ok");
-    assert!(matches!(future.resolve(now), Err(RangeError::EndsAfterToday { .. })));
+    assert!(matches!(
+        future.resolve(now),
+        Err(RangeError::EndsAfterToday { .. })
+    ));
 }
 
 // ---------------------------------------------------------------- rule 2: teams
@@ -470,12 +606,42 @@ fn team_is_resolved_as_of_the_event() {
         }
     };
     let cases = [
-        ("If the event names team_id, use it", "2026-03-01T00:00:00Z", Some("tZ"), "tZ:Event"),
-        ("before any assignment: not guessed", "2026-03-01T00:59:59Z", None, "unresolved"),
-        ("assigned at that instant (occurred_at <= event)", "2026-03-01T01:00:00Z", None, "tA:Assignment"),
-        ("team as of the event, not as of now", "2026-03-01T02:00:00Z", None, "tA:Assignment"),
-        ("unassign ends it", "2026-03-01T04:30:00Z", None, "unresolved"),
-        ("the new team after a move", "2026-03-01T05:30:00Z", None, "tB:Assignment"),
+        (
+            "If the event names team_id, use it",
+            "2026-03-01T00:00:00Z",
+            Some("tZ"),
+            "tZ:Event",
+        ),
+        (
+            "before any assignment: not guessed",
+            "2026-03-01T00:59:59Z",
+            None,
+            "unresolved",
+        ),
+        (
+            "assigned at that instant (occurred_at <= event)",
+            "2026-03-01T01:00:00Z",
+            None,
+            "tA:Assignment",
+        ),
+        (
+            "team as of the event, not as of now",
+            "2026-03-01T02:00:00Z",
+            None,
+            "tA:Assignment",
+        ),
+        (
+            "unassign ends it",
+            "2026-03-01T04:30:00Z",
+            None,
+            "unresolved",
+        ),
+        (
+            "the new team after a move",
+            "2026-03-01T05:30:00Z",
+            None,
+            "tB:Assignment",
+        ),
         (
             "several teams: the most recently assigned, ties by smallest team id",
             "2026-03-01T07:00:00Z",
@@ -497,11 +663,18 @@ fn late_assignments_land_at_their_place_in_time() {
     let mut s = AssignmentState::new();
     s.apply(&unassign("a2", "2026-03-01T05:00:00Z", "t1"));
     let e = auth("e", "2026-03-01T03:00:00Z", "u1", "p1", Access::Seat);
-    assert_eq!(s.resolve(&e), Resolution::Unresolved, "held back until the assignment arrives");
+    assert_eq!(
+        s.resolve(&e),
+        Resolution::Unresolved,
+        "held back until the assignment arrives"
+    );
     s.apply(&assign("a1", "2026-03-01T01:00:00Z", "t1"));
     let r = s.resolve(&e);
     let team = r.team().expect("resolved");
-    assert_eq!((team.team_id, team.via), ("t1", Some(AssignmentVia::Direct)));
+    assert_eq!(
+        (team.team_id, team.via),
+        ("t1", Some(AssignmentVia::Direct))
+    );
     assert_eq!(team.since, Some(t("2026-03-01T01:00:00Z")));
     let after = auth("e2", "2026-03-01T05:00:00Z", "u1", "p1", Access::Seat);
     assert_eq!(s.resolve(&after), Resolution::Unresolved);
@@ -547,9 +720,18 @@ fn team_merges_are_the_one_exception() {
             cycle: vec!["c".into(), "a".into(), "b".into(), "c".into()]
         }
     );
-    assert_eq!(cycle.to_string(), "team merge would close the cycle c -> a -> b -> c");
-    assert!(matches!(m.merge("d", "d"), Err(MergeError::Cycle { .. })), "self merge");
-    assert!(matches!(m.merge("a", "z"), Err(MergeError::AlreadyMerged { .. })));
+    assert_eq!(
+        cycle.to_string(),
+        "team merge would close the cycle c -> a -> b -> c"
+    );
+    assert!(
+        matches!(m.merge("d", "d"), Err(MergeError::Cycle { .. })),
+        "self merge"
+    );
+    assert!(matches!(
+        m.merge("a", "z"),
+        Err(MergeError::AlreadyMerged { .. })
+    ));
     assert_eq!(m.len(), 2, "earlier merges stay");
 
     // Read time: the usage of `a` shows under `c`, one row per user and product.
@@ -561,10 +743,22 @@ fn team_merges_are_the_one_exception() {
     book.record("a", &e1);
     book.record("c", &e2);
     book.record("c", &e3);
-    let rows = book.rows(&range("2026-02-01", "2026-02-28"), t("2026-03-01T00:00:00Z"), &m);
+    let rows = book.rows(
+        &range("2026-02-01", "2026-02-28"),
+        t("2026-03-01T00:00:00Z"),
+        &m,
+    );
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].team_id.as_str(), rows[0].days_used), ("c", 2), "distinct dates across merged teams");
-    let unmerged = book.rows(&range("2026-02-01", "2026-02-28"), t("2026-03-01T00:00:00Z"), &TeamMerges::new());
+    assert_eq!(
+        (rows[0].team_id.as_str(), rows[0].days_used),
+        ("c", 2),
+        "distinct dates across merged teams"
+    );
+    let unmerged = book.rows(
+        &range("2026-02-01", "2026-02-28"),
+        t("2026-03-01T00:00:00Z"),
+        &TeamMerges::new(),
+    );
     assert_eq!(unmerged.len(), 2, "stored rows keep their original team");
 }
 
@@ -598,7 +792,11 @@ fn groups_are_current_state_and_may_be_blank() {
         backward.apply(id, t(at), e);
     }
     assert_eq!(forward.groups_of("t1", "u1"), [("g2", "Builders")]);
-    assert_eq!(backward.groups_of("t1", "u1"), [("g2", "Builders")], "order-independent");
+    assert_eq!(
+        backward.groups_of("t1", "u1"),
+        [("g2", "Builders")],
+        "order-independent"
+    );
     assert!(forward.groups_of("t1", "u2").is_empty(), "blank");
 }
 
@@ -628,17 +826,53 @@ fn flex_tokens_are_charged_per_24_hour_window() {
         tokens: tokens(tok),
         late: false,
     };
-    let free = |at: &str| Charge::Free { window_start: t(at) };
+    let free = |at: &str| Charge::Free {
+        window_start: t(at),
+    };
     let cases = [
-        ("e1", "the first authorization opens a window, charged the daily rate", charged("2026-03-01T08:00:00Z", "10")),
-        ("e2", "inside the window, any version of the product, is free", free("2026-03-01T08:00:00Z")),
-        ("e3", "the window is 24 hours, end exclusive", free("2026-03-01T08:00:00Z")),
-        ("e4", "at 24h a new window opens, at the rate in force then", charged("2026-03-02T08:00:00Z", "12.5")),
+        (
+            "e1",
+            "the first authorization opens a window, charged the daily rate",
+            charged("2026-03-01T08:00:00Z", "10"),
+        ),
+        (
+            "e2",
+            "inside the window, any version of the product, is free",
+            free("2026-03-01T08:00:00Z"),
+        ),
+        (
+            "e3",
+            "the window is 24 hours, end exclusive",
+            free("2026-03-01T08:00:00Z"),
+        ),
+        (
+            "e4",
+            "at 24h a new window opens, at the rate in force then",
+            charged("2026-03-02T08:00:00Z", "12.5"),
+        ),
         ("e5", "seat usage costs no tokens", Charge::Seat),
-        ("e6", "no known rate: not guessed", Charge::UnknownRate { window_start: t("2026-03-02T09:00:00Z") }),
-        ("e7", "the unknown-rate window still covers its usage", free("2026-03-02T09:00:00Z")),
-        ("e8", "windows are per user", charged("2026-03-01T09:00:00Z", "10")),
-        ("e9", "after a gap, a new window", charged("2026-03-05T00:00:00Z", "12.5")),
+        (
+            "e6",
+            "no known rate: not guessed",
+            Charge::UnknownRate {
+                window_start: t("2026-03-02T09:00:00Z"),
+            },
+        ),
+        (
+            "e7",
+            "the unknown-rate window still covers its usage",
+            free("2026-03-02T09:00:00Z"),
+        ),
+        (
+            "e8",
+            "windows are per user",
+            charged("2026-03-01T09:00:00Z", "10"),
+        ),
+        (
+            "e9",
+            "after a gap, a new window",
+            charged("2026-03-05T00:00:00Z", "12.5"),
+        ),
     ];
     let set = charges(&events, &rates);
     let mut state = ChargeState::default();
@@ -669,8 +903,14 @@ fn rates_are_effective_dated_and_corrections_win_in_any_order() {
     assert_eq!(b.rate_at("p1", at), Some(tokens("11")));
     assert_eq!(a.rate_at("p1", t("2025-12-31T23:59:59Z")), None);
     let table = rates();
-    assert_eq!(table.rate_at("p1", t("2026-03-01T11:59:59Z")), Some(tokens("10")));
-    assert_eq!(table.rate_at("p1", t("2026-03-01T12:00:00Z")), Some(tokens("12.5")));
+    assert_eq!(
+        table.rate_at("p1", t("2026-03-01T11:59:59Z")),
+        Some(tokens("10"))
+    );
+    assert_eq!(
+        table.rate_at("p1", t("2026-03-01T12:00:00Z")),
+        Some(tokens("12.5"))
+    );
 }
 
 #[test]
@@ -682,25 +922,52 @@ fn out_of_order_flex_events_never_move_a_charged_window() {
         tokens: tokens("10"),
         late,
     };
-    let free = |at: &str| Charge::Free { window_start: t(at) };
+    let free = |at: &str| Charge::Free {
+        window_start: t(at),
+    };
     let arrivals = [
-        ("e1", "2026-02-01T08:00:00Z", "in order: opens", charged("2026-02-01T08:00:00Z", false)),
-        ("e2", "2026-02-03T08:00:00Z", "in order: opens", charged("2026-02-03T08:00:00Z", false)),
-        ("e3", "2026-02-01T09:00:00Z", "late, inside an open window: free", free("2026-02-01T08:00:00Z")),
+        (
+            "e1",
+            "2026-02-01T08:00:00Z",
+            "in order: opens",
+            charged("2026-02-01T08:00:00Z", false),
+        ),
+        (
+            "e2",
+            "2026-02-03T08:00:00Z",
+            "in order: opens",
+            charged("2026-02-03T08:00:00Z", false),
+        ),
+        (
+            "e3",
+            "2026-02-01T09:00:00Z",
+            "late, inside an open window: free",
+            free("2026-02-01T08:00:00Z"),
+        ),
         (
             "e4",
             "2026-02-02T10:00:00Z",
             "late, in a gap: opens its own window, charged, flagged late",
             charged("2026-02-02T10:00:00Z", true),
         ),
-        ("e5", "2026-02-02T12:00:00Z", "inside the late window: free", free("2026-02-02T10:00:00Z")),
+        (
+            "e5",
+            "2026-02-02T12:00:00Z",
+            "inside the late window: free",
+            free("2026-02-02T10:00:00Z"),
+        ),
         (
             "e6",
             "2026-02-03T09:00:00Z",
             "the charged window of e2 stays: the newest window at or before the event",
             free("2026-02-03T08:00:00Z"),
         ),
-        ("e7", "2026-02-01T07:00:00Z", "late, before the first window: opens", charged("2026-02-01T07:00:00Z", true)),
+        (
+            "e7",
+            "2026-02-01T07:00:00Z",
+            "late, before the first window: opens",
+            charged("2026-02-01T07:00:00Z", true),
+        ),
     ];
     let mut seen = Vec::new();
     for (id, at, name, want) in &arrivals {
@@ -708,15 +975,53 @@ fn out_of_order_flex_events_never_move_a_charged_window() {
         let got = state.charge(&e, &rates);
         assert_eq!(got, *want, "{name}");
         let start = got.window_start().expect("a window");
-        assert!(start <= e.occurred_at && e.occurred_at < start + TimeDelta::hours(24), "{name}: invariant");
+        assert!(
+            start <= e.occurred_at && e.occurred_at < start + TimeDelta::hours(24),
+            "{name}: invariant"
+        );
         seen.push((e, got));
     }
     for (e, first) in &seen {
-        assert_eq!(state.charge(e, &rates), *first, "re-delivery of {} is answered the same", e.event_id);
+        assert_eq!(
+            state.charge(e, &rates),
+            *first,
+            "re-delivery of {} is answered the same",
+            e.event_id
+        );
     }
     // The set form of the same events would have made e2 free; e2 stays charged.
     let set = charges(seen.iter().map(|(e, _)| e), &rates);
     assert_eq!(set.get("e2"), Some(&free("2026-02-02T10:00:00Z")));
+}
+
+#[test]
+fn simultaneous_uses_share_one_window_whatever_their_order() {
+    // Two launches at the same microsecond, delivered "b" before "a".
+    let rates = rates();
+    let mut state = ChargeState::default();
+    let b = flex("b", "2026-02-01T08:00:00Z");
+    let a = flex("a", "2026-02-01T08:00:00Z");
+    let ws = t("2026-02-01T08:00:00Z");
+    let charged = Charge::Charged {
+        window_start: ws,
+        tokens: tokens("10"),
+        late: false,
+    };
+    assert_eq!(
+        state.charge(&b, &rates),
+        charged,
+        "the first met opens the window"
+    );
+    assert_eq!(
+        state.charge(&a, &rates),
+        Charge::Free { window_start: ws },
+        "never a second charge"
+    );
+    assert_eq!(state.charge(&b, &rates), charged, "re-delivery");
+    // The set form picks the smallest event id; the window and its charge are the same.
+    let set = charges([&b, &a], &rates);
+    assert_eq!(set.get("a"), Some(&charged));
+    assert_eq!(set.get("b"), Some(&Charge::Free { window_start: ws }));
 }
 
 #[test]
@@ -726,15 +1031,26 @@ fn unknown_rate_is_charged_when_replayed_after_the_rate_arrives() {
     let e1 = auth("e1", "2026-03-02T09:00:00Z", "u1", "p2", Access::Flex);
     let e2 = auth("e2", "2026-03-02T10:00:00Z", "u1", "p2", Access::Flex);
     let ws = t("2026-03-02T09:00:00Z");
-    assert_eq!(state.charge(&e1, &rates), Charge::UnknownRate { window_start: ws });
+    assert_eq!(
+        state.charge(&e1, &rates),
+        Charge::UnknownRate { window_start: ws }
+    );
     assert_eq!(state.charge(&e2, &rates), Charge::Free { window_start: ws });
-    rates.apply("r", t("2026-03-03T00:00:00Z"), &rate("p2", "3", "2026-01-01T00:00:00Z"));
+    rates.apply(
+        "r",
+        t("2026-03-03T00:00:00Z"),
+        &rate("p2", "3", "2026-01-01T00:00:00Z"),
+    );
     let replayed = Charge::Charged {
         window_start: ws,
         tokens: tokens("3"),
         late: false,
     };
-    assert_eq!(state.charge(&e1, &rates), replayed, "the dead-lettered opener, replayed");
+    assert_eq!(
+        state.charge(&e1, &rates),
+        replayed,
+        "the dead-lettered opener, replayed"
+    );
     assert_eq!(state.charge(&e2, &rates), Charge::Free { window_start: ws });
     assert_eq!(charges([&e1, &e2], &rates).get("e1"), Some(&replayed));
 }
@@ -747,14 +1063,28 @@ fn charge_state_is_bounded_and_refuses_what_it_forgot() {
         .map(|day| flex(&format!("e{day}"), &format!("2026-02-{day:02}T08:00:00Z")))
         .collect();
     let first: Vec<Charge> = days.iter().map(|e| state.charge(e, &rates)).collect();
-    assert!(first.iter().all(|c| matches!(c, Charge::Charged { late: false, .. })));
+    assert!(first
+        .iter()
+        .all(|c| matches!(c, Charge::Charged { late: false, .. })));
     let kept = state.windows("u1", "p1");
-    assert_eq!(kept.len(), 8, "7 days of event time plus the window reaching into them");
+    assert_eq!(
+        kept.len(),
+        8,
+        "7 days of event time plus the window reaching into them"
+    );
     assert_eq!(kept[0].start, t("2026-02-13T08:00:00Z"));
-    assert_eq!(state.charge(&days[0], &rates), Charge::BeyondHorizon, "forgotten: not guessed");
+    assert_eq!(
+        state.charge(&days[0], &rates),
+        Charge::BeyondHorizon,
+        "forgotten: not guessed"
+    );
     let late = flex("x", "2026-02-12T09:00:00Z");
     assert_eq!(state.charge(&late, &rates), Charge::BeyondHorizon);
-    assert_eq!(state.charge(&days[12], &rates), first[12], "kept: answered exactly");
+    assert_eq!(
+        state.charge(&days[12], &rates),
+        first[12],
+        "kept: answered exactly"
+    );
 
     // Restored from stored charges after a restart.
     let mut restored = ChargeState::default();
@@ -762,6 +1092,7 @@ fn charge_state_is_bounded_and_refuses_what_it_forgot() {
         restored.restore("u1", "p1", w);
         restored.restore("u1", "p1", w);
     }
+    restored.known_from("u1", "p1", kept[0].start);
     assert_eq!(restored.windows("u1", "p1"), kept, "idempotent");
     assert_eq!(restored.charge(&days[19], &rates), first[19]);
     assert_eq!(restored.charge(&days[0], &rates), Charge::BeyondHorizon);
@@ -774,6 +1105,66 @@ fn charge_state_is_bounded_and_refuses_what_it_forgot() {
         late: false,
     };
     assert!(restored.windows("u1", "p1").contains(&record));
+}
+
+#[test]
+fn a_restarted_state_answers_only_what_it_knows() {
+    let rates = rates();
+    let mut state = ChargeState::default();
+    // Windows starting at or after Feb 10 are all loaded: there is one.
+    state.known_from("u1", "p1", t("2026-02-10T00:00:00Z"));
+    state.restore(
+        "u1",
+        "p1",
+        &WindowRecord {
+            start: t("2026-02-12T08:00:00Z"),
+            opened_by: "w".into(),
+            tokens: Some(tokens("10")),
+            late: false,
+        },
+    );
+    let charged = |at: &str| Charge::Charged {
+        window_start: t(at),
+        tokens: tokens("10"),
+        late: false,
+    };
+    let cases = [
+        (
+            "a Feb 9 window could cover it",
+            "2026-02-10T06:00:00Z",
+            Charge::BeyondHorizon,
+        ),
+        (
+            "24h after the boundary: no unknown window reaches it",
+            "2026-02-11T00:00:00Z",
+            Charge::Charged {
+                window_start: t("2026-02-11T00:00:00Z"),
+                tokens: tokens("10"),
+                late: true,
+            },
+        ),
+        (
+            "inside the restored window",
+            "2026-02-12T09:00:00Z",
+            Charge::Free {
+                window_start: t("2026-02-12T08:00:00Z"),
+            },
+        ),
+        (
+            "after it, in order",
+            "2026-02-14T00:00:00Z",
+            charged("2026-02-14T00:00:00Z"),
+        ),
+    ];
+    for (i, (name, at, want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            state.charge(&flex(&format!("e{i}"), at), &rates),
+            want,
+            "{name}"
+        );
+    }
+    let fresh = ChargeState::default();
+    assert!(fresh.windows("u1", "p1").is_empty());
 }
 
 // ---------------------------------------------------------------- rule 7: privacy
@@ -804,11 +1195,18 @@ fn personal_data_is_hashed_per_the_team_setting() {
         ("All Teams with a team never described (off by default)", TeamScope::All, &["on", "new"], true),
     ];
     for (name, scope, in_scope, want) in cases {
-        assert_eq!(identities_hashed(scope, in_scope.iter().copied(), pii), want, "{name}");
+        assert_eq!(
+            identities_hashed(scope, in_scope.iter().copied(), pii),
+            want,
+            "{name}"
+        );
     }
     // A later publication wins, in any order.
     teams.apply("d0", t("2025-12-01T00:00:00Z"), &team("off", true));
-    assert!(!teams.pii_visible("off"), "an older publication does not override");
+    assert!(
+        !teams.pii_visible("off"),
+        "an older publication does not override"
+    );
     teams.apply("d9", t("2026-02-01T00:00:00Z"), &team("off", true));
     assert!(teams.pii_visible("off"));
 }
@@ -821,12 +1219,19 @@ fn the_hash_is_keyed_stable_and_hides_every_field() {
         hasher.hash("user-42"),
         "d6f70521973278294ce7b05519c3131f25d1710102d6c7e2842e84faa1ca1b01"
     );
-    assert_eq!(hasher.hash("user-42"), hasher.hash("user-42"), "same user, same hash");
+    assert_eq!(
+        hasher.hash("user-42"),
+        hasher.hash("user-42"),
+        "same user, same hash"
+    );
     assert_ne!(hasher.hash("user-42"), hasher.hash("user-43"));
     let other = UserHasher::new(b"another deployment's secret, 32+").expect("secret");
     assert_ne!(other.hash("user-42"), hasher.hash("user-42"), "keyed");
     assert!(UserHasher::new(b"short").is_err());
-    assert!(!format!("{hasher:?}").contains("0123"), "the secret is not printed");
+    assert!(
+        !format!("{hasher:?}").contains("0123"),
+        "the secret is not printed"
+    );
 
     let profile = UserProfile {
         user_id: "user-42".into(),
@@ -839,7 +1244,10 @@ fn the_hash_is_keyed_stable_and_hides_every_field() {
     assert_eq!(hidden.email, hasher.hash("user-42"));
     assert_eq!(hidden.avatar_url, None);
     let shown = display_identity("user-42", Some(&profile), false, &hasher);
-    assert_eq!((shown.name.as_str(), shown.email.as_str()), ("Ada", "ada@example.com"));
+    assert_eq!(
+        (shown.name.as_str(), shown.email.as_str()),
+        ("Ada", "ada@example.com")
+    );
 }
 
 // ---------------------------------------------------------------- rules 8-10: admin
@@ -892,9 +1300,17 @@ fn unassign_is_refused_for_group_and_default_assignments() {
     // "Users assigned through a group or default assignments cannot be
     // unassigned from the Usage report."
     let cases = [
-        ("Admins can unassign users directly from the Usage report.", AssignmentVia::Direct, true),
+        (
+            "Admins can unassign users directly from the Usage report.",
+            AssignmentVia::Direct,
+            true,
+        ),
         ("assigned through a group", AssignmentVia::Group, false),
-        ("assigned through a default assignment", AssignmentVia::Default, false),
+        (
+            "assigned through a default assignment",
+            AssignmentVia::Default,
+            false,
+        ),
     ];
     for (name, via, want) in cases {
         assert_eq!(can_unassign(via), want, "{name}");
@@ -915,7 +1331,14 @@ fn team_resolution_source_and_named_team_details() {
     let r = s.resolve(&e);
     let team = r.team().expect("named");
     assert_eq!(team.source, TeamSource::Event);
-    assert_eq!(team.via, Some(AssignmentVia::Direct), "named team known to the state: via filled in");
+    assert_eq!(
+        team.via,
+        Some(AssignmentVia::Direct),
+        "named team known to the state: via filled in"
+    );
     e.team_id = None;
-    assert_eq!(s.resolve(&e).team().map(|t| t.source), Some(TeamSource::Assignment));
+    assert_eq!(
+        s.resolve(&e).team().map(|t| t.source),
+        Some(TeamSource::Assignment)
+    );
 }

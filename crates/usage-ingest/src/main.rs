@@ -1,8 +1,22 @@
 //! `usage-ingest`: the stream consumers of the license-usage pipeline.
 
+mod dlq;
+mod kafka;
+mod metrics;
+mod pipeline;
+mod process;
+mod replay;
+mod rowbinary;
+mod rows;
+mod sink;
+mod state;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use tokio::sync::watch;
+use usage_core::charge::ChargeConfig;
+use usage_core::validate::{Limits, Reason};
 use usage_runtime::clickhouse::ClickHouseArgs;
 use usage_store::{migrate, Warehouse};
 
@@ -27,8 +41,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Consume the inbound topics and keep ClickHouse up to date (until SIGTERM).
+    Run(Box<RunArgs>),
     /// Create the database and apply pending schema migrations (safe to run twice, or concurrently).
     Migrate(MigrateArgs),
+    /// Re-publish replayable dead letters (unresolved team, unknown rate) to their source topic.
+    ReplayDlq(replay::ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,24 +62,176 @@ struct MigrateArgs {
     migrations_dir: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli: Cli = usage_runtime::config::parse();
-    usage_runtime::logging::init(cli.log_json, "info");
-    match cli.command {
-        Command::Migrate(args) => run_migrate(args).await,
-    }
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    kafka: kafka::KafkaArgs,
+
+    /// Apply pending migrations before consuming.
+    #[arg(long, env = "USAGE_MIGRATE", help_heading = "Start-up")]
+    migrate: bool,
+    /// Directory of the versioned migrations (with --migrate).
+    #[arg(
+        long,
+        env = "USAGE_MIGRATIONS_DIR",
+        default_value = "schemas/clickhouse",
+        help_heading = "Start-up"
+    )]
+    migrations_dir: PathBuf,
+
+    /// A batch closes at this many messages.
+    #[arg(
+        long,
+        env = "USAGE_BATCH_MAX_ROWS",
+        default_value_t = 100_000,
+        help_heading = "Batching"
+    )]
+    batch_max_rows: usize,
+    /// ... or at this many payload bytes.
+    #[arg(long, env = "USAGE_BATCH_MAX_BYTES", default_value_t = 32 * 1024 * 1024, help_heading = "Batching")]
+    batch_max_bytes: usize,
+    /// ... or this long after its first message.
+    #[arg(
+        long,
+        env = "USAGE_BATCH_MAX_WAIT_MS",
+        default_value_t = 500,
+        help_heading = "Batching"
+    )]
+    batch_max_wait_ms: u64,
+
+    /// First delay before retrying a failed insert (doubles up to --retry-max-ms, with jitter).
+    #[arg(
+        long,
+        env = "USAGE_RETRY_INITIAL_MS",
+        default_value_t = 200,
+        help_heading = "Retries"
+    )]
+    retry_initial_ms: u64,
+    /// Longest delay between insert retries. Inserts are retried until they succeed.
+    #[arg(
+        long,
+        env = "USAGE_RETRY_MAX_MS",
+        default_value_t = 10_000,
+        help_heading = "Retries"
+    )]
+    retry_max_ms: u64,
+
+    /// How long an authorization whose team is not known waits for late assignment data
+    /// before it goes to the dead-letter topic (replayable with `replay-dlq`).
+    #[arg(
+        long,
+        env = "USAGE_UNRESOLVED_HOLD_SECS",
+        default_value_t = 30,
+        help_heading = "Enrichment"
+    )]
+    unresolved_hold_secs: u64,
+    /// How often assignments and rates written by other instances are read again.
+    #[arg(
+        long,
+        env = "USAGE_FOLLOW_INTERVAL_MS",
+        default_value_t = 1_000,
+        help_heading = "Enrichment"
+    )]
+    follow_interval_ms: u64,
+    /// Flex windows kept in memory per (user, product), at least.
+    #[arg(
+        long,
+        env = "USAGE_RETAIN_WINDOWS",
+        default_value_t = 4,
+        help_heading = "Enrichment"
+    )]
+    retain_windows: usize,
+    /// ... and every window within this many days of the newest.
+    #[arg(
+        long,
+        env = "USAGE_RETAIN_DAYS",
+        default_value_t = 7,
+        help_heading = "Enrichment"
+    )]
+    retain_days: i64,
+
+    /// Largest accepted message.
+    #[arg(long, env = "USAGE_MAX_MESSAGE_BYTES", default_value_t = Limits::DEFAULT_MAX_MESSAGE_BYTES, help_heading = "Validation")]
+    max_message_bytes: usize,
+    /// How far in the future `occurred_at` may be (clock skew), in seconds.
+    #[arg(
+        long,
+        env = "USAGE_MAX_FUTURE_SKEW_SECS",
+        default_value_t = 300,
+        help_heading = "Validation"
+    )]
+    max_future_skew_secs: i64,
+
+    /// Stop when more than this share of recent messages is invalid.
+    #[arg(
+        long,
+        env = "USAGE_DLQ_MAX_INVALID_RATIO",
+        default_value_t = 0.5,
+        help_heading = "Dead letters"
+    )]
+    dlq_max_invalid_ratio: f64,
+    /// How many recent messages the ratio is judged over.
+    #[arg(
+        long,
+        env = "USAGE_DLQ_WINDOW",
+        default_value_t = 10_000,
+        help_heading = "Dead letters"
+    )]
+    dlq_window: u64,
+    /// Stop after this many invalid messages in a row (0: no limit).
+    #[arg(
+        long,
+        env = "USAGE_DLQ_MAX_CONSECUTIVE",
+        default_value_t = 1_000,
+        help_heading = "Dead letters"
+    )]
+    dlq_max_consecutive: u64,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "USAGE_METRICS_ADDR",
+        default_value = "127.0.0.1:9464",
+        help_heading = "Operations"
+    )]
+    metrics_addr: SocketAddr,
+    /// On SIGTERM, how long to finish the current batches before giving up on them
+    /// (they stay uncommitted and are consumed again).
+    #[arg(
+        long,
+        env = "USAGE_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 20,
+        help_heading = "Operations"
+    )]
+    shutdown_timeout_secs: u64,
 }
 
-async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let migrations = migrate::load_dir(&args.migrations_dir)
-        .with_context(|| format!("loading migrations from {}", args.migrations_dir.display()))?;
-    let warehouse = Warehouse::new(args.clickhouse.settings()?)?;
+fn main() -> anyhow::Result<()> {
+    let cli: Cli = usage_runtime::config::parse();
+    usage_runtime::logging::init(cli.log_json, "info");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(*args).await,
+            Command::Migrate(args) => run_migrate(args).await,
+            Command::ReplayDlq(args) => replay::run(args).await,
+        }
+    })
+}
+
+async fn apply_migrations(warehouse: &Warehouse, dir: &std::path::Path) -> anyhow::Result<()> {
+    let migrations = migrate::load_dir(dir)
+        .with_context(|| format!("loading migrations from {}", dir.display()))?;
     let server = warehouse
         .server_version()
         .await
-        .with_context(|| format!("reaching ClickHouse at {}", args.clickhouse.clickhouse_url))?;
-    let report = migrate::apply(&warehouse, &migrations).await?;
+        .with_context(|| format!("reaching ClickHouse at {}", warehouse.settings().url))?;
+    let report = migrate::apply(warehouse, &migrations).await?;
     println!(
         "ClickHouse {server}, database {}: schema version {} ({} applied now, {} already applied)",
         warehouse.database(),
@@ -72,4 +242,142 @@ async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
         report.already_applied.len()
     );
     Ok(())
+}
+
+async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let warehouse = Warehouse::new(args.clickhouse.settings()?)?;
+    apply_migrations(&warehouse, &args.migrations_dir).await
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let warehouse = Warehouse::new(args.clickhouse.settings()?)?;
+    if args.migrate {
+        apply_migrations(&warehouse, &args.migrations_dir).await?;
+    }
+    let version = migrate::schema_version(&warehouse)
+        .await
+        .with_context(|| format!("reading the schema version at {}", warehouse.settings().url))?;
+    anyhow::ensure!(
+        version.is_some(),
+        "database {} has no schema: run `usage-ingest migrate` (or pass --migrate)",
+        warehouse.database()
+    );
+
+    let metrics = metrics::Metrics::new().context("registering metrics")?;
+    let topic_names = process::TopicNames {
+        authorizations: args.kafka.authorizations_topic.clone(),
+        assignments: args.kafka.assignments_topic.clone(),
+        directory: args.kafka.directory_topic.clone(),
+    };
+    let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let table_names: Vec<&str> = rows::ALL.iter().map(|t| t.name).collect();
+    metrics.register_labels(&args.kafka.inbound_topics(), &table_names, &reasons);
+    let bound = metrics::serve(args.metrics_addr, metrics.clone())
+        .await
+        .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
+
+    let enrichment = state::Enrichment::load(
+        &warehouse,
+        ChargeConfig {
+            retain_windows: args.retain_windows.max(1),
+            retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
+        },
+    )
+    .await
+    .context("loading the enrichment state from ClickHouse")?;
+    let limits = Limits {
+        max_message_bytes: args.max_message_bytes,
+        max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
+        ..Limits::default()
+    };
+    let processor = process::Processor::new(
+        process::ProcessorSettings {
+            limits,
+            unresolved_hold: Duration::from_secs(args.unresolved_hold_secs),
+            follow_interval: Duration::from_millis(args.follow_interval_ms),
+        },
+        topic_names.clone(),
+        enrichment,
+        dlq::DeadLetterPolicy::new(
+            args.dlq_max_invalid_ratio,
+            args.dlq_window,
+            args.dlq_max_consecutive,
+        ),
+    );
+    let (consumer, notices) = kafka::consumer(&args.kafka).map_err(anyhow::Error::msg)?;
+    let producer = kafka::producer(&args.kafka).map_err(anyhow::Error::msg)?;
+    let sink = sink::Sink::new(
+        warehouse
+            .client()
+            .clone()
+            .with_compression(clickhouse::Compression::Lz4),
+        sink::RetryPolicy {
+            initial: Duration::from_millis(args.retry_initial_ms.max(1)),
+            max: Duration::from_millis(args.retry_max_ms.max(1)),
+        },
+        metrics.clone(),
+    );
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (abandon_tx, abandon) = watch::channel(false);
+    let drain_timeout = Duration::from_secs(args.shutdown_timeout_secs);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested: draining");
+        let _ = shutdown_tx.send(true);
+        tokio::time::sleep(drain_timeout).await;
+        tracing::warn!("drain timeout: abandoning the batch being written (it stays uncommitted)");
+        let _ = abandon_tx.send(true);
+    });
+
+    tracing::info!(
+        brokers = %args.kafka.kafka_brokers,
+        group = %args.kafka.group_id,
+        clickhouse = %warehouse.settings().url,
+        database = %warehouse.database(),
+        metrics = %bound,
+        "usage-ingest running"
+    );
+    let pipeline = pipeline::Pipeline {
+        consumer,
+        notices,
+        topics: topic_names,
+        processor,
+        warehouse,
+        sink,
+        dlq: dlq::DeadLetterQueue::new(producer, args.kafka.dlq_topic.clone()),
+        metrics,
+        limits: pipeline::BatchLimits {
+            max_rows: args.batch_max_rows.max(1),
+            max_bytes: args.batch_max_bytes.max(1),
+            max_wait: Duration::from_millis(args.batch_max_wait_ms),
+        },
+        shutdown,
+        abandon,
+    };
+    pipeline.run().await.context("the pipeline stopped")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,311 @@
+//! Prometheus metrics of `usage-ingest` (namespace `usage_ingest`), updated
+//! once per batch, never per event, and the HTTP endpoints that expose them:
+//! `/metrics`, `/healthz` (the process runs) and `/readyz` (it consumes and
+//! its last insert succeeded).
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use prometheus::{
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+const NAMESPACE: &str = "usage_ingest";
+
+/// Every metric of the process. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    events_consumed: IntCounterVec,
+    events_offline: IntCounterVec,
+    rows_inserted: IntCounterVec,
+    batch_rows: HistogramVec,
+    batch_bytes: HistogramVec,
+    insert_seconds: HistogramVec,
+    dead_letters: IntCounterVec,
+    insert_retries: IntCounterVec,
+    clickhouse_errors: IntCounterVec,
+    paused_partitions: IntGauge,
+    assigned_partitions: IntGaugeVec,
+    pending_events: IntGauge,
+    freshness_seconds: HistogramVec,
+    late_flex_windows: IntCounterVec,
+    ready: AtomicBool,
+    healthy_inserts: AtomicBool,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
+}
+
+fn hopts(name: &str, help: &str, buckets: Vec<f64>) -> HistogramOpts {
+    HistogramOpts::new(name, help)
+        .namespace(NAMESPACE)
+        .buckets(buckets)
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(opts(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram = |name: &str,
+                         help: &str,
+                         labels: &[&str],
+                         buckets: Vec<f64>|
+         -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(hopts(name, help, buckets), labels)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let events_consumed = counter(
+            "events_consumed_total",
+            "Kafka messages consumed, by topic.",
+            &["topic"],
+        )?;
+        let events_offline = counter(
+            "events_offline_total",
+            "Authorizations not reported because they were offline (rule 1).",
+            &["topic"],
+        )?;
+        let rows_inserted = counter(
+            "rows_inserted_total",
+            "Rows inserted into ClickHouse, by table.",
+            &["table"],
+        )?;
+        let batch_rows = histogram(
+            "batch_rows",
+            "Rows per insert, by table.",
+            &["table"],
+            exponential_buckets(1.0, 4.0, 11)?,
+        )?;
+        let batch_bytes = histogram(
+            "batch_bytes",
+            "Uncompressed RowBinary bytes per insert, by table.",
+            &["table"],
+            exponential_buckets(256.0, 4.0, 12)?,
+        )?;
+        let insert_seconds = histogram(
+            "batch_insert_seconds",
+            "Latency of successful inserts, by table.",
+            &["table"],
+            exponential_buckets(0.001, 2.0, 16)?,
+        )?;
+        let dead_letters = counter(
+            "dead_letters_total",
+            "Messages sent to the dead-letter topic, by source topic and reason.",
+            &["topic", "reason"],
+        )?;
+        let insert_retries = counter(
+            "insert_retries_total",
+            "Inserts retried after a failure, by table.",
+            &["table"],
+        )?;
+        let clickhouse_errors = counter(
+            "clickhouse_errors_total",
+            "Failed ClickHouse requests, by table.",
+            &["table"],
+        )?;
+        let late_flex_windows = counter(
+            "late_flex_windows_total",
+            "Flex windows opened by out-of-order authorizations.",
+            &["topic"],
+        )?;
+        let freshness_seconds = histogram(
+            "freshness_seconds",
+            "End-to-end freshness at insert: now - occurred_at of the oldest event of each batch.",
+            &["topic"],
+            exponential_buckets(0.05, 2.0, 20)?,
+        )?;
+        let paused_partitions = IntGauge::with_opts(opts(
+            "paused_partitions",
+            "Partitions paused for backpressure.",
+        ))?;
+        registry.register(Box::new(paused_partitions.clone()))?;
+        let assigned_partitions = IntGaugeVec::new(
+            opts(
+                "assigned_partitions",
+                "Partitions assigned to this instance, by topic.",
+            ),
+            &["topic"],
+        )?;
+        registry.register(Box::new(assigned_partitions.clone()))?;
+        let pending_events = IntGauge::with_opts(opts(
+            "pending_events",
+            "Authorizations held back, waiting for the assignment that explains them.",
+        ))?;
+        registry.register(Box::new(pending_events.clone()))?;
+        Ok(Metrics(Arc::new(Inner {
+            registry,
+            events_consumed,
+            events_offline,
+            rows_inserted,
+            batch_rows,
+            batch_bytes,
+            insert_seconds,
+            dead_letters,
+            insert_retries,
+            clickhouse_errors,
+            paused_partitions,
+            assigned_partitions,
+            pending_events,
+            freshness_seconds,
+            late_flex_windows,
+            ready: AtomicBool::new(false),
+            healthy_inserts: AtomicBool::new(true),
+        })))
+    }
+
+    /// Pre-creates the labelled series so dashboards see zeros, not gaps.
+    pub(crate) fn register_labels(&self, topics: &[&str], tables: &[&str], reasons: &[&str]) {
+        for topic in topics {
+            self.0.events_consumed.with_label_values(&[topic]);
+            for reason in reasons {
+                self.0.dead_letters.with_label_values(&[topic, reason]);
+            }
+        }
+        for table in tables {
+            self.0.rows_inserted.with_label_values(&[table]);
+            self.0.insert_retries.with_label_values(&[table]);
+            self.0.clickhouse_errors.with_label_values(&[table]);
+        }
+    }
+
+    pub(crate) fn consumed(&self, topic: &str, n: u64) {
+        self.0.events_consumed.with_label_values(&[topic]).inc_by(n);
+    }
+
+    pub(crate) fn offline(&self, topic: &str, n: u64) {
+        if n > 0 {
+            self.0.events_offline.with_label_values(&[topic]).inc_by(n);
+        }
+    }
+
+    pub(crate) fn dead_lettered(&self, topic: &str, reason: &str, n: u64) {
+        self.0
+            .dead_letters
+            .with_label_values(&[topic, reason])
+            .inc_by(n);
+    }
+
+    pub(crate) fn late_windows(&self, topic: &str, n: u64) {
+        if n > 0 {
+            self.0
+                .late_flex_windows
+                .with_label_values(&[topic])
+                .inc_by(n);
+        }
+    }
+
+    pub(crate) fn observe_insert(&self, table: &str, rows: usize, bytes: usize, took: Duration) {
+        self.0
+            .rows_inserted
+            .with_label_values(&[table])
+            .inc_by(rows as u64);
+        self.0
+            .batch_rows
+            .with_label_values(&[table])
+            .observe(rows as f64);
+        self.0
+            .batch_bytes
+            .with_label_values(&[table])
+            .observe(bytes as f64);
+        self.0
+            .insert_seconds
+            .with_label_values(&[table])
+            .observe(took.as_secs_f64());
+        self.0.healthy_inserts.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn clickhouse_error(&self, table: &str) {
+        self.0.clickhouse_errors.with_label_values(&[table]).inc();
+        self.0.insert_retries.with_label_values(&[table]).inc();
+        self.0.healthy_inserts.store(false, Ordering::Relaxed);
+    }
+
+    pub(crate) fn freshness(&self, topic: &str, seconds: f64) {
+        self.0
+            .freshness_seconds
+            .with_label_values(&[topic])
+            .observe(seconds.max(0.0));
+    }
+
+    pub(crate) fn set_paused(&self, partitions: usize) {
+        self.0.paused_partitions.set(partitions as i64);
+    }
+
+    pub(crate) fn set_assigned(&self, topic: &str, partitions: usize) {
+        self.0
+            .assigned_partitions
+            .with_label_values(&[topic])
+            .set(partitions as i64);
+    }
+
+    pub(crate) fn set_pending(&self, events: usize) {
+        self.0.pending_events.set(events as i64);
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::Relaxed);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Relaxed) && self.0.healthy_inserts.load(Ordering::Relaxed)
+    }
+
+    /// The text exposition of every metric.
+    pub(crate) fn render(&self) -> String {
+        let mut out = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(error) = encoder.encode(&self.0.registry.gather(), &mut out) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+async fn metrics(State(m): State<Metrics>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], m.render())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(m): State<Metrics>) -> (StatusCode, &'static str) {
+    if m.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
+pub(crate) async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(self::metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(metrics);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}

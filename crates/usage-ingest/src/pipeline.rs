@@ -1,0 +1,344 @@
+//! The consumer loop: consume → batch (rows, bytes, time) → process → write
+//! (dead letters, then ClickHouse) → commit.
+//!
+//! One batch is written while the next one fills. When the next one is full
+//! before the write ends (ClickHouse slow or down), the loop pauses every
+//! assigned partition and keeps polling — so the group keeps this member and
+//! memory stays bounded — and resumes them once the write is through.
+//! Offsets are committed only after the rows and dead letters they cover are
+//! stored; a held-back authorization holds its partition's commit back.
+
+use crate::dlq::DeadLetterQueue;
+use crate::kafka::{IngestConsumer, PartitionNotice};
+use crate::metrics::Metrics;
+use crate::process::{Prepared, ProcessError, Processor, RawMessage, Topic, TopicNames};
+use crate::sink::Sink;
+use rdkafka::{
+    consumer::{CommitMode, Consumer},
+    Message, Offset, TopicPartitionList,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use usage_store::Warehouse;
+
+/// When a batch closes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    pub(crate) max_rows: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) max_wait: Duration,
+}
+
+/// Why the loop ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PipelineError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("dead-letter topic: {0}")]
+    DeadLetter(#[from] crate::dlq::DeadLetterError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("the write task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Abandoned(#[from] crate::sink::Abandoned),
+}
+
+/// Offsets to commit once a batch is stored: per (topic, partition), the next offset to read.
+type Commit = HashMap<(Topic, i32), i64>;
+
+struct InFlight {
+    handle: JoinHandle<Result<Prepared, PipelineError>>,
+    commit: Commit,
+}
+
+pub(crate) struct Pipeline {
+    pub(crate) consumer: IngestConsumer,
+    pub(crate) notices: mpsc::UnboundedReceiver<PartitionNotice>,
+    pub(crate) topics: TopicNames,
+    pub(crate) processor: Processor,
+    pub(crate) warehouse: Warehouse,
+    pub(crate) sink: Sink,
+    pub(crate) dlq: DeadLetterQueue,
+    pub(crate) metrics: Metrics,
+    pub(crate) limits: BatchLimits,
+    /// Turns true on SIGTERM/SIGINT: drain and stop.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Turns true when the drain took too long: abandon retries.
+    pub(crate) abandon: watch::Receiver<bool>,
+}
+
+/// Messages of the batch being filled.
+#[derive(Default)]
+struct Filling {
+    messages: Vec<RawMessage>,
+    bytes: usize,
+    opened: Option<Instant>,
+    /// Next offset per partition, of everything consumed into this batch.
+    next: Commit,
+}
+
+impl Filling {
+    fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.messages.len() >= limits.max_rows || self.bytes >= limits.max_bytes
+    }
+
+    fn deadline(&self, limits: &BatchLimits) -> Option<Instant> {
+        self.opened.map(|o| o + limits.max_wait)
+    }
+}
+
+impl Pipeline {
+    /// Runs until shutdown (Ok) or a fatal error.
+    pub(crate) async fn run(mut self) -> Result<(), PipelineError> {
+        let mut filling = Filling::default();
+        let mut in_flight: Option<InFlight> = None;
+        let mut paused = false;
+        let mut consumed: HashMap<Topic, u64> = HashMap::new();
+        self.metrics.set_ready(true);
+        loop {
+            let deadline = filling.deadline(&self.limits);
+            let must_flush = filling.is_full(&self.limits)
+                || deadline.is_some_and(|d| Instant::now() >= d)
+                || (filling.opened.is_none()
+                    && self.processor.pending_len() > 0
+                    && in_flight.is_none());
+            if must_flush
+                && in_flight.is_none()
+                && (!filling.messages.is_empty() || self.processor.pending_len() > 0)
+            {
+                self.report_consumed(&mut consumed);
+                in_flight = Some(self.start_batch(std::mem::take(&mut filling)).await?);
+            }
+            if filling.is_full(&self.limits) && in_flight.is_some() && !paused {
+                self.pause_all(true)?;
+                paused = true;
+            }
+            if *self.shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => {}
+                done = async { (&mut in_flight.as_mut().expect("guarded").handle).await }, if in_flight.is_some() => {
+                    let flight = in_flight.take().expect("guarded");
+                    self.finish_batch(done??, flight.commit)?;
+                    if paused {
+                        self.pause_all(false)?;
+                        paused = false;
+                    }
+                }
+                notice = self.notices.recv() => {
+                    if let Some(notice) = notice {
+                        self.on_notice(notice, &mut filling).await?;
+                    }
+                }
+                message = recv_owned(&self.consumer, &self.topics), if !paused => {
+                    // A rebalance notice may have arrived while polling: handle it first.
+                    while let Ok(notice) = self.notices.try_recv() {
+                        self.on_notice(notice, &mut filling).await?;
+                    }
+                    let Some(raw) = message? else { continue };
+                    *consumed.entry(raw.topic).or_default() += 1;
+                    filling.bytes += raw.payload.len();
+                    filling.opened.get_or_insert_with(Instant::now);
+                    filling.next.insert((raw.topic, raw.partition), raw.offset + 1);
+                    filling.messages.push(raw);
+                }
+                _ = sleep_until(deadline), if deadline.is_some() && in_flight.is_none() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)), if self.processor.pending_len() > 0 && in_flight.is_none() => {}
+            }
+        }
+        self.drain(filling, in_flight, &mut consumed).await
+    }
+
+    fn report_consumed(&self, consumed: &mut HashMap<Topic, u64>) {
+        for (topic, n) in consumed.drain() {
+            self.metrics.consumed(self.topics.name(topic), n);
+        }
+    }
+
+    /// SIGTERM: write what was consumed, commit, leave the group.
+    async fn drain(
+        mut self,
+        filling: Filling,
+        in_flight: Option<InFlight>,
+        consumed: &mut HashMap<Topic, u64>,
+    ) -> Result<(), PipelineError> {
+        tracing::info!(
+            buffered = filling.messages.len(),
+            in_flight = in_flight.is_some(),
+            "draining: finishing the current batches"
+        );
+        self.metrics.set_ready(false);
+        if let Some(flight) = in_flight {
+            match flight.handle.await? {
+                Ok(prepared) => self.finish_batch(prepared, flight.commit)?,
+                Err(error) => {
+                    tracing::warn!(%error, "the last batch was not stored; it will be consumed again");
+                    return Ok(());
+                }
+            }
+        }
+        if !filling.messages.is_empty() {
+            self.report_consumed(consumed);
+            let flight = self.start_batch(filling).await?;
+            match flight.handle.await? {
+                Ok(prepared) => self.finish_batch(prepared, flight.commit)?,
+                Err(error) => {
+                    tracing::warn!(%error, "the last batch was not stored; it will be consumed again");
+                    return Ok(());
+                }
+            }
+        }
+        // Synchronous final commit of everything stored.
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "final commit");
+        }
+        self.consumer.unsubscribe();
+        tracing::info!("drained; left the consumer group");
+        Ok(())
+    }
+
+    async fn start_batch(&mut self, filling: Filling) -> Result<InFlight, PipelineError> {
+        let started = Instant::now();
+        let messages = filling.messages.len();
+        let prepared = self
+            .processor
+            .process(filling.messages, &self.warehouse)
+            .await?;
+        // The commit: everything consumed, except what is held back.
+        let mut commit = filling.next;
+        for (partition, floor) in self.processor.pending_floor() {
+            let e = commit
+                .entry((Topic::Authorizations, partition))
+                .or_insert(floor);
+            *e = (*e).min(floor);
+        }
+        self.metrics.set_pending(self.processor.pending_len());
+        tracing::debug!(
+            messages,
+            dead_letters = prepared.letters.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "batch processed"
+        );
+        let sink = self.sink.clone();
+        let dlq = self.dlq.clone();
+        let mut abandon = self.abandon.clone();
+        let handle = tokio::spawn(async move {
+            dlq.publish(&prepared.letters).await?;
+            match sink.write_all(&prepared.tables, &mut abandon).await {
+                Ok(()) => Ok(prepared),
+                Err(abandoned) => Err(PipelineError::Abandoned(abandoned)),
+            }
+        });
+        Ok(InFlight { handle, commit })
+    }
+
+    fn finish_batch(&self, prepared: Prepared, commit: Commit) -> Result<(), PipelineError> {
+        let authorizations = self.topics.name(Topic::Authorizations);
+        for letter in &prepared.letters {
+            self.metrics
+                .dead_lettered(&letter.source_topic, letter.reason, 1);
+        }
+        self.metrics.offline(authorizations, prepared.offline);
+        self.metrics
+            .late_windows(authorizations, prepared.late_windows);
+        if let Some(oldest) = prepared.oldest_authorization {
+            let age = (chrono::Utc::now() - oldest).num_milliseconds() as f64 / 1000.0;
+            self.metrics.freshness(authorizations, age);
+        }
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &commit {
+            tpl.add_partition_offset(
+                self.topics.name(*topic),
+                *partition,
+                Offset::Offset(*offset),
+            )?;
+        }
+        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+            // After a rebalance the partition may belong to another member: harmless.
+            tracing::warn!(%error, "offset commit failed");
+        }
+        Ok(())
+    }
+
+    fn pause_all(&self, pause: bool) -> Result<(), PipelineError> {
+        let assignment = self.consumer.assignment()?;
+        if pause {
+            self.consumer.pause(&assignment)?;
+            self.metrics.set_paused(assignment.count());
+            tracing::info!(
+                partitions = assignment.count(),
+                "paused: the previous batch is still being written"
+            );
+        } else {
+            self.consumer.resume(&assignment)?;
+            self.metrics.set_paused(0);
+            tracing::info!(partitions = assignment.count(), "resumed");
+        }
+        Ok(())
+    }
+
+    async fn on_notice(
+        &mut self,
+        notice: PartitionNotice,
+        filling: &mut Filling,
+    ) -> Result<(), PipelineError> {
+        match notice {
+            PartitionNotice::Revoked(partitions) => {
+                let revoked: Vec<(Topic, i32)> = partitions
+                    .iter()
+                    .filter_map(|(t, p)| self.topics.role(t).map(|r| (r, *p)))
+                    .collect();
+                // Uncommitted work of revoked partitions is dropped: the new
+                // owner consumes it again from the last commit, and every
+                // write is idempotent, so nothing is lost or counted twice.
+                filling
+                    .messages
+                    .retain(|m| !revoked.contains(&(m.topic, m.partition)));
+                filling.next.retain(|k, _| !revoked.contains(k));
+                self.processor.partitions_revoked(&revoked);
+            }
+            PartitionNotice::Assigned(partitions) => {
+                for topic in [Topic::Authorizations, Topic::Assignments, Topic::Directory] {
+                    let name = self.topics.name(topic);
+                    let n = partitions.iter().filter(|(t, _)| t == name).count();
+                    self.metrics.set_assigned(name, n);
+                }
+                // Other members may have stored assignments and rates meanwhile.
+                if let Err(error) = self.processor.refresh(&self.warehouse).await {
+                    tracing::warn!(%error, "reloading the enrichment state failed; will retry");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next message, owned (`None` for a topic that is not ours).
+async fn recv_owned(
+    consumer: &IngestConsumer,
+    topics: &TopicNames,
+) -> Result<Option<RawMessage>, rdkafka::error::KafkaError> {
+    let message = consumer.recv().await?;
+    Ok(topics.role(message.topic()).map(|topic| RawMessage {
+        topic,
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().unwrap_or_default().to_vec(),
+    }))
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

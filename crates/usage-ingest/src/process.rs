@@ -1,0 +1,481 @@
+//! Batch processing: raw Kafka messages in, encoded ClickHouse rows and dead
+//! letters out. All the domain decisions are the core's (`usage_core`); this
+//! module only routes messages, keeps the enrichment state current and holds
+//! authorizations whose team is not known yet.
+//!
+//! Within a batch, assignment and directory events are applied before any
+//! authorization is stamped: team resolution and rates are functions of the
+//! *set* of facts (by event time), so knowing more facts earlier only makes
+//! more authorizations resolvable, never changes a resolved one.
+
+use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
+use crate::rowbinary::RowBinary;
+use crate::rows;
+use crate::sink::{Table, TableRows};
+use crate::state::Enrichment;
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+use usage_core::charge::Charge;
+use usage_core::event::{Access, Authorization, DirectoryChange};
+use usage_core::team::{Resolution, TeamSource};
+use usage_core::usage::usage_date;
+use usage_core::validate::{
+    decode_assignment, decode_authorization, decode_directory, Limits, Reason, ValidationError,
+};
+use usage_store::{StoreError, Warehouse};
+
+/// The inbound topics, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Topic {
+    Authorizations,
+    Assignments,
+    Directory,
+}
+
+/// The configured names of the inbound topics.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicNames {
+    pub(crate) authorizations: String,
+    pub(crate) assignments: String,
+    pub(crate) directory: String,
+}
+
+impl TopicNames {
+    pub(crate) fn name(&self, topic: Topic) -> &str {
+        match topic {
+            Topic::Authorizations => &self.authorizations,
+            Topic::Assignments => &self.assignments,
+            Topic::Directory => &self.directory,
+        }
+    }
+
+    pub(crate) fn role(&self, name: &str) -> Option<Topic> {
+        [Topic::Authorizations, Topic::Assignments, Topic::Directory]
+            .into_iter()
+            .find(|t| self.name(*t) == name)
+    }
+}
+
+/// One consumed message, owned.
+#[derive(Debug, Clone)]
+pub(crate) struct RawMessage {
+    pub(crate) topic: Topic,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// An authorization waiting for the assignment that explains it.
+struct Pending {
+    auth: Authorization,
+    raw: RawMessage,
+    deadline: Instant,
+}
+
+/// What one batch turned into.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    pub(crate) tables: Vec<TableRows>,
+    pub(crate) letters: Vec<DeadLetter>,
+    /// `occurred_at` of the oldest authorization stored by this batch (freshness).
+    pub(crate) oldest_authorization: Option<DateTime<Utc>>,
+    pub(crate) offline: u64,
+    pub(crate) late_windows: u64,
+    pub(crate) ambiguous_teams: u64,
+}
+
+/// Why processing stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProcessError {
+    #[error(transparent)]
+    Policy(#[from] PolicyTripped),
+    #[error("reading enrichment state from ClickHouse: {0}")]
+    State(#[from] StoreError),
+}
+
+/// Settings of the processor.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessorSettings {
+    pub(crate) limits: Limits,
+    /// How long an authorization whose team is unknown waits for late assignment data.
+    pub(crate) unresolved_hold: Duration,
+    /// How often assignment data written by other instances is read again.
+    pub(crate) follow_interval: Duration,
+}
+
+pub(crate) struct Processor {
+    settings: ProcessorSettings,
+    topics: TopicNames,
+    enrichment: Enrichment,
+    pending: Vec<Pending>,
+    policy: DeadLetterPolicy,
+    last_follow: Instant,
+}
+
+/// The stamps of one authorization.
+struct Stamp {
+    team_id: String,
+    source: TeamSource,
+    window_start: Option<DateTime<Utc>>,
+    tokens_milli: u64,
+    opened_window: bool,
+}
+
+impl Processor {
+    pub(crate) fn new(
+        settings: ProcessorSettings,
+        topics: TopicNames,
+        enrichment: Enrichment,
+        policy: DeadLetterPolicy,
+    ) -> Processor {
+        Processor {
+            settings,
+            topics,
+            enrichment,
+            pending: Vec::new(),
+            policy,
+            last_follow: Instant::now(),
+        }
+    }
+
+    /// Authorizations held back, waiting for their team.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Per authorizations partition, the lowest offset still held back: the
+    /// commit of that partition must not pass it.
+    pub(crate) fn pending_floor(&self) -> HashMap<i32, i64> {
+        let mut floor: HashMap<i32, i64> = HashMap::new();
+        for p in &self.pending {
+            let e = floor.entry(p.raw.partition).or_insert(p.raw.offset);
+            *e = (*e).min(p.raw.offset);
+        }
+        floor
+    }
+
+    /// After a rebalance: drop what belonged to partitions this instance lost
+    /// (their new owner re-reads them from the last commit) and reload the
+    /// Flex windows lazily, since the users this instance serves changed.
+    pub(crate) fn partitions_revoked(&mut self, revoked: &[(Topic, i32)]) {
+        self.pending
+            .retain(|p| !revoked.contains(&(Topic::Authorizations, p.raw.partition)));
+        self.enrichment.forget_windows();
+    }
+
+    /// Reads assignments and rates other instances wrote, now.
+    pub(crate) async fn refresh(&mut self, warehouse: &Warehouse) -> Result<(), StoreError> {
+        self.enrichment.follow_assignments(warehouse).await?;
+        self.enrichment.reload_rates(warehouse).await?;
+        self.last_follow = Instant::now();
+        Ok(())
+    }
+
+    fn letter(&self, raw: &RawMessage, error: &ValidationError) -> DeadLetter {
+        DeadLetter {
+            source_topic: self.topics.name(raw.topic).to_owned(),
+            partition: raw.partition,
+            offset: raw.offset,
+            key: raw.key.clone(),
+            payload: raw.payload.clone(),
+            reason: error.reason.as_str(),
+            field: error.field.clone(),
+            error: error.to_string(),
+        }
+    }
+
+    /// Turns a batch of messages (in consumption order) into rows and dead letters.
+    pub(crate) async fn process(
+        &mut self,
+        batch: Vec<RawMessage>,
+        warehouse: &Warehouse,
+    ) -> Result<Prepared, ProcessError> {
+        let now = Utc::now();
+        let ingested_at = now.trunc_subsecs(0);
+        let mut out = Prepared::default();
+        let mut tables = Tables::default();
+
+        // 1. Decode everything; apply assignment and directory facts.
+        let mut authorizations = Vec::new();
+        let mut touched_assignments = BTreeMap::new();
+        for raw in batch {
+            let decoded = match raw.topic {
+                Topic::Authorizations => {
+                    decode_authorization(&raw.payload, &self.settings.limits, now).map(Some)
+                }
+                Topic::Assignments => decode_assignment(&raw.payload, &self.settings.limits, now)
+                    .map(|a| {
+                        self.enrichment.assignments.apply(&a);
+                        rows::assignment_event(
+                            tables.get(rows::ASSIGNMENT_EVENTS),
+                            &a,
+                            ingested_at,
+                        );
+                        let key = (
+                            a.team_id.clone(),
+                            a.user_id.clone(),
+                            a.product.clone(),
+                            a.access,
+                        );
+                        touched_assignments.insert(key, a.via);
+                        None
+                    }),
+                Topic::Directory => {
+                    decode_directory(&raw.payload, &self.settings.limits, now).map(|d| {
+                        let at = d.occurred_at;
+                        match &d.change {
+                            DirectoryChange::UserProfile(p) => {
+                                rows::user_profile(tables.get(rows::USER_PROFILES), p, at)
+                            }
+                            DirectoryChange::Team(t) => rows::team(tables.get(rows::TEAMS), t, at),
+                            DirectoryChange::GroupMembership(g) => {
+                                rows::group_membership(tables.get(rows::GROUP_MEMBERSHIPS), g, at)
+                            }
+                            DirectoryChange::TeamMerge(m) => {
+                                rows::team_merge(tables.get(rows::TEAM_MERGES), &d.event_id, at, m)
+                            }
+                            DirectoryChange::ProductRate(r) => {
+                                self.enrichment.rates.apply(&d.event_id, at, r);
+                                rows::product_rate(
+                                    tables.get(rows::PRODUCT_RATES),
+                                    &d.event_id,
+                                    at,
+                                    r,
+                                )
+                            }
+                        }
+                        None
+                    })
+                }
+            };
+            self.policy.record(decoded.is_ok())?;
+            match decoded {
+                Ok(Some(auth)) => authorizations.push(Pending {
+                    auth,
+                    raw,
+                    deadline: Instant::now() + self.settings.unresolved_hold,
+                }),
+                Ok(None) => {}
+                Err(error) => out.letters.push(self.letter(&raw, &error)),
+            }
+        }
+
+        // 2. Held-back authorizations first (they are older), then this batch's.
+        let mut queue = std::mem::take(&mut self.pending);
+        queue.extend(authorizations);
+        let unresolved_seen = queue
+            .iter()
+            .any(|p| p.auth.team_id.is_none() && p.auth.online);
+        if unresolved_seen && self.last_follow.elapsed() >= self.settings.follow_interval {
+            self.refresh(warehouse).await?;
+        }
+
+        // 3. The Flex windows that may cover these events.
+        let mut first_use: HashMap<(&str, &str), DateTime<Utc>> = HashMap::new();
+        for p in queue
+            .iter()
+            .filter(|p| p.auth.online && p.auth.access == Access::Flex)
+        {
+            let e = first_use
+                .entry((p.auth.user_id.as_str(), p.auth.product.as_str()))
+                .or_insert(p.auth.occurred_at);
+            *e = (*e).min(p.auth.occurred_at);
+        }
+        let keys: Vec<(&str, &str, DateTime<Utc>)> =
+            first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();
+        self.enrichment.load_windows(warehouse, &keys).await?;
+
+        // 4. Stamp.
+        let mut stored: Vec<(Pending, Stamp)> = Vec::with_capacity(queue.len());
+        for p in queue {
+            if !p.auth.online {
+                out.offline += 1;
+                continue;
+            }
+            let resolution = self.enrichment.assignments.resolve(&p.auth);
+            if let Resolution::Ambiguous { .. } = resolution {
+                out.ambiguous_teams += 1;
+            }
+            let Some(team) = resolution.team() else {
+                if Instant::now() >= p.deadline {
+                    let error = ValidationError::at(
+                        Reason::UnresolvedTeam,
+                        "team_id",
+                        format!(
+                            "no team holds {} ({}) for user {} at {}, and the event names none",
+                            p.auth.product,
+                            p.auth.access.as_str(),
+                            p.auth.user_id,
+                            usage_core::event::format_timestamp(&p.auth.occurred_at)
+                        ),
+                    );
+                    out.letters.push(self.letter(&p.raw, &error));
+                } else {
+                    self.pending.push(p);
+                }
+                continue;
+            };
+            let (team_id, source) = (team.team_id.to_owned(), team.source);
+            let charge = self
+                .enrichment
+                .charges
+                .charge(&p.auth, &self.enrichment.rates);
+            let stamp = match charge {
+                Charge::Charged {
+                    window_start,
+                    tokens,
+                    late,
+                } => {
+                    out.late_windows += u64::from(late);
+                    Stamp {
+                        team_id,
+                        source,
+                        window_start: Some(window_start),
+                        tokens_milli: tokens.millis(),
+                        opened_window: true,
+                    }
+                }
+                Charge::Free { window_start } => Stamp {
+                    team_id,
+                    source,
+                    window_start: Some(window_start),
+                    tokens_milli: 0,
+                    opened_window: false,
+                },
+                Charge::Seat | Charge::NotReported => Stamp {
+                    team_id,
+                    source,
+                    window_start: None,
+                    tokens_milli: 0,
+                    opened_window: false,
+                },
+                Charge::UnknownRate { .. } | Charge::BeyondHorizon => {
+                    let (reason, field, detail) = match charge {
+                        Charge::UnknownRate { .. } => (
+                            Reason::UnknownRate,
+                            "product",
+                            format!(
+                                "no Flex token rate for {} is in force at {}",
+                                p.auth.product,
+                                usage_core::event::format_timestamp(&p.auth.occurred_at)
+                            ),
+                        ),
+                        _ => (
+                            Reason::BeyondHorizon,
+                            "occurred_at",
+                            "older than the Flex usage windows the pipeline holds for this user and product"
+                                .to_owned(),
+                        ),
+                    };
+                    let error = ValidationError::at(reason, field, detail);
+                    out.letters.push(self.letter(&p.raw, &error));
+                    continue;
+                }
+            };
+            stored.push((p, stamp));
+        }
+
+        // 5. Encode the facts, the windows and the day-level rollup (deduplicated per batch).
+        let mut days: HashSet<(&str, &str, &str, Access, NaiveDate)> = HashSet::new();
+        for (p, stamp) in &stored {
+            let a = &p.auth;
+            let day = usage_date(a.occurred_at);
+            out.oldest_authorization = Some(
+                out.oldest_authorization
+                    .map_or(a.occurred_at, |o| o.min(a.occurred_at)),
+            );
+            rows::FactRow {
+                event_id: &a.event_id,
+                occurred_at: a.occurred_at,
+                usage_date: day,
+                team_id: &stamp.team_id,
+                team_source: stamp.source,
+                user_id: &a.user_id,
+                product: &a.product,
+                product_version: a.product_version.as_deref().unwrap_or(""),
+                access: a.access,
+                machine_id: a.machine_id.as_deref().unwrap_or(""),
+                window_start: stamp.window_start,
+                tokens_milli: stamp.tokens_milli,
+                partition: p.raw.partition,
+                offset: p.raw.offset,
+                ingested_at,
+            }
+            .encode(tables.get(rows::AUTHORIZATIONS));
+            if stamp.opened_window {
+                if let Some(start) = stamp.window_start {
+                    rows::flex_window(
+                        tables.get(rows::FLEX_WINDOWS),
+                        &a.user_id,
+                        &a.product,
+                        start,
+                        &stamp.team_id,
+                        &a.event_id,
+                        stamp.tokens_milli,
+                    );
+                }
+            }
+            if days.insert((&stamp.team_id, &a.user_id, &a.product, a.access, day)) {
+                rows::daily_usage(
+                    tables.get(rows::DAILY_USAGE),
+                    &stamp.team_id,
+                    &a.user_id,
+                    &a.product,
+                    a.access,
+                    day,
+                );
+            }
+        }
+
+        // 6. The current assignment of every key this batch touched.
+        let latest = DateTime::<Utc>::MAX_UTC;
+        for ((team_id, user_id, product, access), via) in &touched_assignments {
+            let current = self
+                .enrichment
+                .assignments
+                .current_assignment(team_id, user_id, product, *access, latest);
+            rows::assignment_state(
+                tables.get(rows::ASSIGNMENT_STATE),
+                team_id,
+                user_id,
+                product,
+                *access,
+                current,
+                *via,
+                ingested_at,
+            );
+        }
+
+        out.tables = tables.finish();
+        Ok(out)
+    }
+}
+
+/// The rows of one batch, per table.
+#[derive(Default)]
+struct Tables(BTreeMap<&'static str, (Table, RowBinary)>);
+
+impl Tables {
+    fn get(&mut self, table: Table) -> &mut RowBinary {
+        &mut self
+            .0
+            .entry(table.name)
+            .or_insert_with(|| (table, RowBinary::default()))
+            .1
+    }
+
+    /// The encoded tables, in the order they are written ([`rows::ALL`]).
+    fn finish(mut self) -> Vec<TableRows> {
+        rows::ALL
+            .iter()
+            .filter_map(|t| self.0.remove(t.name))
+            .map(|(table, rb)| TableRows {
+                table,
+                rows: rb.rows(),
+                data: rb.into_bytes(),
+            })
+            .collect()
+    }
+}
