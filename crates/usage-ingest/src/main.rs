@@ -354,6 +354,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         shutdown,
         abandon,
+        positions: Default::default(),
     };
     pipeline.run().await.context("the pipeline stopped")?;
     tracing::info!("stopped");

@@ -46,8 +46,11 @@ pub(crate) enum PipelineError {
     Abandoned(#[from] crate::sink::Abandoned),
 }
 
+/// How often held-back authorizations are retried when no other message arrives.
+const PENDING_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Offsets to commit once a batch is stored: per (topic, partition), the next offset to read.
-type Commit = HashMap<(Topic, i32), i64>;
+pub(crate) type Commit = HashMap<(Topic, i32), i64>;
 
 struct InFlight {
     handle: JoinHandle<Result<Prepared, PipelineError>>,
@@ -68,6 +71,8 @@ pub(crate) struct Pipeline {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Turns true when the drain took too long: abandon retries.
     pub(crate) abandon: watch::Receiver<bool>,
+    /// Next offset to read per partition, of everything consumed.
+    pub(crate) positions: Commit,
 }
 
 /// Messages of the batch being filled.
@@ -76,8 +81,6 @@ struct Filling {
     messages: Vec<RawMessage>,
     bytes: usize,
     opened: Option<Instant>,
-    /// Next offset per partition, of everything consumed into this batch.
-    next: Commit,
 }
 
 impl Filling {
@@ -97,20 +100,20 @@ impl Pipeline {
         let mut in_flight: Option<InFlight> = None;
         let mut paused = false;
         let mut consumed: HashMap<Topic, u64> = HashMap::new();
+        let mut last_batch = Instant::now();
         self.metrics.set_ready(true);
         loop {
             let deadline = filling.deadline(&self.limits);
+            // Held-back authorizations are retried on their own when nothing else comes.
+            let retry_pending =
+                self.processor.pending_len() > 0 && last_batch.elapsed() >= PENDING_RETRY_INTERVAL;
             let must_flush = filling.is_full(&self.limits)
                 || deadline.is_some_and(|d| Instant::now() >= d)
-                || (filling.opened.is_none()
-                    && self.processor.pending_len() > 0
-                    && in_flight.is_none());
-            if must_flush
-                && in_flight.is_none()
-                && (!filling.messages.is_empty() || self.processor.pending_len() > 0)
-            {
+                || retry_pending;
+            if must_flush && in_flight.is_none() {
                 self.report_consumed(&mut consumed);
                 in_flight = Some(self.start_batch(std::mem::take(&mut filling)).await?);
+                last_batch = Instant::now();
             }
             if filling.is_full(&self.limits) && in_flight.is_some() && !paused {
                 self.pause_all(true)?;
@@ -124,7 +127,7 @@ impl Pipeline {
                 _ = self.shutdown.changed() => {}
                 done = async { (&mut in_flight.as_mut().expect("guarded").handle).await }, if in_flight.is_some() => {
                     let flight = in_flight.take().expect("guarded");
-                    self.finish_batch(done??, flight.commit)?;
+                    self.finish_batch(done??, flight.commit, CommitMode::Async)?;
                     if paused {
                         self.pause_all(false)?;
                         paused = false;
@@ -144,11 +147,11 @@ impl Pipeline {
                     *consumed.entry(raw.topic).or_default() += 1;
                     filling.bytes += raw.payload.len();
                     filling.opened.get_or_insert_with(Instant::now);
-                    filling.next.insert((raw.topic, raw.partition), raw.offset + 1);
+                    self.positions.insert((raw.topic, raw.partition), raw.offset + 1);
                     filling.messages.push(raw);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() && in_flight.is_none() => {}
-                _ = tokio::time::sleep(Duration::from_millis(200)), if self.processor.pending_len() > 0 && in_flight.is_none() => {}
+                _ = tokio::time::sleep(PENDING_RETRY_INTERVAL), if self.processor.pending_len() > 0 && in_flight.is_none() => {}
             }
         }
         self.drain(filling, in_flight, &mut consumed).await
@@ -175,7 +178,7 @@ impl Pipeline {
         self.metrics.set_ready(false);
         if let Some(flight) = in_flight {
             match flight.handle.await? {
-                Ok(prepared) => self.finish_batch(prepared, flight.commit)?,
+                Ok(prepared) => self.finish_batch(prepared, flight.commit, CommitMode::Sync)?,
                 Err(error) => {
                     tracing::warn!(%error, "the last batch was not stored; it will be consumed again");
                     return Ok(());
@@ -186,16 +189,12 @@ impl Pipeline {
             self.report_consumed(consumed);
             let flight = self.start_batch(filling).await?;
             match flight.handle.await? {
-                Ok(prepared) => self.finish_batch(prepared, flight.commit)?,
+                Ok(prepared) => self.finish_batch(prepared, flight.commit, CommitMode::Sync)?,
                 Err(error) => {
                     tracing::warn!(%error, "the last batch was not stored; it will be consumed again");
                     return Ok(());
                 }
             }
-        }
-        // Synchronous final commit of everything stored.
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "final commit");
         }
         self.consumer.unsubscribe();
         tracing::info!("drained; left the consumer group");
@@ -209,8 +208,9 @@ impl Pipeline {
             .processor
             .process(filling.messages, &self.warehouse)
             .await?;
-        // The commit: everything consumed, except what is held back.
-        let mut commit = filling.next;
+        // The commit: everything consumed so far (it is in this batch or an
+        // earlier one), except what is held back.
+        let mut commit = self.positions.clone();
         for (partition, floor) in self.processor.pending_floor() {
             let e = commit
                 .entry((Topic::Authorizations, partition))
@@ -237,7 +237,12 @@ impl Pipeline {
         Ok(InFlight { handle, commit })
     }
 
-    fn finish_batch(&self, prepared: Prepared, commit: Commit) -> Result<(), PipelineError> {
+    fn finish_batch(
+        &self,
+        prepared: Prepared,
+        commit: Commit,
+        mode: CommitMode,
+    ) -> Result<(), PipelineError> {
         let authorizations = self.topics.name(Topic::Authorizations);
         for letter in &prepared.letters {
             self.metrics
@@ -261,7 +266,7 @@ impl Pipeline {
                 Offset::Offset(*offset),
             )?;
         }
-        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(error) = self.consumer.commit(&tpl, mode) {
             // After a rebalance the partition may belong to another member: harmless.
             tracing::warn!(%error, "offset commit failed");
         }
@@ -302,7 +307,7 @@ impl Pipeline {
                 filling
                     .messages
                     .retain(|m| !revoked.contains(&(m.topic, m.partition)));
-                filling.next.retain(|k, _| !revoked.contains(k));
+                self.positions.retain(|k, _| !revoked.contains(k));
                 self.processor.partitions_revoked(&revoked);
             }
             PartitionNotice::Assigned(partitions) => {

@@ -6,7 +6,10 @@ use tracing_subscriber::{fmt, EnvFilter};
 pub fn init(json: bool, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second call (tests) keeps the first subscriber.
     let _ = if json {
         builder.json().flatten_event(true).try_init()
