@@ -289,9 +289,17 @@ impl Processor {
 
         // 4. Stamp.
         let mut stored: Vec<(Pending, Stamp)> = Vec::with_capacity(queue.len());
+        // (user, product) pairs with an earlier event held back: their later
+        // events wait behind it, so each pair is charged in its own order.
+        let mut blocked: HashSet<(String, String)> = HashSet::new();
         for p in queue {
             if !p.auth.online {
                 out.offline += 1;
+                continue;
+            }
+            let pair = (p.auth.user_id.clone(), p.auth.product.clone());
+            if blocked.contains(&pair) {
+                self.pending.push(p);
                 continue;
             }
             let resolution = self.enrichment.assignments.resolve(&p.auth);
@@ -299,7 +307,10 @@ impl Processor {
                 out.ambiguous_teams += 1;
             }
             let Some(team) = resolution.team() else {
-                if Instant::now() >= p.deadline {
+                if Instant::now() < p.deadline {
+                    blocked.insert(pair);
+                    self.pending.push(p);
+                } else {
                     let error = ValidationError::at(
                         Reason::UnresolvedTeam,
                         "team_id",
@@ -312,16 +323,30 @@ impl Processor {
                         ),
                     );
                     out.letters.push(self.letter(&p.raw, &error));
-                } else {
-                    self.pending.push(p);
                 }
                 continue;
             };
             let (team_id, source) = (team.team_id.to_owned(), team.source);
-            let charge = self
+            let mut charge = self
                 .enrichment
                 .charges
                 .charge(&p.auth, &self.enrichment.rates);
+            if charge == Charge::BeyondHorizon {
+                // Older than the windows held in memory: read its history from
+                // ClickHouse further back, then judge it again.
+                self.enrichment
+                    .reload_windows(
+                        warehouse,
+                        &p.auth.user_id,
+                        &p.auth.product,
+                        p.auth.occurred_at,
+                    )
+                    .await?;
+                charge = self
+                    .enrichment
+                    .charges
+                    .charge(&p.auth, &self.enrichment.rates);
+            }
             let stamp = match charge {
                 Charge::Charged {
                     window_start,

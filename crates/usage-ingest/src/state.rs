@@ -179,6 +179,20 @@ impl Enrichment {
         self.loaded_from.clear();
     }
 
+    /// Reads the windows of one (user, product) again from before `at`
+    /// (an out-of-order event older than what the state still holds).
+    pub(crate) async fn reload_windows(
+        &mut self,
+        warehouse: &Warehouse,
+        user: &str,
+        product: &str,
+        at: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.loaded_from
+            .remove(&(Box::from(user), Box::from(product)));
+        self.load_windows(warehouse, &[(user, product, at)]).await
+    }
+
     /// Makes sure the windows of each (user, product) that may cover an event
     /// at or after its `first_use` are in the state: every stored window
     /// starting at or after `first_use - 24h`. Keys loaded far enough back
