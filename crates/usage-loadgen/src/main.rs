@@ -201,6 +201,7 @@ fn run_verify(args: VerifyArgs) -> Result<()> {
     let observed = runtime
         .block_on(usage_loadgen::verify::observe(&client, &ranges))
         .with_context(|| format!("reading the rollups at {}", args.clickhouse_url))?;
+    let mut differences = usage_loadgen::verify::differences(&expected, &observed);
     for (name, range) in &ranges {
         let got = usage_loadgen::verify::tiles(&expected, &observed, name);
         let want = usage_loadgen::verify::expected_tiles(&expected, name);
@@ -208,8 +209,10 @@ fn run_verify(args: VerifyArgs) -> Result<()> {
             "{}",
             usage_loadgen::verify::tiles_table(name, *range, &got, &want)
         );
+        if got != want {
+            differences.push(format!("the {name} tiles differ from the oracle's"));
+        }
     }
-    let differences = usage_loadgen::verify::differences(&expected, &observed);
     println!(
         "rows compared: {} expected, {} in the warehouse; authorizations stored: {} (expected {}); dead letters expected: {:?}",
         expected.rows.len(),

@@ -40,6 +40,8 @@ pub struct Observed {
     pub flex_tokens_milli: u64,
     /// Tokens of windows starting in each named range, per stamped team.
     pub tokens_in: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The usage dates in each named range, per row (as days since 1970-01-01).
+    pub dates_in: BTreeMap<String, BTreeMap<RowKey, BTreeSet<u16>>>,
 }
 
 /// The tiles of one team (after merges) or of all teams, from observed rows.
@@ -67,12 +69,12 @@ struct DaysRow {
 }
 
 #[derive(Debug, Row, Deserialize)]
-struct CountRow {
+struct DateRow {
     team_id: String,
     user_id: String,
     product: String,
     access: String,
-    days: u64,
+    usage_date: u16,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -132,23 +134,27 @@ pub async fn observe(
         row.last_accessed = Some(date(r.last));
     }
     for (name, range) in ranges {
-        let counts = client
+        let dates = client
             .query(
-                "SELECT team_id, user_id, product, toString(access), count() FROM usage_days \
-                 WHERE usage_date BETWEEN toDate(?) AND toDate(?) \
-                 GROUP BY team_id, user_id, product, access",
+                "SELECT team_id, user_id, product, toString(access), usage_date FROM usage_days \
+                 WHERE usage_date BETWEEN toDate(?) AND toDate(?)",
             )
             .bind(range.from.to_string())
             .bind(range.to.to_string())
-            .fetch_all::<CountRow>()
+            .fetch_all::<DateRow>()
             .await?;
-        for r in counts {
+        let in_range = observed.dates_in.entry(name.clone()).or_default();
+        for r in dates {
+            let key = (r.team_id, r.user_id, r.product, access(&r.access));
+            in_range.entry(key).or_default().insert(r.usage_date);
+        }
+        for (key, days) in in_range.iter() {
             observed
                 .rows
-                .entry((r.team_id, r.user_id, r.product, access(&r.access)))
+                .entry(key.clone())
                 .or_default()
                 .days_used_in
-                .insert(name.clone(), u32::try_from(r.days).unwrap_or(u32::MAX));
+                .insert(name.clone(), u32::try_from(days.len()).unwrap_or(u32::MAX));
         }
         let tokens = client
             .query(
@@ -314,20 +320,33 @@ pub fn tiles(
             .find(|t| t.team_id == team)
             .map_or_else(|| team.to_owned(), |t| t.current_team_id.clone())
     };
+    // Rows after merges: (current team, user, product, access), with the
+    // union of the member teams' usage dates and the earliest assignment.
+    let empty = BTreeMap::new();
+    let dates_in = observed.dates_in.get(range_name).unwrap_or(&empty);
+    let mut merged: BTreeMap<RowKey, (BTreeSet<u16>, Option<NaiveDate>)> = BTreeMap::new();
+    for (key, row) in &observed.rows {
+        let (team, user, product, access) = key;
+        let entry = merged
+            .entry((current(team), user.clone(), product.clone(), *access))
+            .or_default();
+        if let Some(days) = dates_in.get(key) {
+            entry.0.extend(days.iter().copied());
+        }
+        if let Some((since, _, _)) = &row.assignment {
+            entry.1 = Some(entry.1.map_or(*since, |s| s.min(*since)));
+        }
+    }
     let mut all = Tiles::default();
     let mut teams: BTreeMap<String, Tiles> = BTreeMap::new();
     let mut flex_users: BTreeMap<Option<String>, BTreeSet<&str>> = BTreeMap::new();
-    for ((team, user, _product, access), row) in &observed.rows {
-        let team = current(team);
-        let days = row.days_used_in.get(range_name).copied().unwrap_or(0);
-        let held =
-            row.assignment
-                .as_ref()
-                .map(|(since, via, group)| crate::oracle::CurrentAssignment {
-                    since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
-                    via: *via,
-                    group_id: group.clone(),
-                });
+    for ((team, user, _product, access), (dates, since)) in &merged {
+        let days = dates.len() as u64;
+        let held = since.map(|since| crate::oracle::CurrentAssignment {
+            since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
+            via: Via::Direct,
+            group_id: None,
+        });
         let status = Oracle::status_of(held.as_ref(), *access, days > 0, range.range);
         for (tiles, scope) in [
             (teams.entry(team.clone()).or_default(), Some(team.clone())),
@@ -346,7 +365,7 @@ pub fn tiles(
                     }
                 }
                 Access::Flex if days > 0 => {
-                    tiles.flex_days_used += u64::from(days);
+                    tiles.flex_days_used += days;
                     flex_users.entry(scope).or_default().insert(user.as_str());
                 }
                 _ => {}
