@@ -179,3 +179,31 @@ async fn a_replay_from_offset_zero_and_republished_duplicates_change_nothing() {
     db.drop_database().await;
     topics.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_in_one_group_give_the_results_of_one() {
+    let published = Published::generate(ScenarioConfig {
+        users: 300,
+        ..config(31)
+    });
+    let topics = Topics::create("pair", 4).await;
+    let db = ScratchDatabase::create("pair").await;
+    published.publish(&topics).await;
+    let group = services::unique("group");
+    let first = Ingest::start(&topics, db.name(), &group, TEST_OPTIONS);
+    // The second joins while the first is consuming: a rebalance splits the partitions.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = Ingest::start(&topics, db.name(), &group, TEST_OPTIONS);
+    let differences = published.converges(&db, Duration::from_secs(120)).await;
+    assert!(
+        differences.is_empty(),
+        "{} differences with two instances:\n{}\nfirst:\n{}\nsecond:\n{}",
+        differences.len(),
+        show(&differences),
+        first.log_tail(),
+        second.log_tail()
+    );
+    drop((first, second));
+    db.drop_database().await;
+    topics.delete().await;
+}

@@ -150,6 +150,8 @@ pub(crate) fn consumer(
         // Keep the fetcher busy while an insert is in flight, with bounded memory.
         ("fetch.queue.backoff.ms", "10".into()),
         ("queued.max.messages.kbytes", "16384".into()),
+        // End-of-partition events: reference data is read to its end first.
+        ("enable.partition.eof", "true".into()),
     ])?;
     let consumer: IngestConsumer = config
         .create_with_context(IngestContext { notices: tx })

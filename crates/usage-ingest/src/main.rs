@@ -290,11 +290,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
         ..Limits::default()
     };
+    let retry = sink::RetryPolicy {
+        initial: Duration::from_millis(args.retry_initial_ms.max(1)),
+        max: Duration::from_millis(args.retry_max_ms.max(1)),
+    };
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (abandon_tx, abandon) = watch::channel(false);
     let processor = process::Processor::new(
         process::ProcessorSettings {
             limits,
             unresolved_hold: Duration::from_secs(args.unresolved_hold_secs),
             follow_interval: Duration::from_millis(args.follow_interval_ms),
+            retry,
         },
         topic_names.clone(),
         enrichment,
@@ -303,6 +310,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.dlq_window,
             args.dlq_max_consecutive,
         ),
+        abandon.clone(),
     );
     let (consumer, notices) = kafka::consumer(&args.kafka).map_err(anyhow::Error::msg)?;
     let producer = kafka::producer(&args.kafka).map_err(anyhow::Error::msg)?;
@@ -311,15 +319,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .client()
             .clone()
             .with_compression(clickhouse::Compression::Lz4),
-        sink::RetryPolicy {
-            initial: Duration::from_millis(args.retry_initial_ms.max(1)),
-            max: Duration::from_millis(args.retry_max_ms.max(1)),
-        },
+        retry,
         metrics.clone(),
     );
 
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let (abandon_tx, abandon) = watch::channel(false);
     let drain_timeout = Duration::from_secs(args.shutdown_timeout_secs);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -355,6 +358,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown,
         abandon,
         positions: Default::default(),
+        catching_up: None,
     };
     pipeline.run().await.context("the pipeline stopped")?;
     tracing::info!("stopped");

@@ -73,6 +73,21 @@ pub(crate) struct Pipeline {
     pub(crate) abandon: watch::Receiver<bool>,
     /// Next offset to read per partition, of everything consumed.
     pub(crate) positions: Commit,
+    /// After an assignment: the reference partitions (assignments, directory)
+    /// still to be read to their end before authorizations flow again.
+    pub(crate) catching_up: Option<CatchUp>,
+}
+
+/// Reference data first: after every assignment (start-up, rebalance) the
+/// authorizations partitions stay paused until each assigned assignments and
+/// directory partition has been read to its end, so a backlog of usage is
+/// never stamped ahead of the assignments that were published before it.
+#[derive(Debug, Default)]
+pub(crate) struct CatchUp {
+    /// Per partition number, how many reference topics still have to reach
+    /// their end there (end-of-partition events carry no topic name).
+    remaining: HashMap<i32, usize>,
+    started: Option<Instant>,
 }
 
 /// Messages of the batch being filled.
@@ -143,7 +158,20 @@ impl Pipeline {
                     while let Ok(notice) = self.notices.try_recv() {
                         self.on_notice(notice, &mut filling).await?;
                     }
-                    let Some(raw) = message? else { continue };
+                    let raw = match message {
+                        Ok(Some(raw)) => raw,
+                        Ok(None) => continue,
+                        Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                            self.reached_end(partition)?;
+                            continue;
+                        }
+                        Err(error) => {
+                            // Broker unreachable, a partition error...: librdkafka
+                            // reconnects and resumes by itself; nothing is lost.
+                            tracing::warn!(%error, "consumer error");
+                            continue;
+                        }
+                    };
                     *consumed.entry(raw.topic).or_default() += 1;
                     filling.bytes += raw.payload.len();
                     filling.opened.get_or_insert_with(Instant::now);
@@ -283,10 +311,86 @@ impl Pipeline {
                 "paused: the previous batch is still being written"
             );
         } else {
-            self.consumer.resume(&assignment)?;
-            self.metrics.set_paused(0);
-            tracing::info!(partitions = assignment.count(), "resumed");
+            let resumed = self.partitions(&assignment, |topic| {
+                topic != Topic::Authorizations || self.catching_up.is_none()
+            })?;
+            self.consumer.resume(&resumed)?;
+            self.metrics
+                .set_paused(assignment.count() - resumed.count());
+            tracing::info!(partitions = resumed.count(), "resumed");
         }
+        Ok(())
+    }
+
+    /// The partitions of `of` whose topic role passes `keep`.
+    fn partitions(
+        &self,
+        of: &TopicPartitionList,
+        keep: impl Fn(Topic) -> bool,
+    ) -> Result<TopicPartitionList, PipelineError> {
+        let mut list = TopicPartitionList::new();
+        for e in of.elements() {
+            if self.topics.role(e.topic()).is_some_and(&keep) {
+                list.add_partition(e.topic(), e.partition());
+            }
+        }
+        Ok(list)
+    }
+
+    /// Starts reading reference data first (see [`CatchUp`]).
+    fn start_catch_up(&mut self, assigned: &[(String, i32)]) -> Result<(), PipelineError> {
+        let mut catch_up = CatchUp {
+            started: Some(Instant::now()),
+            ..CatchUp::default()
+        };
+        for (topic, partition) in assigned {
+            if matches!(
+                self.topics.role(topic),
+                Some(Topic::Assignments | Topic::Directory)
+            ) {
+                *catch_up.remaining.entry(*partition).or_default() += 1;
+            }
+        }
+        if catch_up.remaining.is_empty() {
+            self.catching_up = None;
+            return Ok(());
+        }
+        let assignment = self.consumer.assignment()?;
+        let usage = self.partitions(&assignment, |t| t == Topic::Authorizations)?;
+        self.consumer.pause(&usage)?;
+        self.metrics.set_paused(usage.count());
+        tracing::info!(
+            reference_partitions = catch_up.remaining.values().sum::<usize>(),
+            "reading assignments and directory to their end before usage"
+        );
+        self.catching_up = Some(catch_up);
+        Ok(())
+    }
+
+    /// A partition was read to its end.
+    fn reached_end(&mut self, partition: i32) -> Result<(), PipelineError> {
+        let Some(catch_up) = self.catching_up.as_mut() else {
+            return Ok(());
+        };
+        if let Some(n) = catch_up.remaining.get_mut(&partition) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                catch_up.remaining.remove(&partition);
+            }
+        }
+        if !catch_up.remaining.is_empty() {
+            return Ok(());
+        }
+        let took = catch_up.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.catching_up = None;
+        let assignment = self.consumer.assignment()?;
+        let usage = self.partitions(&assignment, |t| t == Topic::Authorizations)?;
+        self.consumer.resume(&usage)?;
+        self.metrics.set_paused(0);
+        tracing::info!(
+            took_ms = took.as_millis() as u64,
+            "reference data read to its end: usage flows"
+        );
         Ok(())
     }
 
@@ -316,6 +420,7 @@ impl Pipeline {
                     let n = partitions.iter().filter(|(t, _)| t == name).count();
                     self.metrics.set_assigned(name, n);
                 }
+                self.start_catch_up(&partitions)?;
                 // Other members may have stored assignments and rates meanwhile.
                 if let Err(error) = self.processor.refresh(&self.warehouse).await {
                     tracing::warn!(%error, "reloading the enrichment state failed; will retry");

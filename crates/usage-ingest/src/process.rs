@@ -11,11 +11,12 @@
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
 use crate::rowbinary::RowBinary;
 use crate::rows;
-use crate::sink::{Table, TableRows};
+use crate::sink::{RetryPolicy, Table, TableRows};
 use crate::state::Enrichment;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use usage_core::charge::Charge;
 use usage_core::event::{Access, Authorization, DirectoryChange};
 use usage_core::team::{Resolution, TeamSource};
@@ -24,6 +25,35 @@ use usage_core::validate::{
     decode_assignment, decode_authorization, decode_directory, Limits, Reason, ValidationError,
 };
 use usage_store::{StoreError, Warehouse};
+
+/// Reads enrichment state from ClickHouse, retrying with backoff until it
+/// answers: a ClickHouse outage slows the pipeline down, it does not stop it.
+/// Gives up (an error) only once the process is told to abandon its work.
+macro_rules! retrying {
+    ($self:ident, $what:expr, $read:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $read.await {
+                Ok(value) => break value,
+                Err(error) => {
+                    attempt += 1;
+                    if *$self.stop.borrow() {
+                        return Err(ProcessError::State(error));
+                    }
+                    let delay = $self.settings.retry.delay(attempt);
+                    tracing::warn!(
+                        %error,
+                        attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "reading {} from ClickHouse failed; retrying",
+                        $what
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }};
+}
 
 /// The inbound topics, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +133,8 @@ pub(crate) struct ProcessorSettings {
     pub(crate) unresolved_hold: Duration,
     /// How often assignment data written by other instances is read again.
     pub(crate) follow_interval: Duration,
+    /// Backoff between attempts to read state from ClickHouse.
+    pub(crate) retry: RetryPolicy,
 }
 
 pub(crate) struct Processor {
@@ -112,6 +144,8 @@ pub(crate) struct Processor {
     pending: Vec<Pending>,
     policy: DeadLetterPolicy,
     last_follow: Instant,
+    /// Turns true when the process abandons its work (drain timeout).
+    stop: watch::Receiver<bool>,
 }
 
 /// The stamps of one authorization.
@@ -129,6 +163,7 @@ impl Processor {
         topics: TopicNames,
         enrichment: Enrichment,
         policy: DeadLetterPolicy,
+        stop: watch::Receiver<bool>,
     ) -> Processor {
         Processor {
             settings,
@@ -137,6 +172,7 @@ impl Processor {
             pending: Vec::new(),
             policy,
             last_follow: Instant::now(),
+            stop,
         }
     }
 
@@ -263,13 +299,12 @@ impl Processor {
         }
 
         // 2. Held-back authorizations first (they are older), then this batch's.
+        // Events held back wait for data another instance may have stored.
+        let waiting = !self.pending.is_empty();
         let mut queue = std::mem::take(&mut self.pending);
         queue.extend(authorizations);
-        let unresolved_seen = queue
-            .iter()
-            .any(|p| p.auth.team_id.is_none() && p.auth.online);
-        if unresolved_seen && self.last_follow.elapsed() >= self.settings.follow_interval {
-            self.refresh(warehouse).await?;
+        if waiting && self.last_follow.elapsed() >= self.settings.follow_interval {
+            retrying!(self, "assignments and rates", self.refresh(warehouse));
         }
 
         // 3. The Flex windows that may cover these events.
@@ -285,7 +320,11 @@ impl Processor {
         }
         let keys: Vec<(&str, &str, DateTime<Utc>)> =
             first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();
-        self.enrichment.load_windows(warehouse, &keys).await?;
+        retrying!(
+            self,
+            "Flex windows",
+            self.enrichment.load_windows(warehouse, &keys)
+        );
 
         // 4. Stamp.
         let mut stored: Vec<(Pending, Stamp)> = Vec::with_capacity(queue.len());
@@ -334,14 +373,16 @@ impl Processor {
             if charge == Charge::BeyondHorizon {
                 // Older than the windows held in memory: read its history from
                 // ClickHouse further back, then judge it again.
-                self.enrichment
-                    .reload_windows(
+                retrying!(
+                    self,
+                    "older Flex windows",
+                    self.enrichment.reload_windows(
                         warehouse,
                         &p.auth.user_id,
                         &p.auth.product,
                         p.auth.occurred_at,
                     )
-                    .await?;
+                );
                 charge = self
                     .enrichment
                     .charges
@@ -376,6 +417,13 @@ impl Processor {
                     tokens_milli: 0,
                     opened_window: false,
                 },
+                Charge::UnknownRate { .. } if Instant::now() < p.deadline => {
+                    // The rate may still be on its way (the directory topic is
+                    // read concurrently): wait for it like for a late assignment.
+                    blocked.insert(pair);
+                    self.pending.push(p);
+                    continue;
+                }
                 Charge::UnknownRate { .. } | Charge::BeyondHorizon => {
                     let (reason, field, detail) = match charge {
                         Charge::UnknownRate { .. } => (
