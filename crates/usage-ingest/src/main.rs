@@ -254,9 +254,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.migrate {
         apply_migrations(&warehouse, &args.migrations_dir).await?;
     }
-    let version = migrate::schema_version(&warehouse)
-        .await
-        .with_context(|| format!("reading the schema version at {}", warehouse.settings().url))?;
+    let retry = sink::RetryPolicy {
+        initial: Duration::from_millis(args.retry_initial_ms.max(1)),
+        max: Duration::from_millis(args.retry_max_ms.max(1)),
+    };
+    // ClickHouse may not be up yet: wait for it rather than exit.
+    let version = until_available(retry, "the schema version", || {
+        migrate::schema_version(&warehouse)
+    })
+    .await;
     anyhow::ensure!(
         version.is_some(),
         "database {} has no schema: run `usage-ingest migrate` (or pass --migrate)",
@@ -276,23 +282,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
 
-    let enrichment = state::Enrichment::load(
-        &warehouse,
-        ChargeConfig {
-            retain_windows: args.retain_windows.max(1),
-            retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
-        },
-    )
-    .await
-    .context("loading the enrichment state from ClickHouse")?;
+    let charge_config = ChargeConfig {
+        retain_windows: args.retain_windows.max(1),
+        retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
+    };
+    let enrichment = until_available(retry, "the enrichment state", || {
+        state::Enrichment::load(&warehouse, charge_config)
+    })
+    .await;
     let limits = Limits {
         max_message_bytes: args.max_message_bytes,
         max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
         ..Limits::default()
-    };
-    let retry = sink::RetryPolicy {
-        initial: Duration::from_millis(args.retry_initial_ms.max(1)),
-        max: Duration::from_millis(args.retry_max_ms.max(1)),
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (abandon_tx, abandon) = watch::channel(false);
@@ -311,6 +312,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.dlq_max_consecutive,
         ),
         abandon.clone(),
+        metrics.clone(),
     );
     let (consumer, notices) = kafka::consumer(&args.kafka).map_err(anyhow::Error::msg)?;
     let producer = kafka::producer(&args.kafka).map_err(anyhow::Error::msg)?;
@@ -363,6 +365,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     pipeline.run().await.context("the pipeline stopped")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads from ClickHouse at start-up, retrying with backoff until it answers.
+async fn until_available<T, E, F, Fut>(retry: sink::RetryPolicy, what: &str, mut read: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match read().await {
+            Ok(value) => return value,
+            Err(error) => {
+                attempt += 1;
+                let delay = retry.delay(attempt);
+                tracing::warn!(
+                    %error,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "reading {what} from ClickHouse failed; waiting for it"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

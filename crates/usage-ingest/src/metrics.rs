@@ -230,6 +230,8 @@ impl Metrics {
         self.0.healthy_inserts.store(true, Ordering::Relaxed);
     }
 
+    /// A failed ClickHouse request for `table` (or `enrichment_state` for
+    /// reads of reference data); each is retried.
     pub(crate) fn clickhouse_error(&self, table: &str) {
         self.0.clickhouse_errors.with_label_values(&[table]).inc();
         self.0.insert_retries.with_label_values(&[table]).inc();

@@ -9,6 +9,7 @@
 //! more authorizations resolvable, never changes a resolved one.
 
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
+use crate::metrics::Metrics;
 use crate::rowbinary::RowBinary;
 use crate::rows;
 use crate::sink::{RetryPolicy, Table, TableRows};
@@ -37,6 +38,7 @@ macro_rules! retrying {
                 Ok(value) => break value,
                 Err(error) => {
                     attempt += 1;
+                    $self.metrics.clickhouse_error("enrichment_state");
                     if *$self.stop.borrow() {
                         return Err(ProcessError::State(error));
                     }
@@ -146,6 +148,7 @@ pub(crate) struct Processor {
     last_follow: Instant,
     /// Turns true when the process abandons its work (drain timeout).
     stop: watch::Receiver<bool>,
+    metrics: Metrics,
 }
 
 /// The stamps of one authorization.
@@ -164,6 +167,7 @@ impl Processor {
         enrichment: Enrichment,
         policy: DeadLetterPolicy,
         stop: watch::Receiver<bool>,
+        metrics: Metrics,
     ) -> Processor {
         Processor {
             settings,
@@ -173,6 +177,7 @@ impl Processor {
             policy,
             last_follow: Instant::now(),
             stop,
+            metrics,
         }
     }
 
