@@ -100,6 +100,15 @@ struct RunArgs {
         help_heading = "Batching"
     )]
     batch_max_wait_ms: u64,
+    /// Batches being written at once while the next one is processed (memory:
+    /// about this many batches plus the one filling).
+    #[arg(
+        long,
+        env = "USAGE_BATCHES_IN_FLIGHT",
+        default_value_t = 2,
+        help_heading = "Batching"
+    )]
+    batches_in_flight: usize,
 
     /// First delay before retrying a failed insert (doubles up to --retry-max-ms, with jitter).
     #[arg(
@@ -356,6 +365,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             max_rows: args.batch_max_rows.max(1),
             max_bytes: args.batch_max_bytes.max(1),
             max_wait: Duration::from_millis(args.batch_max_wait_ms),
+            max_in_flight: args.batches_in_flight.max(1),
         },
         shutdown,
         abandon,

@@ -17,7 +17,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer},
     Message, Offset, TopicPartitionList,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -29,6 +29,8 @@ pub(crate) struct BatchLimits {
     pub(crate) max_rows: usize,
     pub(crate) max_bytes: usize,
     pub(crate) max_wait: Duration,
+    /// Batches written at once while the next one is processed.
+    pub(crate) max_in_flight: usize,
 }
 
 /// Why the loop ended.
@@ -112,7 +114,9 @@ impl Pipeline {
     /// Runs until shutdown (Ok) or a fatal error.
     pub(crate) async fn run(mut self) -> Result<(), PipelineError> {
         let mut filling = Filling::default();
-        let mut in_flight: Option<InFlight> = None;
+        // Batches being written, oldest first: the next batch is processed
+        // while earlier ones are written; they are committed in order.
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut paused = false;
         let mut consumed: HashMap<Topic, u64> = HashMap::new();
         let mut last_batch = Instant::now();
@@ -125,12 +129,15 @@ impl Pipeline {
             let must_flush = filling.is_full(&self.limits)
                 || deadline.is_some_and(|d| Instant::now() >= d)
                 || retry_pending;
-            if must_flush && in_flight.is_none() {
+            let room = in_flight.len() < self.limits.max_in_flight;
+            if must_flush && room {
                 self.report_consumed(&mut consumed);
-                in_flight = Some(self.start_batch(std::mem::take(&mut filling)).await?);
+                let flight = self.start_batch(std::mem::take(&mut filling)).await?;
+                in_flight.push_back(flight);
                 last_batch = Instant::now();
             }
-            if filling.is_full(&self.limits) && in_flight.is_some() && !paused {
+            let room = in_flight.len() < self.limits.max_in_flight;
+            if filling.is_full(&self.limits) && !room && !paused {
                 self.pause_all(true)?;
                 paused = true;
             }
@@ -140,8 +147,8 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {}
-                done = async { (&mut in_flight.as_mut().expect("guarded").handle).await }, if in_flight.is_some() => {
-                    let flight = in_flight.take().expect("guarded");
+                done = async { (&mut in_flight.front_mut().expect("guarded").handle).await }, if !in_flight.is_empty() => {
+                    let flight = in_flight.pop_front().expect("guarded");
                     self.finish_batch(done??, flight.commit, CommitMode::Async)?;
                     if paused {
                         self.pause_all(false)?;
@@ -178,8 +185,8 @@ impl Pipeline {
                     self.positions.insert((raw.topic, raw.partition), raw.offset + 1);
                     filling.messages.push(raw);
                 }
-                _ = sleep_until(deadline), if deadline.is_some() && in_flight.is_none() => {}
-                _ = tokio::time::sleep(PENDING_RETRY_INTERVAL), if self.processor.pending_len() > 0 && in_flight.is_none() => {}
+                _ = sleep_until(deadline), if deadline.is_some() && room => {}
+                _ = tokio::time::sleep(PENDING_RETRY_INTERVAL), if self.processor.pending_len() > 0 && room => {}
             }
         }
         self.drain(filling, in_flight, &mut consumed).await
@@ -195,16 +202,16 @@ impl Pipeline {
     async fn drain(
         mut self,
         filling: Filling,
-        in_flight: Option<InFlight>,
+        in_flight: VecDeque<InFlight>,
         consumed: &mut HashMap<Topic, u64>,
     ) -> Result<(), PipelineError> {
         tracing::info!(
             buffered = filling.messages.len(),
-            in_flight = in_flight.is_some(),
+            in_flight = in_flight.len(),
             "draining: finishing the current batches"
         );
         self.metrics.set_ready(false);
-        if let Some(flight) = in_flight {
+        for flight in in_flight {
             match flight.handle.await? {
                 Ok(prepared) => self.finish_batch(prepared, flight.commit, CommitMode::Sync)?,
                 Err(error) => {
@@ -254,10 +261,10 @@ impl Pipeline {
         );
         let sink = self.sink.clone();
         let dlq = self.dlq.clone();
-        let mut abandon = self.abandon.clone();
+        let abandon = self.abandon.clone();
         let handle = tokio::spawn(async move {
             dlq.publish(&prepared.letters).await?;
-            match sink.write_all(&prepared.tables, &mut abandon).await {
+            match sink.write_all(&prepared.tables, &abandon).await {
                 Ok(()) => Ok(prepared),
                 Err(abandoned) => Err(PipelineError::Abandoned(abandoned)),
             }

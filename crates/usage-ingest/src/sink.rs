@@ -69,15 +69,21 @@ impl Sink {
         }
     }
 
-    /// Writes every table's rows, in order, each retried until it is in
-    /// ClickHouse. Returns early only when `stop` turns true.
+    /// Writes every table's rows, the tables concurrently, each retried until
+    /// it is in ClickHouse. Returns early only when `stop` turns true. (The
+    /// order between tables does not matter: the batch's offsets are
+    /// committed only once all of them are in, and every row is idempotent.)
     pub(crate) async fn write_all(
         &self,
         tables: &[TableRows],
-        stop: &mut watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
     ) -> Result<(), Abandoned> {
-        for rows in tables.iter().filter(|r| r.rows > 0) {
-            self.write(rows, stop).await?;
+        let writes = tables.iter().filter(|r| r.rows > 0).map(|rows| {
+            let mut stop = stop.clone();
+            async move { self.write(rows, &mut stop).await }
+        });
+        for result in futures::future::join_all(writes).await {
+            result?;
         }
         Ok(())
     }
