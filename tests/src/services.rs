@@ -92,6 +92,26 @@ fn admin() -> AdminClient<DefaultClientContext> {
         .expect("admin client")
 }
 
+/// Publishes `(topic, key, payload)` messages in order, each acknowledged.
+pub async fn publish<P: AsRef<[u8]>>(messages: &[(&str, &str, P)]) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (topic, key, payload) in messages {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(*key)
+                    .payload(payload.as_ref()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("published");
+    }
+}
+
 /// A database of one test, with the schema applied; dropped by [`ScratchDatabase::drop_database`].
 pub struct ScratchDatabase {
     pub warehouse: Warehouse,

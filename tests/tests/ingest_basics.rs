@@ -5,28 +5,10 @@
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use usage_tests::services::{self, eventually, Ingest, ScratchDatabase, Topics};
-
-async fn publish(brokers: &str, messages: &[(&str, &str, String)]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    for (topic, key, payload) in messages {
-        producer
-            .send(
-                FutureRecord::to(topic).key(*key).payload(payload.as_str()),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("published");
-    }
-}
+use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase, Topics};
 
 /// Reads the dead-letter topic: reason header -> count.
 async fn dead_letter_reasons(topic: &str, expected: usize) -> BTreeMap<String, usize> {
@@ -192,8 +174,7 @@ async fn a_small_stream_lands_in_every_rollup() {
         ),
     ));
 
-    let brokers = services::brokers();
-    publish(&brokers, &messages).await;
+    publish(&messages).await;
     let mut ingest = Ingest::start(
         &topics,
         db.name(),

@@ -3,27 +3,9 @@
 //! brings it back once the assignment is there — counted once. Letters that
 //! would fail again (bad JSON) are left where they are.
 
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::process::Command;
 use std::time::Duration;
-use usage_tests::services::{self, eventually, Ingest, ScratchDatabase, Topics};
-
-async fn publish(messages: &[(&str, &str, &str)]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", services::brokers())
-        .create()
-        .expect("producer");
-    for (topic, key, payload) in messages {
-        producer
-            .send(
-                FutureRecord::to(topic).key(*key).payload(*payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("published");
-    }
-}
+use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase, Topics};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn late_assignments_are_replayed_from_the_dead_letter_topic() {

@@ -211,22 +211,16 @@ impl Pipeline {
             "draining: finishing the current batches"
         );
         self.metrics.set_ready(false);
-        for flight in in_flight {
-            match flight.handle.await? {
-                Ok(prepared) => self.finish_batch(prepared, flight.commit, CommitMode::Sync)?,
-                Err(error) => {
-                    tracing::warn!(%error, "the last batch was not stored; it will be consumed again");
-                    return Ok(());
-                }
-            }
-        }
+        let mut flights: Vec<InFlight> = in_flight.into();
         if !filling.messages.is_empty() {
             self.report_consumed(consumed);
-            let flight = self.start_batch(filling).await?;
+            flights.push(self.start_batch(filling).await?);
+        }
+        for flight in flights {
             match flight.handle.await? {
                 Ok(prepared) => self.finish_batch(prepared, flight.commit, CommitMode::Sync)?,
                 Err(error) => {
-                    tracing::warn!(%error, "the last batch was not stored; it will be consumed again");
+                    tracing::warn!(%error, "a batch was not stored; it will be consumed again");
                     return Ok(());
                 }
             }
