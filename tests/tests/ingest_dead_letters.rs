@@ -89,3 +89,31 @@ async fn late_assignments_are_replayed_from_the_dead_letter_topic() {
     db.drop_database().await;
     topics.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_bad_input_stops_the_consumer_instead_of_filling_the_dlq() {
+    let topics = Topics::create("flood", 1).await;
+    let db = ScratchDatabase::create("flood").await;
+    let garbage: Vec<(&str, &str, String)> = (0..30)
+        .map(|i| (topics.authorizations.as_str(), "k", format!("not json {i}")))
+        .collect();
+    publish(&garbage).await;
+    let mut ingest = Ingest::start(
+        &topics,
+        db.name(),
+        &services::unique("group"),
+        &["--dlq-max-consecutive", "20", "--batch-max-wait-ms", "200"],
+    );
+    let code = ingest.wait_exit(Duration::from_secs(60));
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "the consumer stops with an error; exit {code:?}"
+    );
+    let log = ingest.log_tail();
+    assert!(
+        log.contains("invalid messages in a row"),
+        "and says why:\n{log}"
+    );
+    db.drop_database().await;
+    topics.delete().await;
+}
