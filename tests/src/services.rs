@@ -239,6 +239,11 @@ impl Ingest {
         None
     }
 
+    /// Its whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines of its log (for assertion messages).
     pub fn log_tail(&self) -> String {
         tail(&self.log, 40)

@@ -217,9 +217,22 @@ struct RunArgs {
     shutdown_timeout_secs: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli: Cli = usage_runtime::config::parse();
     usage_runtime::logging::init(cli.log_json, "info");
+    match run_command(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain of causes, on one line each; no backtrace: these
+            // are operating conditions (bad input flood, unreachable service).
+            tracing::error!("{error:#}");
+            eprintln!("usage-ingest: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
