@@ -341,8 +341,9 @@ impl Processor {
                 out.offline += 1;
                 continue;
             }
-            let pair = (p.auth.user_id.clone(), p.auth.product.clone());
-            if blocked.contains(&pair) {
+            let pair = || (p.auth.user_id.clone(), p.auth.product.clone());
+            // (Rarely non-empty: only build the key when there is something to look up.)
+            if !blocked.is_empty() && blocked.contains(&pair()) {
                 self.pending.push(p);
                 continue;
             }
@@ -352,7 +353,7 @@ impl Processor {
             }
             let Some(team) = resolution.team() else {
                 if Instant::now() < p.deadline {
-                    blocked.insert(pair);
+                    blocked.insert(pair());
                     self.pending.push(p);
                 } else {
                     let error = ValidationError::at(
@@ -425,7 +426,7 @@ impl Processor {
                 Charge::UnknownRate { .. } if Instant::now() < p.deadline => {
                     // The rate may still be on its way (the directory topic is
                     // read concurrently): wait for it like for a late assignment.
-                    blocked.insert(pair);
+                    blocked.insert(pair());
                     self.pending.push(p);
                     continue;
                 }
