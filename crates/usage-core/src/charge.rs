@@ -588,6 +588,27 @@ impl ChargeState {
             .unwrap_or_default()
     }
 
+    /// Forgets the window `opened_by` opened at `start` — its opener was
+    /// dead-lettered (no rate after the wait), so no charge and no window were
+    /// stored. Later events are then judged as if it had never come; replayed
+    /// once the rate is known, it is judged again (as a late event if later
+    /// windows were opened meanwhile). Returns whether a window was dropped.
+    pub fn forget_window(
+        &mut self,
+        user_id: &str,
+        product: &str,
+        start: DateTime<Utc>,
+        opened_by: &str,
+    ) -> bool {
+        let Some(w) = with_pair_key(user_id, product, |k| self.windows.get_mut(k)) else {
+            return false;
+        };
+        let before = w.open.len();
+        w.open
+            .retain(|o| !(o.start == start && *o.opened_by == *opened_by));
+        w.open.len() != before
+    }
+
     /// Restores a window from stored charges (after a restart). Idempotent
     /// (one window per start instant: a window already held at that start
     /// is kept). Declare from when the restored history is complete with

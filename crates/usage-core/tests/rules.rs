@@ -1025,6 +1025,31 @@ fn simultaneous_uses_share_one_window_whatever_their_order() {
 }
 
 #[test]
+fn a_dead_lettered_opener_leaves_no_window_behind() {
+    // "A Flex event whose product has no known rate is not guessed (dead
+    // letter, replayable)": once it is dead-lettered, the next use opens the
+    // window and pays for it.
+    let rates = RateTable::new();
+    let mut state = ChargeState::default();
+    let e1 = auth("e1", "2026-03-02T09:00:00Z", "u1", "p2", Access::Flex);
+    let e2 = auth("e2", "2026-03-02T10:00:00Z", "u1", "p2", Access::Flex);
+    let ws = t("2026-03-02T09:00:00Z");
+    assert_eq!(
+        state.charge(&e1, &rates),
+        Charge::UnknownRate { window_start: ws }
+    );
+    assert!(state.forget_window("u1", "p2", ws, "e1"));
+    assert!(!state.forget_window("u1", "p2", ws, "e1"), "only once");
+    assert_eq!(
+        state.charge(&e2, &rates),
+        Charge::UnknownRate {
+            window_start: t("2026-03-02T10:00:00Z")
+        },
+        "the next use opens its own window"
+    );
+}
+
+#[test]
 fn unknown_rate_is_charged_when_replayed_after_the_rate_arrives() {
     let mut rates = RateTable::new();
     let mut state = ChargeState::default();

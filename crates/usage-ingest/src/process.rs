@@ -431,6 +431,15 @@ impl Processor {
                     continue;
                 }
                 Charge::UnknownRate { .. } | Charge::BeyondHorizon => {
+                    if let Charge::UnknownRate { window_start } = charge {
+                        // Dead-lettered: it charges nothing, so it opens nothing.
+                        self.enrichment.charges.forget_window(
+                            &p.auth.user_id,
+                            &p.auth.product,
+                            window_start,
+                            &p.auth.event_id,
+                        );
+                    }
                     let (reason, field, detail) = match charge {
                         Charge::UnknownRate { .. } => (
                             Reason::UnknownRate,
