@@ -40,7 +40,10 @@ use crate::range::DateRange;
 use crate::team::TeamScope;
 
 /// The activity status of a (team, user, product) over a range, as of now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// `active`: currently assigned and used in the range.
     Active,

@@ -1,0 +1,403 @@
+//! The report's SQL. Every statement is one of a few fixed texts, chosen by
+//! which filters are present; every value from a request is a bound
+//! parameter (bound client-side by the `clickhouse` crate, which escapes it:
+//! ClickHouse 18.16 has no server-side parameters). Nothing a user sends is
+//! ever spliced into SQL text.
+//!
+//! The statements run unchanged on ClickHouse 18.16 and on a current
+//! ClickHouse (`tests/tests/sql_compat.rs` runs them in chDB): no CTEs, no
+//! window functions, no `FINAL` with filters on non-key columns (copies are
+//! collapsed with duplicate-insensitive aggregates: `uniqExact`, `max`,
+//! `argMax` by version, `any` per key).
+
+use clickhouse::query::Query;
+use clickhouse::Client;
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Str(String),
+    Strs(Vec<String>),
+}
+
+/// A statement and its parameters, in `?` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sql {
+    text: String,
+    params: Vec<Param>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, text: &str, param: Param) -> &mut Sql {
+        debug_assert_eq!(text.matches('?').count(), 1);
+        self.text.push_str(text);
+        self.params.push(param);
+        self
+    }
+
+    fn bind_str(&mut self, text: &str, value: &str) -> &mut Sql {
+        self.bind(text, Param::Str(value.to_owned()))
+    }
+
+    /// The statement text, with `?` placeholders.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The query, parameters bound by the client.
+    pub fn query(&self, client: &Client) -> Query {
+        let mut query = client.query(&self.text);
+        for param in &self.params {
+            query = match param {
+                Param::Str(s) => query.bind(s.as_str()),
+                Param::Strs(v) => query.bind(v.as_slice()),
+            };
+        }
+        query
+    }
+
+    /// The statement with its parameters written as SQL literals: for running
+    /// it where the crate can't bind (the chDB compatibility check) and for
+    /// reading. The server path always binds through [`Sql::query`].
+    pub fn with_literals(&self) -> String {
+        let mut out = String::with_capacity(self.text.len());
+        let mut params = self.params.iter();
+        for c in self.text.chars() {
+            match (c, c == '?') {
+                (_, true) => match params.next() {
+                    Some(Param::Str(s)) => out.push_str(&literal(s)),
+                    Some(Param::Strs(v)) => {
+                        out.push('[');
+                        out.push_str(&v.iter().map(|s| literal(s)).collect::<Vec<_>>().join(","));
+                        out.push(']');
+                    }
+                    None => out.push('?'),
+                },
+                (c, false) => out.push(c),
+            }
+        }
+        out
+    }
+}
+
+fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// What the rows query is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowsQuery {
+    /// `(from, into)` of every merged team: stored teams are reported under
+    /// their current team.
+    pub merges: Vec<(String, String)>,
+    /// The stored teams whose rows count; `None`: every team.
+    pub teams: Option<Vec<String>>,
+    /// First and last date of the range (`YYYY-MM-DD`).
+    pub from: String,
+    pub to: String,
+    pub product: Option<String>,
+    /// `seat` or `flex`.
+    pub access: Option<String>,
+}
+
+impl RowsQuery {
+    /// `team_id` mapped to its current team.
+    fn team_expr(&self, sql: &mut Sql) {
+        if self.merges.is_empty() {
+            sql.push("team_id");
+        } else {
+            let (from, into): (Vec<String>, Vec<String>) = self.merges.iter().cloned().unzip();
+            sql.bind("transform(team_id, ?, ", Param::Strs(from))
+                .bind("?, team_id)", Param::Strs(into));
+        }
+    }
+
+    /// ` AND ...` for the stored team, product and (optionally) access.
+    fn filters(&self, sql: &mut Sql, with_access: bool) {
+        if let Some(teams) = &self.teams {
+            sql.bind(" AND has(?, team_id)", Param::Strs(teams.clone()));
+        }
+        if let Some(product) = &self.product {
+            sql.bind_str(" AND product = ?", product);
+        }
+        if with_access {
+            if let Some(access) = &self.access {
+                sql.bind_str(" AND access = ?", access);
+            }
+        }
+    }
+
+    /// One row per (current team, user, product, access) that is assigned
+    /// now or used in the range: `team, user_id, product, access, days used
+    /// in range, last day used (all time; 0 = never), tokens (thousandths)
+    /// of windows starting in range, held now (0/1), assigned date (days
+    /// since 1970; 65535 = not assigned)`. Decoded as [`RowsRow`].
+    pub fn rows(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, acc, max(days) AS days_used, max(last_day) AS last_used, \
+             max(tokens) AS tokens_milli, max(held) AS held_now, min(since) AS since_day FROM (",
+        );
+        // Days used and last accessed.
+        sql.push("SELECT ");
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, toString(access) AS acc, ")
+            .bind_str(
+                "toUInt64(uniqExactIf(usage_date, usage_date >= toDate(?)",
+                &self.from,
+            )
+            .bind_str(" AND usage_date <= toDate(?))) AS days, ", &self.to)
+            .push(
+                "toUInt16(max(usage_date)) AS last_day, toUInt64(0) AS tokens, toUInt8(0) AS held, \
+                 toUInt16(65535) AS since FROM daily_usage WHERE 1",
+            );
+        self.filters(&mut sql, true);
+        sql.push(" GROUP BY tm, user_id, product, acc");
+        // Tokens of the Flex windows starting in the range.
+        if self.access.as_deref() != Some("seat") {
+            sql.push(" UNION ALL SELECT ");
+            self.team_expr(&mut sql);
+            sql.push(
+                " AS tm, user_id, product, 'flex' AS acc, toUInt64(0), toUInt16(0), \
+                 toUInt64(sum(tok)), toUInt8(0), toUInt16(65535) FROM (SELECT user_id, product, \
+                 window_start, window_start_us, any(team_id) AS team_id, any(tokens_milli) AS tok \
+                 FROM flex_windows WHERE 1",
+            )
+            .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
+            .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+            self.filters(&mut sql, false);
+            sql.push(
+                " GROUP BY user_id, product, window_start, window_start_us) \
+                 GROUP BY tm, user_id, product",
+            );
+        }
+        // The assignments in force now.
+        sql.push(
+            " UNION ALL SELECT tm, user_id, product, acc, toUInt64(0), toUInt16(0), toUInt64(0), \
+             toUInt8(1), toUInt16(min(d)) FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.push(
+            " AS tm, user_id, product, toString(access) AS acc, argMax(assigned, version) AS a, \
+             argMax(assigned_date, version) AS d FROM assignment_state WHERE 1",
+        );
+        self.filters(&mut sql, true);
+        sql.push(
+            " GROUP BY team_id, user_id, product, access) WHERE a = 1 \
+             GROUP BY tm, user_id, product, acc",
+        );
+        sql.push(") GROUP BY tm, user_id, product, acc HAVING held_now = 1 OR days_used > 0");
+        sql
+    }
+
+    /// Raw seat usage, day by day: `team, user_id, product, usage_date`
+    /// for seat usage in the range ([`SeatDayRow`]).
+    pub fn seat_days(&self) -> Sql {
+        let mut sql = Sql::new("SELECT tm, user_id, product, usage_date FROM (SELECT ");
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, usage_date FROM daily_usage WHERE access = 'seat'")
+            .bind_str(" AND usage_date >= toDate(?)", &self.from)
+            .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            ") GROUP BY tm, user_id, product, usage_date \
+             ORDER BY usage_date, tm, user_id, product",
+        );
+        sql
+    }
+
+    /// Raw token usage, window by window: `team, user_id, product, window
+    /// start (seconds), tokens (thousandths)` for the windows starting in the
+    /// range ([`TokenWindowRow`]).
+    pub fn token_windows(&self) -> Sql {
+        let mut sql = Sql::new("SELECT ");
+        self.team_expr(&mut sql);
+        sql.push(
+            " AS tm, user_id, product, toUInt32(window_start) AS started, tok FROM (\
+             SELECT user_id, product, window_start, window_start_us, any(team_id) AS team_id, \
+             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+        )
+        .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
+        .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY user_id, product, window_start, window_start_us) \
+             ORDER BY started, tm, user_id, product",
+        );
+        sql
+    }
+}
+
+/// A row of [`RowsQuery::rows`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct RowsRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: String,
+    pub days: u64,
+    pub last_day: u16,
+    pub tokens_milli: u64,
+    pub held: u8,
+    pub since_day: u16,
+}
+
+/// A row of [`RowsQuery::seat_days`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct SeatDayRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub usage_day: u16,
+}
+
+/// A row of [`RowsQuery::token_windows`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct TokenWindowRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub started: u32,
+    pub tokens_milli: u64,
+}
+
+/// Accepted team merges, oldest first: `from_team_id, into_team_id`.
+pub fn merges() -> Sql {
+    Sql::new(
+        "SELECT from_team_id, into_team_id FROM team_merges \
+         GROUP BY from_team_id, into_team_id, event_id \
+         ORDER BY min(occurred_at), event_id",
+    )
+}
+
+/// Every team in the directory: `team_id, name, pii_visible` (latest).
+pub fn teams() -> Sql {
+    Sql::new(
+        "SELECT team_id, argMax(name, version), argMax(pii_visible, version) \
+         FROM teams GROUP BY team_id",
+    )
+}
+
+/// Profiles (latest) of `users`, or of everyone: `user_id, name, email,
+/// avatar_url`.
+pub fn profiles(users: Option<Vec<String>>) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT user_id, argMax(name, version), argMax(email, version), \
+         argMax(avatar_url, version) FROM user_profiles",
+    );
+    if let Some(users) = users {
+        sql.bind(" WHERE has(?, user_id)", Param::Strs(users));
+    }
+    sql.push(" GROUP BY user_id");
+    sql
+}
+
+/// Group memberships (latest per team, user, group) of `teams`, or of
+/// every team: `team_id, user_id, group_id, group_name, member`.
+pub fn memberships(teams: Option<Vec<String>>) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT team_id, user_id, group_id, argMax(group_name, version), argMax(member, version) \
+         FROM group_memberships",
+    );
+    if let Some(teams) = teams {
+        sql.bind(" WHERE has(?, team_id)", Param::Strs(teams));
+    }
+    sql.push(" GROUP BY team_id, user_id, group_id");
+    sql
+}
+
+/// The assignments of `product` in `teams` (stored ids): `team_id,
+/// user_id, access, assigned (latest), via, group_id`.
+pub fn assignments_of(teams: Vec<String>, product: &str) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT team_id, user_id, toString(access), argMax(assigned, version), \
+         toString(argMax(via, version)), argMax(group_id, version) FROM assignment_state WHERE 1",
+    );
+    sql.bind(" AND has(?, team_id)", Param::Strs(teams))
+        .bind_str(" AND product = ?", product)
+        .push(" GROUP BY team_id, user_id, product, access");
+    sql
+}
+
+/// Every statement the service runs, with sample parameters: for the
+/// compatibility check on a current ClickHouse.
+pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
+    let full = RowsQuery {
+        merges: vec![("t-old".into(), "t-new".into())],
+        teams: Some(vec!["t-new".into(), "t-old".into()]),
+        from: "2026-01-01".into(),
+        to: "2026-01-31".into(),
+        product: Some("it's".into()),
+        access: Some("flex".into()),
+    };
+    let bare = RowsQuery {
+        from: "2026-01-01".into(),
+        to: "2026-01-31".into(),
+        ..RowsQuery::default()
+    };
+    vec![
+        ("rows, every filter", full.rows()),
+        ("rows, no filter", bare.rows()),
+        ("seat days", full.seat_days()),
+        ("seat days, no filter", bare.seat_days()),
+        ("token windows", full.token_windows()),
+        ("merges", merges()),
+        ("teams", teams()),
+        ("profiles", profiles(Some(vec!["u1".into()]))),
+        ("all profiles", profiles(None)),
+        ("memberships", memberships(Some(vec!["t1".into()]))),
+        ("assignments", assignments_of(vec!["t1".into()], "p")),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let hostile = "x' OR 1=1 --";
+        let q = RowsQuery {
+            teams: Some(vec![hostile.into()]),
+            from: "2026-01-01".into(),
+            to: "2026-01-31".into(),
+            product: Some(hostile.into()),
+            ..RowsQuery::default()
+        };
+        for sql in [q.rows(), q.seat_days(), q.token_windows()] {
+            assert!(!sql.text().contains("OR 1=1"), "{}", sql.text());
+            assert_eq!(sql.text().matches('?').count(), sql.params.len());
+            assert!(sql.with_literals().contains(r"'x\' OR 1=1 --'"));
+        }
+    }
+
+    #[test]
+    fn seat_only_reports_skip_the_flex_windows() {
+        let q = RowsQuery {
+            access: Some("seat".into()),
+            ..RowsQuery::default()
+        };
+        assert!(!q.rows().text().contains("flex_windows"));
+    }
+}

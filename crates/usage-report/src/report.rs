@@ -1,0 +1,763 @@
+//! The usage report: rows and tiles, from the rollups, for one admin.
+//!
+//! ClickHouse aggregates one line per (current team, user, product, access)
+//! ([`RowsQuery::rows`]); the rules are applied here by the domain core —
+//! status ([`usage_core::status::status`]), the Subscriptions tile
+//! ([`usage_core::status::subscription_tile`]), the monthly average, PII
+//! hashing ([`usage_core::privacy`]) and team merges ([`TeamMerges`]) — so
+//! the API, the exports and the schedules share one definition of each.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use clickhouse::Client;
+use usage_core::event::{Access, AssignmentVia, Tokens};
+use usage_core::merge::TeamMerges;
+use usage_core::privacy::{identities_hashed, UserHasher};
+use usage_core::range::DateRange;
+use usage_core::status::{self, Held, Status};
+use usage_core::team::TeamScope;
+use usage_core::usage::monthly_average;
+
+use crate::admins::{Admin, Teams};
+use crate::error::ApiError;
+use crate::model::{
+    FlexTile, Overview, Page, RangeDates, ReportFilters, ReportRow, Sort, SortColumn,
+    SubscriptionsTile, TeamSelection, UsersPage,
+};
+use crate::queries::{self, RowsQuery, RowsRow, SeatDayRow, TokenWindowRow};
+
+/// Reads the report from ClickHouse.
+#[derive(Clone)]
+pub struct Reporter {
+    client: Client,
+    hasher: UserHasher,
+}
+
+/// The directory as the report needs it: merges and team privacy.
+struct Directory {
+    merges: TeamMerges,
+    pii_visible: HashMap<String, bool>,
+}
+
+/// What one report covers.
+struct Scope {
+    selection: TeamSelection,
+    /// Stored teams whose rows count (`None`: every team).
+    stored_teams: Option<Vec<String>>,
+    /// The current teams in scope (for privacy with All Teams).
+    current_teams: Vec<String>,
+}
+
+/// A row before display.
+struct Line {
+    team: String,
+    user_id: String,
+    product: String,
+    access: Access,
+    days: u32,
+    last: Option<NaiveDate>,
+    tokens_milli: u64,
+    since: Option<NaiveDate>,
+    status: Status,
+    groups: Vec<String>,
+    user_key: String,
+    profile: Option<Profile>,
+}
+
+#[derive(Debug, Clone)]
+struct Profile {
+    name: String,
+    email: String,
+    avatar_url: String,
+}
+
+/// The report's rows for a request, before paging.
+struct Rows {
+    lines: Vec<Line>,
+    hashed: bool,
+    filters: ReportFilters,
+}
+
+/// One day of seat usage (raw seat usage export).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SeatUsageDay {
+    pub date: NaiveDate,
+    pub team_id: String,
+    pub user_key: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub product: String,
+}
+
+/// One charged Flex window (raw token usage export).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenUsageWindow {
+    pub date: NaiveDate,
+    pub window_start: DateTime<Utc>,
+    pub team_id: String,
+    pub user_key: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub product: String,
+    pub tokens: Tokens,
+}
+
+/// The assignment an unassign request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldAssignment {
+    pub team_id: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: Access,
+    pub via: AssignmentVia,
+    pub group_id: Option<String>,
+}
+
+fn warehouse(e: clickhouse::error::Error) -> ApiError {
+    ApiError::unavailable("ClickHouse", &e)
+}
+
+fn day(days: u16) -> NaiveDate {
+    NaiveDate::default() + chrono::TimeDelta::days(i64::from(days))
+}
+
+fn access_of(s: &str) -> Access {
+    if s == "flex" {
+        Access::Flex
+    } else {
+        Access::Seat
+    }
+}
+
+fn contains_ci(haystack: &str, needle_lower: &str) -> bool {
+    haystack.to_lowercase().contains(needle_lower)
+}
+
+impl Reporter {
+    pub fn new(client: Client, hasher: UserHasher) -> Reporter {
+        Reporter { client, hasher }
+    }
+
+    /// The ClickHouse client (for the readiness probe).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn directory(&self) -> Result<Directory, ApiError> {
+        let merges = queries::merges()
+            .query(&self.client)
+            .fetch_all::<(String, String)>()
+            .await
+            .map_err(warehouse)?;
+        let mut team_merges = TeamMerges::new();
+        for (from, into) in merges {
+            // A merge closing a cycle or re-merging a team is refused by the
+            // core, as the ingest refuses it.
+            let _ = team_merges.merge(&from, &into);
+        }
+        let teams = queries::teams()
+            .query(&self.client)
+            .fetch_all::<(String, String, u8)>()
+            .await
+            .map_err(warehouse)?;
+        Ok(Directory {
+            merges: team_merges,
+            pii_visible: teams.into_iter().map(|(t, _, v)| (t, v == 1)).collect(),
+        })
+    }
+
+    fn scope(admin: &Admin, selection: &TeamSelection, dir: &Directory) -> Result<Scope, ApiError> {
+        match selection {
+            TeamSelection::Team(team) => {
+                if !admin.teams.includes(team) {
+                    return Err(ApiError::forbidden(format!(
+                        "you do not administer team {team}"
+                    )));
+                }
+                let current = dir.merges.current(team);
+                if current != team {
+                    return Err(ApiError::team_merged(team, current));
+                }
+                Ok(Scope {
+                    selection: selection.clone(),
+                    stored_teams: Some(
+                        dir.merges
+                            .history_of(team)
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect(),
+                    ),
+                    current_teams: vec![team.clone()],
+                })
+            }
+            TeamSelection::All => match &admin.teams {
+                Teams::Every => Ok(Scope {
+                    selection: TeamSelection::All,
+                    stored_teams: None,
+                    current_teams: dir
+                        .pii_visible
+                        .keys()
+                        .map(|t| dir.merges.current(t).to_owned())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                }),
+                Teams::Only(teams) => {
+                    let current: BTreeSet<String> = teams
+                        .iter()
+                        .map(|t| dir.merges.current(t).to_owned())
+                        .filter(|t| admin.teams.includes(t))
+                        .collect();
+                    let stored: BTreeSet<String> = current
+                        .iter()
+                        .flat_map(|t| dir.merges.history_of(t))
+                        .map(str::to_owned)
+                        .collect();
+                    Ok(Scope {
+                        selection: TeamSelection::All,
+                        stored_teams: Some(stored.into_iter().collect()),
+                        current_teams: current.into_iter().collect(),
+                    })
+                }
+            },
+        }
+    }
+
+    fn rows_query(dir: &Directory, scope: &Scope, filters: &ReportFilters) -> RowsQuery {
+        RowsQuery {
+            merges: dir
+                .merges
+                .mapping()
+                .into_iter()
+                .map(|(f, i)| (f.to_owned(), i.to_owned()))
+                .collect(),
+            teams: scope.stored_teams.clone(),
+            from: filters.dates.from().to_string(),
+            to: filters.dates.to().to_string(),
+            product: filters.product.clone(),
+            access: filters.access.map(|a| a.as_str().to_owned()),
+        }
+    }
+
+    async fn profiles(
+        &self,
+        users: Option<Vec<String>>,
+    ) -> Result<HashMap<String, Profile>, ApiError> {
+        let rows = queries::profiles(users)
+            .query(&self.client)
+            .fetch_all::<(String, String, String, String)>()
+            .await
+            .map_err(warehouse)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, email, avatar_url)| {
+                (
+                    id,
+                    Profile {
+                        name,
+                        email,
+                        avatar_url,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Every row of the report matching `filters`, sorted, not paged.
+    async fn rows(
+        &self,
+        admin: &Admin,
+        filters: ReportFilters,
+        sort: Sort,
+    ) -> Result<Rows, ApiError> {
+        let dir = self.directory().await?;
+        let scope = Self::scope(admin, &filters.team, &dir)?;
+        let raw = Self::rows_query(&dir, &scope, &filters)
+            .rows()
+            .query(&self.client)
+            .fetch_all::<RowsRow>()
+            .await
+            .map_err(warehouse)?;
+        let hashed = hashed_for(&scope, &dir, raw.iter().map(|r| r.team.as_str()));
+        let memberships = queries::memberships(scope.stored_teams.clone())
+            .query(&self.client)
+            .fetch_all::<(String, String, String, String, u8)>()
+            .await
+            .map_err(warehouse)?;
+        let mut groups: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+        for (team, user, group_id, group_name, member) in memberships {
+            if member == 1 {
+                groups
+                    .entry((dir.merges.current(&team).to_owned(), user))
+                    .or_default()
+                    .push((group_id, group_name));
+            }
+        }
+        let mut keys: HashMap<String, String> = HashMap::new();
+        let mut lines = Vec::with_capacity(raw.len());
+        for r in raw {
+            let access = access_of(&r.access);
+            let held = (r.held == 1).then(|| Held {
+                access,
+                since: Utc.from_utc_datetime(&day(r.since_day).and_time(chrono::NaiveTime::MIN)),
+            });
+            let days = u32::try_from(r.days).unwrap_or(u32::MAX);
+            let Some(st) = status::status(held, days > 0, &filters.dates) else {
+                continue;
+            };
+            if filters.status.is_some_and(|s| s != st) {
+                continue;
+            }
+            let member_of = groups.get(&(r.team.clone(), r.user_id.clone()));
+            if let Some(wanted) = &filters.group {
+                let is_member = member_of
+                    .is_some_and(|gs| gs.iter().any(|(id, name)| id == wanted || name == wanted));
+                if !is_member {
+                    continue;
+                }
+            }
+            let mut group_names: Vec<String> = member_of
+                .map(|gs| gs.iter().map(|(_, name)| name.clone()).collect())
+                .unwrap_or_default();
+            group_names.sort();
+            group_names.dedup();
+            let user_key = keys
+                .entry(r.user_id.clone())
+                .or_insert_with(|| {
+                    if hashed {
+                        self.hasher.hash(&r.user_id)
+                    } else {
+                        r.user_id.clone()
+                    }
+                })
+                .clone();
+            lines.push(Line {
+                team: r.team,
+                user_id: r.user_id,
+                product: r.product,
+                access,
+                days,
+                last: (r.last_day > 0).then(|| day(r.last_day)),
+                tokens_milli: r.tokens_milli,
+                since: held.map(|h| h.since.date_naive()),
+                status: st,
+                groups: group_names,
+                user_key,
+                profile: None,
+            });
+        }
+        // Search and sorting by name or email need every profile.
+        let needs_profiles = !hashed
+            && (filters.q.is_some() || matches!(sort.column, SortColumn::Name | SortColumn::Email));
+        if needs_profiles {
+            let users: BTreeSet<String> = lines.iter().map(|l| l.user_id.clone()).collect();
+            let profiles = self.profiles(Some(users.into_iter().collect())).await?;
+            for line in &mut lines {
+                line.profile = profiles.get(&line.user_id).cloned();
+            }
+        }
+        if let Some(q) = &filters.q {
+            let q = q.to_lowercase();
+            lines.retain(|l| {
+                contains_ci(&l.user_key, &q)
+                    || (!hashed
+                        && l.profile
+                            .as_ref()
+                            .is_some_and(|p| contains_ci(&p.name, &q) || contains_ci(&p.email, &q)))
+            });
+        }
+        sort_lines(&mut lines, sort, hashed, &filters);
+        Ok(Rows {
+            lines,
+            hashed,
+            filters,
+        })
+    }
+
+    /// Fills in the profiles of `lines` that have none yet.
+    async fn complete_profiles(&self, lines: &mut [Line], hashed: bool) -> Result<(), ApiError> {
+        if hashed {
+            return Ok(());
+        }
+        let missing: BTreeSet<String> = lines
+            .iter()
+            .filter(|l| l.profile.is_none())
+            .map(|l| l.user_id.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let profiles = self.profiles(Some(missing.into_iter().collect())).await?;
+        for line in lines.iter_mut().filter(|l| l.profile.is_none()) {
+            line.profile = profiles.get(&line.user_id).cloned();
+        }
+        Ok(())
+    }
+
+    /// One page of the users table.
+    pub async fn users(
+        &self,
+        admin: &Admin,
+        filters: ReportFilters,
+        sort: Sort,
+        page: Page,
+    ) -> Result<UsersPage, ApiError> {
+        let mut rows = self.rows(admin, filters, sort).await?;
+        let total = rows.lines.len() as u64;
+        let start = usize::try_from(u64::from(page.page - 1) * u64::from(page.page_size))
+            .unwrap_or(usize::MAX)
+            .min(rows.lines.len());
+        let end = start
+            .saturating_add(page.page_size as usize)
+            .min(rows.lines.len());
+        let page_lines = &mut rows.lines[start..end];
+        self.complete_profiles(page_lines, rows.hashed).await?;
+        Ok(UsersPage {
+            rows: page_lines
+                .iter()
+                .map(|l| display(l, rows.hashed, &rows.filters))
+                .collect(),
+            total,
+            page: page.page,
+            page_size: page.page_size,
+        })
+    }
+
+    /// Every row (exports), sorted.
+    pub async fn all_rows(
+        &self,
+        admin: &Admin,
+        filters: ReportFilters,
+        sort: Sort,
+    ) -> Result<Vec<ReportRow>, ApiError> {
+        let mut rows = self.rows(admin, filters, sort).await?;
+        self.complete_profiles(&mut rows.lines, rows.hashed).await?;
+        Ok(rows
+            .lines
+            .iter()
+            .map(|l| display(l, rows.hashed, &rows.filters))
+            .collect())
+    }
+
+    /// The overview tiles.
+    pub async fn overview(
+        &self,
+        admin: &Admin,
+        filters: ReportFilters,
+    ) -> Result<Overview, ApiError> {
+        let range = filters.dates;
+        let scope = match &filters.team {
+            TeamSelection::All => TeamScope::All,
+            TeamSelection::Team(t) => TeamScope::Team(t),
+        };
+        let rows = self.rows(admin, filters.clone(), Sort::default()).await?;
+        let held_access = rows
+            .lines
+            .iter()
+            .filter(|l| l.since.is_some())
+            .map(|l| (l.access, l.status));
+        let tile = status::subscription_tile(held_access, scope);
+        let mut flex_users: HashSet<&str> = HashSet::new();
+        let (mut tokens, mut flex_days) = (0u64, 0u64);
+        for line in rows.lines.iter().filter(|l| l.access == Access::Flex) {
+            tokens += line.tokens_milli;
+            if line.days > 0 {
+                flex_users.insert(&line.user_id);
+                flex_days += u64::from(line.days);
+            }
+        }
+        Ok(Overview {
+            subscriptions: SubscriptionsTile {
+                assigned_seats: tile.assigned,
+                active: tile.active,
+                inactive: tile.inactive,
+                not_yet_active: tile.not_yet_active,
+            },
+            flex: FlexTile {
+                tokens_consumed: Tokens::from_millis(tokens),
+                users: flex_users.len() as u64,
+                days_used: flex_days,
+            },
+            range: RangeDates {
+                from: range.from(),
+                to: range.to(),
+            },
+        })
+    }
+
+    /// Identity columns for raw exports: key, and name/email when visible.
+    async fn identities(
+        &self,
+        users: BTreeSet<String>,
+        hashed: bool,
+    ) -> Result<HashMap<String, (String, Option<String>, Option<String>)>, ApiError> {
+        if hashed {
+            return Ok(users
+                .into_iter()
+                .map(|u| {
+                    let key = self.hasher.hash(&u);
+                    (u, (key, None, None))
+                })
+                .collect());
+        }
+        let profiles = self.profiles(Some(users.iter().cloned().collect())).await?;
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let p = profiles.get(&u);
+                let value = (
+                    u.clone(),
+                    p.map(|p| p.name.clone()),
+                    p.map(|p| p.email.clone()),
+                );
+                (u, value)
+            })
+            .collect())
+    }
+
+    async fn raw_scope(
+        &self,
+        admin: &Admin,
+        filters: &ReportFilters,
+    ) -> Result<(RowsQuery, Scope, Directory), ApiError> {
+        let dir = self.directory().await?;
+        let scope = Self::scope(admin, &filters.team, &dir)?;
+        Ok((Self::rows_query(&dir, &scope, filters), scope, dir))
+    }
+
+    /// Raw seat usage, day by day, in the range (team, product filters apply).
+    pub async fn seat_usage(
+        &self,
+        admin: &Admin,
+        filters: &ReportFilters,
+    ) -> Result<Vec<SeatUsageDay>, ApiError> {
+        let (query, scope, dir) = self.raw_scope(admin, filters).await?;
+        let days = query
+            .seat_days()
+            .query(&self.client)
+            .fetch_all::<SeatDayRow>()
+            .await
+            .map_err(warehouse)?;
+        let hashed = hashed_for(&scope, &dir, days.iter().map(|d| d.team.as_str()));
+        let ids = self
+            .identities(days.iter().map(|d| d.user_id.clone()).collect(), hashed)
+            .await?;
+        Ok(days
+            .into_iter()
+            .map(|d| {
+                let (user_key, name, email) = ids.get(&d.user_id).cloned().unwrap_or_default();
+                SeatUsageDay {
+                    date: day(d.usage_day),
+                    team_id: d.team,
+                    user_key,
+                    name,
+                    email,
+                    product: d.product,
+                }
+            })
+            .collect())
+    }
+
+    /// Raw token usage, window by window, in the range.
+    pub async fn token_usage(
+        &self,
+        admin: &Admin,
+        filters: &ReportFilters,
+    ) -> Result<Vec<TokenUsageWindow>, ApiError> {
+        let (query, scope, dir) = self.raw_scope(admin, filters).await?;
+        let windows = query
+            .token_windows()
+            .query(&self.client)
+            .fetch_all::<TokenWindowRow>()
+            .await
+            .map_err(warehouse)?;
+        let hashed = hashed_for(&scope, &dir, windows.iter().map(|w| w.team.as_str()));
+        let ids = self
+            .identities(windows.iter().map(|w| w.user_id.clone()).collect(), hashed)
+            .await?;
+        Ok(windows
+            .into_iter()
+            .map(|w| {
+                let (user_key, name, email) = ids.get(&w.user_id).cloned().unwrap_or_default();
+                let start = Utc
+                    .timestamp_opt(i64::from(w.started), 0)
+                    .single()
+                    .unwrap_or_default();
+                TokenUsageWindow {
+                    date: start.date_naive(),
+                    window_start: start,
+                    team_id: w.team,
+                    user_key,
+                    name,
+                    email,
+                    product: w.product,
+                    tokens: Tokens::from_millis(w.tokens_milli),
+                }
+            })
+            .collect())
+    }
+
+    /// The assignment in force of the user shown as `user_key` in `team`
+    /// (a current team the admin administers), for `product`.
+    pub async fn held_assignment(
+        &self,
+        admin: &Admin,
+        team: &str,
+        user_key: &str,
+        product: &str,
+        access: Option<Access>,
+    ) -> Result<Option<HeldAssignment>, ApiError> {
+        let dir = self.directory().await?;
+        let scope = Self::scope(admin, &TeamSelection::Team(team.to_owned()), &dir)?;
+        let teams = scope.stored_teams.unwrap_or_default();
+        let rows = queries::assignments_of(teams, product)
+            .query(&self.client)
+            .fetch_all::<(String, String, String, u8, String, String)>()
+            .await
+            .map_err(warehouse)?;
+        let mut found = None;
+        for (stored_team, user_id, acc, assigned, via, group_id) in rows {
+            let access_here = access_of(&acc);
+            if assigned != 1 || access.is_some_and(|a| a != access_here) {
+                continue;
+            }
+            if user_id != user_key && self.hasher.hash(&user_id) != user_key {
+                continue;
+            }
+            let via = match via.as_str() {
+                "group" => AssignmentVia::Group,
+                "default" => AssignmentVia::Default,
+                _ => AssignmentVia::Direct,
+            };
+            // A direct assignment is the one an admin can remove; prefer it.
+            let candidate = HeldAssignment {
+                team_id: stored_team,
+                user_id,
+                product: product.to_owned(),
+                access: access_here,
+                via,
+                group_id: (!group_id.is_empty()).then_some(group_id),
+            };
+            let better = match &found {
+                None => true,
+                Some(HeldAssignment { via, .. }) => {
+                    *via != AssignmentVia::Direct && candidate.via == AssignmentVia::Direct
+                }
+            };
+            if better {
+                found = Some(candidate);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Rule 7: hashed when the selected team's PII is off; with All Teams, when
+/// any team in scope has it off — the admin's teams, and (for an admin of
+/// every team) every team the rows show, a team without a directory entry
+/// counting as off.
+fn hashed_for<'a>(
+    scope: &Scope,
+    dir: &Directory,
+    row_teams: impl Iterator<Item = &'a str>,
+) -> bool {
+    let visible = |t: &str| dir.pii_visible.get(t).copied().unwrap_or(false);
+    match &scope.selection {
+        TeamSelection::Team(team) => identities_hashed(TeamScope::Team(team), [], visible),
+        TeamSelection::All => {
+            identities_hashed(
+                TeamScope::All,
+                scope.current_teams.iter().map(String::as_str),
+                visible,
+            ) || (scope.stored_teams.is_none()
+                && identities_hashed(TeamScope::All, row_teams, visible))
+        }
+    }
+}
+
+fn display(line: &Line, hashed: bool, filters: &ReportFilters) -> ReportRow {
+    let average = monthly_average(line.days, &filters.range);
+    let profile = if hashed { None } else { line.profile.as_ref() };
+    ReportRow {
+        user_key: line.user_key.clone(),
+        name: profile.map(|p| p.name.clone()),
+        email: profile.map(|p| p.email.clone()),
+        avatar_url: profile
+            .map(|p| p.avatar_url.clone())
+            .filter(|a| !a.is_empty()),
+        team_id: line.team.clone(),
+        groups: line.groups.clone(),
+        product: line.product.clone(),
+        access: line.access,
+        assigned_date: line.since,
+        last_accessed: line.last,
+        days_used: line.days,
+        monthly_average: (average * 100.0).round() / 100.0,
+        tokens_used: Tokens::from_millis(line.tokens_milli),
+        status: line.status,
+    }
+}
+
+fn sort_lines(lines: &mut [Line], sort: Sort, hashed: bool, filters: &ReportFilters) {
+    let months = filters.range.months();
+    let name = |l: &Line| -> Option<String> {
+        if hashed {
+            None
+        } else {
+            l.profile.as_ref().map(|p| p.name.to_lowercase())
+        }
+    };
+    let email = |l: &Line| -> Option<String> {
+        if hashed {
+            None
+        } else {
+            l.profile.as_ref().map(|p| p.email.to_lowercase())
+        }
+    };
+    lines.sort_by(|a, b| {
+        use std::cmp::Ordering;
+        let primary = match sort.column {
+            SortColumn::UserKey => Ordering::Equal,
+            SortColumn::Name => name(a).cmp(&name(b)),
+            SortColumn::Email => email(a).cmp(&email(b)),
+            SortColumn::TeamId => a.team.cmp(&b.team),
+            SortColumn::Groups => a.groups.cmp(&b.groups),
+            SortColumn::Product => a.product.cmp(&b.product),
+            SortColumn::Access => a.access.as_str().cmp(b.access.as_str()),
+            SortColumn::AssignedDate => a.since.cmp(&b.since),
+            SortColumn::LastAccessed => a.last.cmp(&b.last),
+            SortColumn::DaysUsed => a.days.cmp(&b.days),
+            SortColumn::MonthlyAverage => {
+                (f64::from(a.days) / months).total_cmp(&(f64::from(b.days) / months))
+            }
+            SortColumn::TokensUsed => a.tokens_milli.cmp(&b.tokens_milli),
+            SortColumn::Status => a.status.as_str().cmp(b.status.as_str()),
+        };
+        let primary = if sort.descending {
+            primary.reverse()
+        } else {
+            primary
+        };
+        primary
+            .then_with(|| {
+                let key = a.user_key.cmp(&b.user_key);
+                if sort.column == SortColumn::UserKey && sort.descending {
+                    key.reverse()
+                } else {
+                    key
+                }
+            })
+            .then_with(|| a.team.cmp(&b.team))
+            .then_with(|| a.product.cmp(&b.product))
+            .then_with(|| a.access.cmp(&b.access))
+    });
+}
+
+/// The date range of a report, as JSON shows it.
+pub fn range_dates(range: &DateRange) -> RangeDates {
+    RangeDates {
+        from: range.from(),
+        to: range.to(),
+    }
+}
