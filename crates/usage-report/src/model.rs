@@ -387,6 +387,57 @@ pub struct Overview {
     pub range: RangeDates,
 }
 
+/// What an export holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportKind {
+    /// The report rows (the users table) with the current filters.
+    Report,
+    /// Raw seat usage: one line per (team, user, product, UTC date used).
+    SeatUsage,
+    /// Raw token usage: one line per charged Flex window.
+    TokenUsage,
+}
+
+impl ExportKind {
+    /// The stable name (`report`, `seat_usage`, `token_usage`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportKind::Report => "report",
+            ExportKind::SeatUsage => "seat_usage",
+            ExportKind::TokenUsage => "token_usage",
+        }
+    }
+}
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Csv,
+    Xlsx,
+}
+
+impl ExportFormat {
+    /// The stable name and file extension (`csv`, `xlsx`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Xlsx => "xlsx",
+        }
+    }
+
+    /// The media type of the file.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "text/csv; charset=utf-8",
+            ExportFormat::Xlsx => {
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
