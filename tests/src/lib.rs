@@ -2,6 +2,7 @@
 //! topics and databases of their own, and the project's binaries as processes.
 
 pub mod modern_clickhouse;
+pub mod report;
 pub mod scenario;
 pub mod services;
 

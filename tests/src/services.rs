@@ -85,6 +85,50 @@ impl Topics {
     }
 }
 
+/// Creates a fresh topic named after `tag`; its name.
+pub async fn create_topic(tag: &str, partitions: i32) -> String {
+    let name = unique(tag);
+    let results = admin()
+        .create_topics(
+            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the broker answers (scripts/services up)");
+    for r in results {
+        r.expect("topic created");
+    }
+    name
+}
+
+/// Reads `expected` messages (or what arrives within `timeout` of the last
+/// one) from the start of `topic`: (key, payload).
+pub async fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < expected {
+        let Ok(message) = tokio::time::timeout(timeout, consumer.recv()).await else {
+            break;
+        };
+        let message = message.expect("message");
+        out.push((
+            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            message.payload().unwrap_or_default().to_vec(),
+        ));
+    }
+    out
+}
+
 fn admin() -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers())

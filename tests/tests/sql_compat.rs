@@ -48,3 +48,38 @@ fn the_check_does_catch_sql_a_current_clickhouse_refuses() {
     .expect("chDB runs");
     assert_eq!(run.failures().len(), 1);
 }
+
+#[test]
+fn every_report_query_runs_on_a_current_clickhouse() {
+    let migrations = migrate::load_dir(&usage_tests::repo_root().join("schemas/clickhouse"))
+        .expect("migrations load");
+    let mut statements: Vec<Statement> = migrations
+        .iter()
+        .flat_map(|m| {
+            m.statements
+                .iter()
+                .enumerate()
+                .map(move |(i, sql)| Statement {
+                    name: format!("{:04}_{} statement {}", m.version, m.name, i + 1),
+                    sql: sql.clone(),
+                })
+        })
+        .collect();
+    let schema = statements.len();
+    for (name, sql) in usage_report::queries::all_for_compatibility() {
+        statements.push(Statement {
+            name: format!("report query: {name}"),
+            sql: sql.with_literals(),
+        });
+    }
+    let run = modern_clickhouse::run("usage", &statements).expect("chDB runs");
+    assert_eq!(run.results.len(), statements.len());
+    assert!(statements.len() > schema);
+    let failures = run.failures();
+    assert!(
+        failures.is_empty(),
+        "on ClickHouse {}:\n{}",
+        run.version,
+        failures.join("\n")
+    );
+}

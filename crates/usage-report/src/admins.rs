@@ -207,6 +207,11 @@ impl Admins {
         self.entries.is_empty()
     }
 
+    /// The admin with this id (the scheduler runs schedules as their owner).
+    pub fn by_id(&self, id: &str) -> Option<&Admin> {
+        self.entries.iter().map(|(_, a)| a).find(|a| a.id == id)
+    }
+
     /// The admin holding `token`, compared in constant time against all.
     pub fn authenticate(&self, token: &str) -> Option<&Admin> {
         let presented = sha256(token.as_bytes());

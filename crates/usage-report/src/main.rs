@@ -1,11 +1,257 @@
-//! `usage-report`: the usage report over HTTP for admins (overview tiles,
-//! per-user rows, exports, schedules). Not built yet: this crate holds its
-//! place in the workspace, and the binary says so rather than pretend.
+//! `usage-report`: the usage report over HTTP for admins — overview tiles,
+//! per-user rows, exports, schedules and unassign requests — read from the
+//! rollups the consumers keep in ClickHouse.
+
+mod api;
+mod background;
+mod commands;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use usage_core::privacy::UserHasher;
+use usage_report::admins::Admins;
+use usage_report::export::ExportStore;
+use usage_report::report::Reporter;
+use usage_report::schedule::ScheduleStore;
+use usage_runtime::clickhouse::ClickHouseArgs;
+use usage_store::Warehouse;
+
+/// The key `--dev` uses when no HMAC key is given. Public, so never private:
+/// outside `--dev` the service refuses to start with it.
+const DEV_HMAC_KEY: &str = "usage-report development key: not secret, not for production";
+
+/// Serves the usage report to admins from the ClickHouse rollups.
+///
+/// Every option can also be set in a TOML file (--config) by its long name,
+/// or by its environment variable. Precedence: command line, environment,
+/// file, default.
+#[derive(Debug, Parser)]
+#[command(name = "usage-report", version)]
+struct Cli {
+    /// TOML file with any of the options below, by long name.
+    #[arg(long, env = "USAGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "USAGE_LOG_JSON")]
+    log_json: bool,
+
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "USAGE_REPORT_LISTEN",
+        default_value = "127.0.0.1:8080",
+        help_heading = "HTTP"
+    )]
+    listen: SocketAddr,
+    /// TOML file of admins: id, email, role (primary|secondary|sso|user_admin),
+    /// teams (or ["*"]) and the SHA-256 of their bearer token (see README).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_ADMINS_FILE",
+        default_value = "admins.toml",
+        help_heading = "Access"
+    )]
+    admins_file: PathBuf,
+    /// File holding the secret key of the identity hash (at least 32 bytes;
+    /// e.g. `openssl rand -hex 32`). Keep it stable: changing it changes
+    /// every hashed user key.
+    #[arg(long, env = "USAGE_REPORT_HMAC_KEY_FILE", help_heading = "Access")]
+    hmac_key_file: Option<PathBuf>,
+    /// The secret key of the identity hash itself (prefer --hmac-key-file).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_HMAC_KEY",
+        hide_env_values = true,
+        help_heading = "Access"
+    )]
+    hmac_key: Option<String>,
+    /// Development mode: without a key, use a built-in (public) one. Never in
+    /// production: hashed identities could be recomputed by anyone.
+    #[arg(long, env = "USAGE_REPORT_DEV", help_heading = "Access")]
+    dev: bool,
+
+    /// Directory of export files (and their metadata).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_EXPORTS_DIR",
+        default_value = ".local/exports",
+        help_heading = "Exports and schedules"
+    )]
+    exports_dir: PathBuf,
+    /// How often exports older than 14 days are deleted.
+    #[arg(
+        long,
+        env = "USAGE_REPORT_SWEEP_INTERVAL_SECS",
+        default_value_t = 3600,
+        help_heading = "Exports and schedules"
+    )]
+    sweep_interval_secs: u64,
+    /// How often due schedules are looked for and run (0: never; run the
+    /// scheduler in one instance only).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_SCHEDULER_INTERVAL_SECS",
+        default_value_t = 60,
+        help_heading = "Exports and schedules"
+    )]
+    scheduler_interval_secs: u64,
+
+    /// Bootstrap brokers, comma-separated host:port.
+    #[arg(
+        long,
+        env = "USAGE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        help_heading = "Kafka"
+    )]
+    kafka_brokers: String,
+    /// Topic of the unassign requests sent upstream.
+    #[arg(
+        long,
+        env = "USAGE_COMMANDS_TOPIC",
+        default_value = "usage.commands",
+        help_heading = "Kafka"
+    )]
+    commands_topic: String,
+    /// Topic of the "report ready" notifications for the mail system.
+    #[arg(
+        long,
+        env = "USAGE_NOTIFICATIONS_TOPIC",
+        default_value = "usage.notifications",
+        help_heading = "Kafka"
+    )]
+    notifications_topic: String,
+}
 
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "usage-report: the report service is not available in this version; \
-         the rollups are in ClickHouse (see README, \"ClickHouse tables\")"
+    let cli: Cli = usage_runtime::config::parse();
+    usage_runtime::logging::init(cli.log_json, "info");
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("usage-report: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The identity-hash key: from the file or the environment; the public
+/// development key only with `--dev`.
+fn hmac_key(cli: &Cli) -> anyhow::Result<Vec<u8>> {
+    let key = match (&cli.hmac_key_file, &cli.hmac_key) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the HMAC key file {}", path.display()))?
+            .trim_end()
+            .to_owned(),
+        (None, Some(key)) => key.clone(),
+        (None, None) if cli.dev => DEV_HMAC_KEY.to_owned(),
+        (None, None) => anyhow::bail!(
+            "no HMAC key for hashing identities: give --hmac-key-file (or \
+             USAGE_REPORT_HMAC_KEY), or --dev for a local trial"
+        ),
+    };
+    anyhow::ensure!(
+        cli.dev || key != DEV_HMAC_KEY,
+        "the development HMAC key is public: give a secret one, or run with --dev"
     );
-    std::process::ExitCode::from(2)
+    Ok(key.into_bytes())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let hasher = UserHasher::new(&hmac_key(&cli)?)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the HMAC key")?;
+    let admins = Admins::load(&cli.admins_file)?;
+    if admins.is_empty() {
+        tracing::warn!(file = %cli.admins_file.display(), "no admins configured: every /v1 request will be refused");
+    }
+    let warehouse = Warehouse::new(cli.clickhouse.settings()?)?;
+    let exports = ExportStore::open(cli.exports_dir.clone()).with_context(|| {
+        format!(
+            "opening the exports directory {}",
+            cli.exports_dir.display()
+        )
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let metrics = metrics::Metrics::new().context("registering metrics")?;
+        let publisher = commands::Publisher::new(
+            &cli.kafka_brokers,
+            cli.commands_topic.clone(),
+            cli.notifications_topic.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let state = api::AppState {
+            admins: Arc::new(admins),
+            reporter: Reporter::new(warehouse.client().clone(), hasher),
+            exports,
+            schedules: ScheduleStore::new(warehouse.client().clone()),
+            publisher,
+            metrics,
+        };
+        let listener = tokio::net::TcpListener::bind(cli.listen)
+            .await
+            .with_context(|| format!("listening on {}", cli.listen))?;
+        let bound = listener.local_addr()?;
+        background::spawn_sweeper(
+            state.clone(),
+            Duration::from_secs(cli.sweep_interval_secs.max(1)),
+        );
+        if cli.scheduler_interval_secs > 0 {
+            background::spawn_scheduler(
+                state.clone(),
+                Duration::from_secs(cli.scheduler_interval_secs),
+            );
+        }
+        tracing::info!(
+            listen = %bound,
+            clickhouse = %warehouse.settings().url,
+            database = %warehouse.database(),
+            admins = state.admins.len(),
+            exports = %cli.exports_dir.display(),
+            dev = cli.dev,
+            "usage-report serving"
+        );
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("usage-report stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

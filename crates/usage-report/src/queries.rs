@@ -123,15 +123,24 @@ pub struct RowsQuery {
 }
 
 impl RowsQuery {
-    /// `team_id` mapped to its current team.
-    fn team_expr(&self, sql: &mut Sql) {
+    /// The stored team column `column` mapped to its current team.
+    fn team_of(&self, sql: &mut Sql, column: &str) {
         if self.merges.is_empty() {
-            sql.push("team_id");
+            sql.push(column);
         } else {
             let (from, into): (Vec<String>, Vec<String>) = self.merges.iter().cloned().unzip();
-            sql.bind("transform(team_id, ?, ", Param::Strs(from))
-                .bind("?, team_id)", Param::Strs(into));
+            sql.push("transform(")
+                .push(column)
+                .bind(", ?, ", Param::Strs(from))
+                .bind("?, ", Param::Strs(into))
+                .push(column)
+                .push(")");
         }
+    }
+
+    /// `team_id` mapped to its current team.
+    fn team_expr(&self, sql: &mut Sql) {
+        self.team_of(sql, "team_id");
     }
 
     /// ` AND ...` for the stored team, product and (optionally) access.
@@ -177,11 +186,11 @@ impl RowsQuery {
         // Tokens of the Flex windows starting in the range.
         if self.access.as_deref() != Some("seat") {
             sql.push(" UNION ALL SELECT ");
-            self.team_expr(&mut sql);
+            self.team_of(&mut sql, "opener");
             sql.push(
                 " AS tm, user_id, product, 'flex' AS acc, toUInt64(0), toUInt16(0), \
                  toUInt64(sum(tok)), toUInt8(0), toUInt16(65535) FROM (SELECT user_id, product, \
-                 window_start, window_start_us, any(team_id) AS team_id, any(tokens_milli) AS tok \
+                 window_start, window_start_us, any(team_id) AS opener, any(tokens_milli) AS tok \
                  FROM flex_windows WHERE 1",
             )
             .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
@@ -232,10 +241,10 @@ impl RowsQuery {
     /// range ([`TokenWindowRow`]).
     pub fn token_windows(&self) -> Sql {
         let mut sql = Sql::new("SELECT ");
-        self.team_expr(&mut sql);
+        self.team_of(&mut sql, "opener");
         sql.push(
             " AS tm, user_id, product, toUInt32(window_start) AS started, tok FROM (\
-             SELECT user_id, product, window_start, window_start_us, any(team_id) AS team_id, \
+             SELECT user_id, product, window_start, window_start_us, any(team_id) AS opener, \
              any(tokens_milli) AS tok FROM flex_windows WHERE 1",
         )
         .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
@@ -327,6 +336,14 @@ pub fn memberships(teams: Option<Vec<String>>) -> Sql {
     sql
 }
 
+/// Every team id known: in the directory or holding assignments.
+pub fn known_teams() -> Sql {
+    Sql::new(
+        "SELECT team_id FROM (SELECT team_id FROM teams GROUP BY team_id \
+         UNION ALL SELECT team_id FROM assignment_state GROUP BY team_id) GROUP BY team_id",
+    )
+}
+
 /// The assignments of `product` in `teams` (stored ids): `team_id,
 /// user_id, access, assigned (latest), via, group_id`.
 pub fn assignments_of(teams: Vec<String>, product: &str) -> Sql {
@@ -367,6 +384,7 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("profiles", profiles(Some(vec!["u1".into()]))),
         ("all profiles", profiles(None)),
         ("memberships", memberships(Some(vec!["t1".into()]))),
+        ("known teams", known_teams()),
         ("assignments", assignments_of(vec!["t1".into()], "p")),
     ]
 }

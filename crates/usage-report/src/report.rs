@@ -38,6 +38,7 @@ pub struct Reporter {
 struct Directory {
     merges: TeamMerges,
     pii_visible: HashMap<String, bool>,
+    names: HashMap<String, String>,
 }
 
 /// What one report covers.
@@ -103,6 +104,14 @@ pub struct TokenUsageWindow {
     pub tokens: Tokens,
 }
 
+/// A team an admin can pick.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TeamInfo {
+    pub team_id: String,
+    pub name: Option<String>,
+    pub pii_visible: bool,
+}
+
 /// The assignment an unassign request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldAssignment {
@@ -163,7 +172,8 @@ impl Reporter {
             .map_err(warehouse)?;
         Ok(Directory {
             merges: team_merges,
-            pii_visible: teams.into_iter().map(|(t, _, v)| (t, v == 1)).collect(),
+            pii_visible: teams.iter().map(|(t, _, v)| (t.clone(), *v == 1)).collect(),
+            names: teams.into_iter().map(|(t, n, _)| (t, n)).collect(),
         })
     }
 
@@ -393,6 +403,29 @@ impl Reporter {
             line.profile = profiles.get(&line.user_id).cloned();
         }
         Ok(())
+    }
+
+    /// The current teams `admin` administers, by id.
+    pub async fn teams(&self, admin: &Admin) -> Result<Vec<TeamInfo>, ApiError> {
+        let dir = self.directory().await?;
+        let known = queries::known_teams()
+            .query(&self.client)
+            .fetch_all::<String>()
+            .await
+            .map_err(warehouse)?;
+        let current: BTreeSet<String> = known
+            .iter()
+            .map(|t| dir.merges.current(t).to_owned())
+            .filter(|t| admin.teams.includes(t))
+            .collect();
+        Ok(current
+            .into_iter()
+            .map(|team_id| TeamInfo {
+                name: dir.names.get(&team_id).cloned().filter(|n| !n.is_empty()),
+                pii_visible: dir.pii_visible.get(&team_id).copied().unwrap_or(false),
+                team_id,
+            })
+            .collect())
     }
 
     /// One page of the users table.

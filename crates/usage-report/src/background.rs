@@ -1,0 +1,101 @@
+//! The service's own work, beside the requests: the 14-day export sweeper
+//! and the scheduler of recurring exports.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::api::{run_export, AppState};
+use crate::commands::ReportReady;
+
+/// Deletes expired exports every `every` (and once at start).
+pub(crate) fn spawn_sweeper(state: AppState, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let store = state.exports.clone();
+            match tokio::task::spawn_blocking(move || store.sweep(Utc::now())).await {
+                Ok(Ok(report)) => {
+                    state
+                        .metrics
+                        .swept(report.deleted, report.tombstones_removed);
+                    if report.deleted > 0 {
+                        tracing::info!(deleted = report.deleted, "expired exports deleted");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "export sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "export sweep panicked"),
+            }
+        }
+    });
+}
+
+/// Runs due schedules every `every`: writes the export as the schedule's
+/// admin, publishes "report ready", then records the run. A failure leaves
+/// the schedule due, so the next pass tries again.
+pub(crate) fn spawn_scheduler(state: AppState, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            run_due(&state).await;
+        }
+    });
+}
+
+async fn run_due(state: &AppState) {
+    let today = Utc::now().date_naive();
+    let due = match state.schedules.due(today).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read due schedules");
+            return;
+        }
+    };
+    for schedule in due {
+        let Some(admin) = state.admins.by_id(&schedule.owner_admin_id) else {
+            tracing::warn!(schedule_id = %schedule.schedule_id, "the schedule's admin is no longer configured: not run");
+            state.metrics.schedule_run("owner_unknown");
+            continue;
+        };
+        let export = match run_export(
+            state,
+            admin,
+            schedule.kind,
+            schedule.format,
+            schedule.filters.clone(),
+            Some(schedule.schedule_id.clone()),
+        )
+        .await
+        {
+            Ok(export) => export,
+            Err(e) => {
+                tracing::warn!(schedule_id = %schedule.schedule_id, error = %e, "scheduled export failed");
+                state.metrics.schedule_run("failed");
+                continue;
+            }
+        };
+        let note = ReportReady {
+            notification_id: uuid::Uuid::new_v4().to_string(),
+            kind: "report_ready",
+            admin_id: admin.id.clone(),
+            admin_email: admin.email.clone(),
+            schedule_id: schedule.schedule_id.clone(),
+            schedule_name: schedule.name.clone(),
+            export_id: export.export_id.clone(),
+            download_path: export.download_path.clone(),
+            created_at: Utc::now(),
+        };
+        if let Err(e) = state.publisher.report_ready(&note).await {
+            tracing::warn!(schedule_id = %schedule.schedule_id, error = %e, "report-ready notification not published; will run again");
+            state.metrics.schedule_run("failed");
+            continue;
+        }
+        if let Err(e) = state.schedules.mark_run(&schedule, today, Utc::now()).await {
+            tracing::warn!(schedule_id = %schedule.schedule_id, error = %e, "run not recorded; it may run again");
+        }
+        state.metrics.schedule_run("ok");
+        tracing::info!(schedule_id = %schedule.schedule_id, export_id = %export.export_id, "scheduled report ready");
+    }
+}

@@ -1,0 +1,565 @@
+//! `usage-report` over rollups built by the real `usage-ingest` from a
+//! generated scenario, against the real broker and ClickHouse: every tile and
+//! row equals the load generator's independent oracle, for several teams,
+//! ranges and filters; identities are hashed as the teams' privacy settings
+//! say; the exports hold what the JSON report says; schedules belong to
+//! their admin; unassign is refused for group and default assignments.
+
+use chrono::{Duration as Days, NaiveDate};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use usage_core::privacy::UserHasher;
+use usage_loadgen::oracle::{CurrentAssignment, DateRange};
+use usage_loadgen::{Access, Oracle, ScenarioConfig};
+use usage_tests::report::{Report, ReportOptions, TestAdmin, HMAC_KEY};
+use usage_tests::scenario::Published;
+use usage_tests::services::{self, Ingest, ScratchDatabase, Topics};
+
+/// A (current team, user id, product, access).
+type Key = (String, String, String, String);
+
+/// What the oracle says of one report row.
+#[derive(Debug, Clone, PartialEq)]
+struct Want {
+    days_used: u64,
+    last_accessed: Option<NaiveDate>,
+    tokens_milli: u64,
+    assigned_date: Option<NaiveDate>,
+    status: String,
+}
+
+struct Fixture {
+    published: Published,
+    oracle: Oracle,
+    db: ScratchDatabase,
+    _topics: Topics,
+    _ingest: Ingest,
+}
+
+fn config(seed: u64) -> ScenarioConfig {
+    ScenarioConfig {
+        seed,
+        users: 120,
+        teams: 4,
+        days: 130,
+        events_per_user_day: 2.0,
+        duplicate_share: 0.02,
+        late_share: 0.02,
+        poison_share: 0.0,
+        ..ScenarioConfig::default()
+    }
+}
+
+/// Publishes a scenario and waits until the ingest has built its rollups.
+async fn fixture(tag: &str, seed: u64) -> Fixture {
+    let published = Published::generate(config(seed));
+    let oracle = Oracle::from_scenario(&published.scenario).expect("oracle");
+    let topics = Topics::create(tag, 2).await;
+    let db = ScratchDatabase::create(tag).await;
+    published.publish(&topics).await;
+    let ingest = Ingest::start(
+        &topics,
+        db.name(),
+        &services::unique("group"),
+        &["--unresolved-hold-secs", "3", "--batch-max-wait-ms", "200"],
+    );
+    let differences = published.converges(&db, Duration::from_secs(120)).await;
+    assert!(
+        differences.is_empty(),
+        "the rollups must be right before the report is judged:\n{}\n{}",
+        differences[..differences.len().min(10)].join("\n"),
+        ingest.log_tail()
+    );
+    Fixture {
+        published,
+        oracle,
+        db,
+        _topics: topics,
+        _ingest: ingest,
+    }
+}
+
+impl Fixture {
+    fn today(&self) -> NaiveDate {
+        self.published.expected.now.date_naive()
+    }
+
+    /// The current teams (merges applied), sorted.
+    fn current_teams(&self) -> Vec<String> {
+        self.published
+            .expected
+            .teams
+            .iter()
+            .map(|t| t.current_team_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn pii_visible(&self, team: &str) -> bool {
+        self.oracle.pii_visible(team)
+    }
+
+    /// The oracle's rows of the report for `team` (None: all teams) over `range`.
+    fn want(&self, team: Option<&str>, range: DateRange) -> BTreeMap<Key, Want> {
+        struct Acc {
+            dates: BTreeSet<NaiveDate>,
+            held: Option<CurrentAssignment>,
+            tokens: u64,
+        }
+        let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
+        for row in &self.published.expected.rows {
+            if team.is_some_and(|t| t != row.current_team_id) {
+                continue;
+            }
+            let key = (
+                row.current_team_id.clone(),
+                row.user_id.clone(),
+                row.product.clone(),
+                row.access.as_str().to_owned(),
+            );
+            let entry = acc.entry(key).or_insert(Acc {
+                dates: BTreeSet::new(),
+                held: None,
+                tokens: 0,
+            });
+            entry.dates.extend(self.oracle.usage_dates(
+                &row.team_id,
+                &row.user_id,
+                &row.product,
+                row.access,
+            ));
+            if let Some(a) = &row.assignment {
+                if entry.held.as_ref().is_none_or(|h| a.since < h.since) {
+                    entry.held = Some(a.clone());
+                }
+            }
+            if row.access == Access::Flex {
+                entry.tokens += self
+                    .oracle
+                    .windows(&row.user_id, &row.product)
+                    .iter()
+                    .filter(|w| w.team_id == row.team_id)
+                    .filter(|w| {
+                        let d = w.start.date_naive();
+                        range.from <= d && d <= range.to
+                    })
+                    .map(|w| w.tokens_milli)
+                    .sum::<u64>();
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (key, a) in acc {
+            let days = a
+                .dates
+                .iter()
+                .filter(|d| range.from <= **d && **d <= range.to)
+                .count() as u64;
+            let access = if key.3 == "flex" {
+                Access::Flex
+            } else {
+                Access::Seat
+            };
+            let Some(status) = Oracle::status_of(a.held.as_ref(), access, days > 0, range) else {
+                continue;
+            };
+            out.insert(
+                key,
+                Want {
+                    days_used: days,
+                    last_accessed: a.dates.last().copied(),
+                    tokens_milli: a.tokens,
+                    assigned_date: a.held.map(|h| h.since.date_naive()),
+                    status: status.as_str().to_owned(),
+                },
+            );
+        }
+        out
+    }
+
+    /// user key -> user id, for every user of the scenario.
+    fn unhash(&self) -> BTreeMap<String, String> {
+        let hasher = UserHasher::new(HMAC_KEY.as_bytes()).expect("key");
+        self.published
+            .expected
+            .rows
+            .iter()
+            .map(|r| (hasher.hash(&r.user_id), r.user_id.clone()))
+            .collect()
+    }
+}
+
+fn date(v: &Value) -> Option<NaiveDate> {
+    v.as_str()
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
+fn milli(v: &Value) -> u64 {
+    (v.as_f64().unwrap_or(-1.0) * 1000.0).round() as u64
+}
+
+/// Every row of the users endpoint for `query` (all pages), keyed like the oracle.
+async fn all_rows(
+    report: &Report,
+    admin: &TestAdmin,
+    query: &str,
+    unhash: &BTreeMap<String, String>,
+) -> BTreeMap<Key, (Want, Value)> {
+    let mut out = BTreeMap::new();
+    let mut page = 1;
+    loop {
+        let (status, body) = report
+            .get(
+                Some(admin),
+                &format!("/v1/report/users?{query}&page={page}&page_size=1000"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        let rows = body["rows"].as_array().cloned().unwrap_or_default();
+        for row in &rows {
+            let key_text = row["user_key"].as_str().unwrap_or_default();
+            let user = unhash
+                .get(key_text)
+                .cloned()
+                .unwrap_or_else(|| key_text.to_owned());
+            let key = (
+                row["team_id"].as_str().unwrap_or_default().to_owned(),
+                user,
+                row["product"].as_str().unwrap_or_default().to_owned(),
+                row["access"].as_str().unwrap_or_default().to_owned(),
+            );
+            let got = Want {
+                days_used: row["days_used"].as_u64().unwrap_or(u64::MAX),
+                last_accessed: date(&row["last_accessed"]),
+                tokens_milli: milli(&row["tokens_used"]),
+                assigned_date: date(&row["assigned_date"]),
+                status: row["status"].as_str().unwrap_or_default().to_owned(),
+            };
+            assert!(
+                out.insert(key, (got, row.clone())).is_none(),
+                "a row twice: {row}"
+            );
+        }
+        let total = body["total"].as_u64().unwrap_or(0) as usize;
+        if out.len() >= total || rows.is_empty() {
+            assert_eq!(out.len(), total, "{query}: total");
+            return out;
+        }
+        page += 1;
+    }
+}
+
+fn compare(what: &str, want: &BTreeMap<Key, Want>, got: &BTreeMap<Key, (Want, Value)>) {
+    assert!(!want.is_empty(), "{what}: the oracle expects rows");
+    let mut differences = Vec::new();
+    for (key, w) in want {
+        match got.get(key) {
+            Some((g, _)) if g == w => {}
+            Some((g, _)) => differences.push(format!("{key:?}: got {g:?}, want {w:?}")),
+            None => differences.push(format!("{key:?}: missing, want {w:?}")),
+        }
+    }
+    for key in got.keys().filter(|k| !want.contains_key(*k)) {
+        differences.push(format!("{key:?}: not expected"));
+    }
+    assert!(
+        differences.is_empty(),
+        "{what}: {} differences of {} rows:\n{}",
+        differences.len(),
+        want.len(),
+        differences[..differences.len().min(12)].join("\n")
+    );
+}
+
+fn ranges(today: NaiveDate) -> Vec<(String, DateRange)> {
+    let custom = DateRange::new(today - Days::days(59), today - Days::days(10));
+    let last_30 = DateRange::new(today - Days::days(29), today);
+    let this_month = today.with_day0(0).unwrap_or(today);
+    let last_3 = DateRange::new(
+        this_month
+            .checked_sub_months(chrono::Months::new(3))
+            .unwrap_or(this_month),
+        this_month.pred_opt().unwrap_or(this_month),
+    );
+    vec![
+        ("range=last_30_days".to_owned(), last_30),
+        ("range=last_3_months".to_owned(), last_3),
+        (
+            format!("range=custom&from={}&to={}", custom.from, custom.to),
+            custom,
+        ),
+    ]
+}
+
+use chrono::Datelike;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_equals_the_oracle() {
+    let f = fixture("report", 11).await;
+    let teams = f.current_teams();
+    assert!(teams.len() >= 2, "teams: {teams:?}");
+    let visible: Vec<&String> = teams.iter().filter(|t| f.pii_visible(t)).collect();
+    let hidden: Vec<&String> = teams.iter().filter(|t| !f.pii_visible(t)).collect();
+    assert!(
+        !visible.is_empty() && !hidden.is_empty(),
+        "the scenario has teams with PII on and off: {teams:?}"
+    );
+    let root = TestAdmin {
+        id: "root",
+        role: "primary",
+        teams: vec!["*".into()],
+    };
+    let one = TestAdmin {
+        id: "one",
+        role: "secondary",
+        teams: vec![visible[0].clone()],
+    };
+    let report = Report::start(
+        f.db.name(),
+        &[root.clone(), one.clone()],
+        ReportOptions::default(),
+    )
+    .await;
+    let unhash = f.unhash();
+    let now = f.published.expected.now;
+
+    for (query, range) in ranges(f.today()) {
+        // Every team, and all teams.
+        for team in teams.iter().map(Some).chain([None]) {
+            let team_param = team.map_or("all", |t| t.as_str());
+            let q = format!("team={team_param}&{query}");
+            let got = all_rows(&report, &root, &q, &unhash).await;
+            compare(&q, &f.want(team.map(|t| t.as_str()), range), &got);
+
+            // The tiles.
+            let (status, overview) = report
+                .get(Some(&root), &format!("/v1/report/overview?{q}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{overview}");
+            let s = f.oracle.team_summary(team.map(|t| t.as_str()), range, now);
+            let subs = &overview["subscriptions"];
+            assert_eq!(
+                subs["assigned_seats"],
+                json!(s.seats_assigned),
+                "{q}: {overview}"
+            );
+            assert_eq!(subs["active"], json!(s.seats_active), "{q}");
+            assert_eq!(subs["not_yet_active"], json!(s.seats_not_yet_active), "{q}");
+            match s.seats_inactive {
+                Some(n) => assert_eq!(subs["inactive"], json!(n), "{q}"),
+                None => assert!(
+                    subs.get("inactive").is_none(),
+                    "no inactive summary for all teams: {overview}"
+                ),
+            }
+            assert_eq!(
+                milli(&overview["flex"]["tokens_consumed"]),
+                s.flex_tokens_milli,
+                "{q}"
+            );
+            assert_eq!(overview["flex"]["users"], json!(s.flex_users), "{q}");
+            assert_eq!(
+                overview["flex"]["days_used"],
+                json!(s.flex_days_used),
+                "{q}"
+            );
+            assert_eq!(overview["range"]["from"], json!(range.from.to_string()));
+            assert_eq!(overview["range"]["to"], json!(range.to.to_string()));
+
+            // Flex users are never inactive; not-yet-active seats are neither
+            // active nor inactive.
+            for ((_, _, _, access), (g, _)) in &got {
+                assert!(!(access == "flex" && g.status == "inactive"), "{q}");
+            }
+            if let Some(inactive) = subs["inactive"].as_u64() {
+                assert_eq!(
+                    subs["active"].as_u64().unwrap_or(0)
+                        + inactive
+                        + subs["not_yet_active"].as_u64().unwrap_or(0),
+                    subs["assigned_seats"].as_u64().unwrap_or(u64::MAX),
+                    "{q}: every seat assigned now is active, inactive or not yet active"
+                );
+            }
+        }
+    }
+
+    // Privacy: ids and profiles for a team with PII on, keyed hashes for a
+    // team with it off, and hashes for everyone with all teams selected.
+    let hasher = UserHasher::new(HMAC_KEY.as_bytes()).expect("key");
+    for team in &teams {
+        let (_, body) = report
+            .get(
+                Some(&root),
+                &format!("/v1/report/users?team={team}&page_size=1000"),
+            )
+            .await;
+        let rows = body["rows"].as_array().cloned().unwrap_or_default();
+        assert!(!rows.is_empty(), "team {team} has rows");
+        for row in rows {
+            let key = row["user_key"].as_str().unwrap_or_default();
+            if f.pii_visible(team) {
+                assert!(!unhash.contains_key(key), "{team}: ids shown: {row}");
+                assert!(row["name"].is_string() && row["email"].is_string(), "{row}");
+            } else {
+                assert!(unhash.contains_key(key), "{team}: hashed: {row}");
+                assert_eq!(hasher.hash(&unhash[key]), key);
+                assert!(
+                    row["name"].is_null() && row["email"].is_null() && row["avatar_url"].is_null(),
+                    "{row}"
+                );
+            }
+        }
+    }
+    let (_, body) = report
+        .get(Some(&root), "/v1/report/users?team=all&page_size=1000")
+        .await;
+    for row in body["rows"].as_array().cloned().unwrap_or_default() {
+        let key = row["user_key"].as_str().unwrap_or_default();
+        assert!(
+            unhash.contains_key(key) && row["name"].is_null(),
+            "all teams with a PII-off team: everyone hashed: {row}"
+        );
+    }
+    // An admin of one team sees it with PII (it is on), even with "all".
+    let (_, body) = report
+        .get(Some(&one), "/v1/report/users?team=all&page_size=1000")
+        .await;
+    let rows = body["rows"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(row["team_id"], json!(visible[0]), "only the admin's team");
+        assert!(!unhash.contains_key(row["user_key"].as_str().unwrap_or_default()));
+    }
+
+    // Filters, sorting and pages.
+    let team = visible[0];
+    let base = format!("team={team}&range=last_3_months");
+    let full = all_rows(&report, &root, &base, &unhash).await;
+    for status in [
+        "active",
+        "inactive",
+        "not_yet_active",
+        "flex_unused",
+        "unassigned",
+    ] {
+        let got = all_rows(&report, &root, &format!("{base}&status={status}"), &unhash).await;
+        let want: BTreeMap<Key, (Want, Value)> = full
+            .iter()
+            .filter(|(_, (w, _))| w.status == status)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "status={status}"
+        );
+    }
+    let got = all_rows(&report, &root, &format!("{base}&access=flex"), &unhash).await;
+    assert!(got.keys().all(|k| k.3 == "flex"));
+    assert_eq!(got.len(), full.keys().filter(|k| k.3 == "flex").count());
+    let product = full.keys().next().map(|k| k.2.clone()).unwrap_or_default();
+    let got = all_rows(
+        &report,
+        &root,
+        &format!("{base}&product={product}"),
+        &unhash,
+    )
+    .await;
+    assert_eq!(got.len(), full.keys().filter(|k| k.2 == product).count());
+    let user = full.keys().next().map(|k| k.1.clone()).unwrap_or_default();
+    let got = all_rows(
+        &report,
+        &root,
+        &format!("{base}&q={}", user.to_uppercase()),
+        &unhash,
+    )
+    .await;
+    assert!(
+        !got.is_empty() && got.keys().all(|k| k.1.contains(&user)),
+        "search by id"
+    );
+    let group_row = full
+        .values()
+        .find(|(_, v)| v["groups"].as_array().is_some_and(|g| !g.is_empty()));
+    if let Some((_, row)) = group_row {
+        let group = row["groups"][0].as_str().unwrap_or_default().to_owned();
+        let got = all_rows(&report, &root, &format!("{base}&group={group}"), &unhash).await;
+        assert!(!got.is_empty());
+        assert!(got.values().all(|(_, v)| v["groups"]
+            .as_array()
+            .is_some_and(|g| g.contains(&json!(group)))));
+    }
+    let (_, sorted) = report
+        .get(
+            Some(&root),
+            &format!("/v1/report/users?{base}&sort=days_used:desc&page_size=1000"),
+        )
+        .await;
+    let days: Vec<u64> = sorted["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["days_used"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        days.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by days used, descending"
+    );
+    let (_, page2) = report
+        .get(
+            Some(&root),
+            &format!("/v1/report/users?{base}&sort=days_used:desc&page=2&page_size=5"),
+        )
+        .await;
+    assert_eq!(
+        page2["rows"].as_array().map(Vec::len),
+        Some(5.min(days.len().saturating_sub(5)))
+    );
+    assert_eq!(
+        page2["rows"][0], sorted["rows"][5],
+        "page 2 continues page 1"
+    );
+    assert_eq!(page2["page"], json!(2));
+    assert_eq!(page2["total"], json!(days.len()));
+
+    // Access and bad input.
+    let (status, body) = report.get(None, "/v1/report/overview").await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("unauthorized"))
+    );
+    let other = teams
+        .iter()
+        .find(|t| *t != visible[0])
+        .cloned()
+        .unwrap_or_default();
+    let (status, body) = report
+        .get(Some(&one), &format!("/v1/report/overview?team={other}"))
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden"))
+    );
+    for bad in [
+        "range=last_week",
+        "range=custom&from=2026-02-01",
+        "sort=salary:asc",
+        "page_size=0",
+        "access=trial",
+    ] {
+        let (status, body) = report
+            .get(Some(&root), &format!("/v1/report/users?{bad}"))
+            .await;
+        assert_eq!(
+            (status, body["error"].clone()),
+            (StatusCode::BAD_REQUEST, json!("invalid_parameter")),
+            "{bad}: {body}"
+        );
+        assert!(body["message"].is_string());
+    }
+    let log = report.log_text();
+    assert!(!log.contains(&root.token()), "no token in the log");
+}
