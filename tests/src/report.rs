@@ -1,12 +1,22 @@
-//! A running `usage-report` over a test's database, and an HTTP client that
-//! speaks to it as an admin.
+//! A running `usage-report` over a test's database, an HTTP client that
+//! speaks to it as an admin, and the oracle's view of the report: a
+//! scenario published and ingested ([`fixture`]), the rows it must show
+//! ([`Fixture::want`]) and the comparison ([`compare`]).
 
-use crate::services::{binary, brokers, clickhouse_url, unique};
+use crate::scenario::Published;
+use crate::services::{
+    self, binary, brokers, clickhouse_url, unique, Ingest, ScratchDatabase, Topics,
+};
+use chrono::NaiveDate;
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use usage_core::privacy::UserHasher;
+use usage_loadgen::oracle::{CurrentAssignment, DateRange};
+use usage_loadgen::{Access, Oracle, ScenarioConfig};
 
 /// The HMAC key the tests give the service (so they can recompute hashes).
 pub const HMAC_KEY: &str = "report-tests-hmac-key-0123456789abcdef";
@@ -196,4 +206,264 @@ impl Drop for Report {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------
+// The oracle's report
+
+/// A (current team, user id, product, access).
+pub type Key = (String, String, String, String);
+
+/// What the oracle says of one report row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Want {
+    pub days_used: u64,
+    pub last_accessed: Option<NaiveDate>,
+    pub tokens_milli: u64,
+    pub assigned_date: Option<NaiveDate>,
+    pub status: String,
+}
+
+/// A scenario published and ingested into a database of its own.
+pub struct Fixture {
+    pub published: Published,
+    pub oracle: Oracle,
+    pub db: ScratchDatabase,
+    pub topics: Topics,
+    pub ingest: Ingest,
+}
+
+pub fn config(seed: u64) -> ScenarioConfig {
+    ScenarioConfig {
+        seed,
+        users: 120,
+        teams: 4,
+        days: 130,
+        events_per_user_day: 2.0,
+        duplicate_share: 0.02,
+        late_share: 0.02,
+        poison_share: 0.0,
+        ..ScenarioConfig::default()
+    }
+}
+
+/// Publishes a scenario and waits until the ingest has built its rollups.
+pub async fn fixture(tag: &str, seed: u64) -> Fixture {
+    let published = Published::generate(config(seed));
+    let oracle = Oracle::from_scenario(&published.scenario).expect("oracle");
+    let topics = Topics::create(tag, 2).await;
+    let db = ScratchDatabase::create(tag).await;
+    published.publish(&topics).await;
+    let ingest = Ingest::start(
+        &topics,
+        db.name(),
+        &services::unique("group"),
+        &["--unresolved-hold-secs", "3", "--batch-max-wait-ms", "200"],
+    );
+    let differences = published.converges(&db, Duration::from_secs(120)).await;
+    assert!(
+        differences.is_empty(),
+        "the rollups must be right before the report is judged:\n{}\n{}",
+        differences[..differences.len().min(10)].join("\n"),
+        ingest.log_tail()
+    );
+    Fixture {
+        published,
+        oracle,
+        db,
+        topics,
+        ingest,
+    }
+}
+
+impl Fixture {
+    pub fn today(&self) -> NaiveDate {
+        self.published.expected.now.date_naive()
+    }
+
+    /// The current teams (merges applied), sorted.
+    pub fn current_teams(&self) -> Vec<String> {
+        self.published
+            .expected
+            .teams
+            .iter()
+            .map(|t| t.current_team_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    pub fn pii_visible(&self, team: &str) -> bool {
+        self.oracle.pii_visible(team)
+    }
+
+    /// The oracle's rows of the report for `team` (None: all teams) over `range`.
+    pub fn want(&self, team: Option<&str>, range: DateRange) -> BTreeMap<Key, Want> {
+        struct Acc {
+            dates: BTreeSet<NaiveDate>,
+            held: Option<CurrentAssignment>,
+            tokens: u64,
+        }
+        let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
+        for row in &self.published.expected.rows {
+            if team.is_some_and(|t| t != row.current_team_id) {
+                continue;
+            }
+            let key = (
+                row.current_team_id.clone(),
+                row.user_id.clone(),
+                row.product.clone(),
+                row.access.as_str().to_owned(),
+            );
+            let entry = acc.entry(key).or_insert(Acc {
+                dates: BTreeSet::new(),
+                held: None,
+                tokens: 0,
+            });
+            entry.dates.extend(self.oracle.usage_dates(
+                &row.team_id,
+                &row.user_id,
+                &row.product,
+                row.access,
+            ));
+            if let Some(a) = &row.assignment {
+                if entry.held.as_ref().is_none_or(|h| a.since < h.since) {
+                    entry.held = Some(a.clone());
+                }
+            }
+            if row.access == Access::Flex {
+                entry.tokens += self
+                    .oracle
+                    .windows(&row.user_id, &row.product)
+                    .iter()
+                    .filter(|w| w.team_id == row.team_id)
+                    .filter(|w| {
+                        let d = w.start.date_naive();
+                        range.from <= d && d <= range.to
+                    })
+                    .map(|w| w.tokens_milli)
+                    .sum::<u64>();
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (key, a) in acc {
+            let days = a
+                .dates
+                .iter()
+                .filter(|d| range.from <= **d && **d <= range.to)
+                .count() as u64;
+            let access = if key.3 == "flex" {
+                Access::Flex
+            } else {
+                Access::Seat
+            };
+            let Some(status) = Oracle::status_of(a.held.as_ref(), access, days > 0, range) else {
+                continue;
+            };
+            out.insert(
+                key,
+                Want {
+                    days_used: days,
+                    last_accessed: a.dates.last().copied(),
+                    tokens_milli: a.tokens,
+                    assigned_date: a.held.map(|h| h.since.date_naive()),
+                    status: status.as_str().to_owned(),
+                },
+            );
+        }
+        out
+    }
+
+    /// user key -> user id, for every user of the scenario.
+    pub fn unhash(&self) -> BTreeMap<String, String> {
+        let hasher = UserHasher::new(HMAC_KEY.as_bytes()).expect("key");
+        self.published
+            .expected
+            .rows
+            .iter()
+            .map(|r| (hasher.hash(&r.user_id), r.user_id.clone()))
+            .collect()
+    }
+}
+
+pub fn date(v: &Value) -> Option<NaiveDate> {
+    v.as_str()
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
+pub fn milli(v: &Value) -> u64 {
+    (v.as_f64().unwrap_or(-1.0) * 1000.0).round() as u64
+}
+
+/// Every row of the users endpoint for `query` (all pages), keyed like the oracle.
+pub async fn all_rows(
+    report: &Report,
+    admin: &TestAdmin,
+    query: &str,
+    unhash: &BTreeMap<String, String>,
+) -> BTreeMap<Key, (Want, Value)> {
+    let mut out = BTreeMap::new();
+    let mut page = 1;
+    loop {
+        let (status, body) = report
+            .get(
+                Some(admin),
+                &format!("/v1/report/users?{query}&page={page}&page_size=1000"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        let rows = body["rows"].as_array().cloned().unwrap_or_default();
+        for row in &rows {
+            let key_text = row["user_key"].as_str().unwrap_or_default();
+            let user = unhash
+                .get(key_text)
+                .cloned()
+                .unwrap_or_else(|| key_text.to_owned());
+            let key = (
+                row["team_id"].as_str().unwrap_or_default().to_owned(),
+                user,
+                row["product"].as_str().unwrap_or_default().to_owned(),
+                row["access"].as_str().unwrap_or_default().to_owned(),
+            );
+            let got = Want {
+                days_used: row["days_used"].as_u64().unwrap_or(u64::MAX),
+                last_accessed: date(&row["last_accessed"]),
+                tokens_milli: milli(&row["tokens_used"]),
+                assigned_date: date(&row["assigned_date"]),
+                status: row["status"].as_str().unwrap_or_default().to_owned(),
+            };
+            assert!(
+                out.insert(key, (got, row.clone())).is_none(),
+                "a row twice: {row}"
+            );
+        }
+        let total = body["total"].as_u64().unwrap_or(0) as usize;
+        if out.len() >= total || rows.is_empty() {
+            assert_eq!(out.len(), total, "{query}: total");
+            return out;
+        }
+        page += 1;
+    }
+}
+
+pub fn compare(what: &str, want: &BTreeMap<Key, Want>, got: &BTreeMap<Key, (Want, Value)>) {
+    assert!(!want.is_empty(), "{what}: the oracle expects rows");
+    let mut differences = Vec::new();
+    for (key, w) in want {
+        match got.get(key) {
+            Some((g, _)) if g == w => {}
+            Some((g, _)) => differences.push(format!("{key:?}: got {g:?}, want {w:?}")),
+            None => differences.push(format!("{key:?}: missing, want {w:?}")),
+        }
+    }
+    for key in got.keys().filter(|k| !want.contains_key(*k)) {
+        differences.push(format!("{key:?}: not expected"));
+    }
+    assert!(
+        differences.is_empty(),
+        "{what}: {} differences of {} rows:\n{}",
+        differences.len(),
+        want.len(),
+        differences[..differences.len().min(12)].join("\n")
+    );
 }

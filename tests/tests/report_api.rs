@@ -8,270 +8,12 @@
 use chrono::{Duration as Days, NaiveDate};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::collections::BTreeMap;
 use usage_core::privacy::UserHasher;
-use usage_loadgen::oracle::{CurrentAssignment, DateRange};
-use usage_loadgen::{Access, Oracle, ScenarioConfig};
-use usage_tests::report::{Report, ReportOptions, TestAdmin, HMAC_KEY};
-use usage_tests::scenario::Published;
-use usage_tests::services::{self, Ingest, ScratchDatabase, Topics};
-
-/// A (current team, user id, product, access).
-type Key = (String, String, String, String);
-
-/// What the oracle says of one report row.
-#[derive(Debug, Clone, PartialEq)]
-struct Want {
-    days_used: u64,
-    last_accessed: Option<NaiveDate>,
-    tokens_milli: u64,
-    assigned_date: Option<NaiveDate>,
-    status: String,
-}
-
-struct Fixture {
-    published: Published,
-    oracle: Oracle,
-    db: ScratchDatabase,
-    _topics: Topics,
-    _ingest: Ingest,
-}
-
-fn config(seed: u64) -> ScenarioConfig {
-    ScenarioConfig {
-        seed,
-        users: 120,
-        teams: 4,
-        days: 130,
-        events_per_user_day: 2.0,
-        duplicate_share: 0.02,
-        late_share: 0.02,
-        poison_share: 0.0,
-        ..ScenarioConfig::default()
-    }
-}
-
-/// Publishes a scenario and waits until the ingest has built its rollups.
-async fn fixture(tag: &str, seed: u64) -> Fixture {
-    let published = Published::generate(config(seed));
-    let oracle = Oracle::from_scenario(&published.scenario).expect("oracle");
-    let topics = Topics::create(tag, 2).await;
-    let db = ScratchDatabase::create(tag).await;
-    published.publish(&topics).await;
-    let ingest = Ingest::start(
-        &topics,
-        db.name(),
-        &services::unique("group"),
-        &["--unresolved-hold-secs", "3", "--batch-max-wait-ms", "200"],
-    );
-    let differences = published.converges(&db, Duration::from_secs(120)).await;
-    assert!(
-        differences.is_empty(),
-        "the rollups must be right before the report is judged:\n{}\n{}",
-        differences[..differences.len().min(10)].join("\n"),
-        ingest.log_tail()
-    );
-    Fixture {
-        published,
-        oracle,
-        db,
-        _topics: topics,
-        _ingest: ingest,
-    }
-}
-
-impl Fixture {
-    fn today(&self) -> NaiveDate {
-        self.published.expected.now.date_naive()
-    }
-
-    /// The current teams (merges applied), sorted.
-    fn current_teams(&self) -> Vec<String> {
-        self.published
-            .expected
-            .teams
-            .iter()
-            .map(|t| t.current_team_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    }
-
-    fn pii_visible(&self, team: &str) -> bool {
-        self.oracle.pii_visible(team)
-    }
-
-    /// The oracle's rows of the report for `team` (None: all teams) over `range`.
-    fn want(&self, team: Option<&str>, range: DateRange) -> BTreeMap<Key, Want> {
-        struct Acc {
-            dates: BTreeSet<NaiveDate>,
-            held: Option<CurrentAssignment>,
-            tokens: u64,
-        }
-        let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
-        for row in &self.published.expected.rows {
-            if team.is_some_and(|t| t != row.current_team_id) {
-                continue;
-            }
-            let key = (
-                row.current_team_id.clone(),
-                row.user_id.clone(),
-                row.product.clone(),
-                row.access.as_str().to_owned(),
-            );
-            let entry = acc.entry(key).or_insert(Acc {
-                dates: BTreeSet::new(),
-                held: None,
-                tokens: 0,
-            });
-            entry.dates.extend(self.oracle.usage_dates(
-                &row.team_id,
-                &row.user_id,
-                &row.product,
-                row.access,
-            ));
-            if let Some(a) = &row.assignment {
-                if entry.held.as_ref().is_none_or(|h| a.since < h.since) {
-                    entry.held = Some(a.clone());
-                }
-            }
-            if row.access == Access::Flex {
-                entry.tokens += self
-                    .oracle
-                    .windows(&row.user_id, &row.product)
-                    .iter()
-                    .filter(|w| w.team_id == row.team_id)
-                    .filter(|w| {
-                        let d = w.start.date_naive();
-                        range.from <= d && d <= range.to
-                    })
-                    .map(|w| w.tokens_milli)
-                    .sum::<u64>();
-            }
-        }
-        let mut out = BTreeMap::new();
-        for (key, a) in acc {
-            let days = a
-                .dates
-                .iter()
-                .filter(|d| range.from <= **d && **d <= range.to)
-                .count() as u64;
-            let access = if key.3 == "flex" {
-                Access::Flex
-            } else {
-                Access::Seat
-            };
-            let Some(status) = Oracle::status_of(a.held.as_ref(), access, days > 0, range) else {
-                continue;
-            };
-            out.insert(
-                key,
-                Want {
-                    days_used: days,
-                    last_accessed: a.dates.last().copied(),
-                    tokens_milli: a.tokens,
-                    assigned_date: a.held.map(|h| h.since.date_naive()),
-                    status: status.as_str().to_owned(),
-                },
-            );
-        }
-        out
-    }
-
-    /// user key -> user id, for every user of the scenario.
-    fn unhash(&self) -> BTreeMap<String, String> {
-        let hasher = UserHasher::new(HMAC_KEY.as_bytes()).expect("key");
-        self.published
-            .expected
-            .rows
-            .iter()
-            .map(|r| (hasher.hash(&r.user_id), r.user_id.clone()))
-            .collect()
-    }
-}
-
-fn date(v: &Value) -> Option<NaiveDate> {
-    v.as_str()
-        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-}
-
-fn milli(v: &Value) -> u64 {
-    (v.as_f64().unwrap_or(-1.0) * 1000.0).round() as u64
-}
-
-/// Every row of the users endpoint for `query` (all pages), keyed like the oracle.
-async fn all_rows(
-    report: &Report,
-    admin: &TestAdmin,
-    query: &str,
-    unhash: &BTreeMap<String, String>,
-) -> BTreeMap<Key, (Want, Value)> {
-    let mut out = BTreeMap::new();
-    let mut page = 1;
-    loop {
-        let (status, body) = report
-            .get(
-                Some(admin),
-                &format!("/v1/report/users?{query}&page={page}&page_size=1000"),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{query}: {body}");
-        let rows = body["rows"].as_array().cloned().unwrap_or_default();
-        for row in &rows {
-            let key_text = row["user_key"].as_str().unwrap_or_default();
-            let user = unhash
-                .get(key_text)
-                .cloned()
-                .unwrap_or_else(|| key_text.to_owned());
-            let key = (
-                row["team_id"].as_str().unwrap_or_default().to_owned(),
-                user,
-                row["product"].as_str().unwrap_or_default().to_owned(),
-                row["access"].as_str().unwrap_or_default().to_owned(),
-            );
-            let got = Want {
-                days_used: row["days_used"].as_u64().unwrap_or(u64::MAX),
-                last_accessed: date(&row["last_accessed"]),
-                tokens_milli: milli(&row["tokens_used"]),
-                assigned_date: date(&row["assigned_date"]),
-                status: row["status"].as_str().unwrap_or_default().to_owned(),
-            };
-            assert!(
-                out.insert(key, (got, row.clone())).is_none(),
-                "a row twice: {row}"
-            );
-        }
-        let total = body["total"].as_u64().unwrap_or(0) as usize;
-        if out.len() >= total || rows.is_empty() {
-            assert_eq!(out.len(), total, "{query}: total");
-            return out;
-        }
-        page += 1;
-    }
-}
-
-fn compare(what: &str, want: &BTreeMap<Key, Want>, got: &BTreeMap<Key, (Want, Value)>) {
-    assert!(!want.is_empty(), "{what}: the oracle expects rows");
-    let mut differences = Vec::new();
-    for (key, w) in want {
-        match got.get(key) {
-            Some((g, _)) if g == w => {}
-            Some((g, _)) => differences.push(format!("{key:?}: got {g:?}, want {w:?}")),
-            None => differences.push(format!("{key:?}: missing, want {w:?}")),
-        }
-    }
-    for key in got.keys().filter(|k| !want.contains_key(*k)) {
-        differences.push(format!("{key:?}: not expected"));
-    }
-    assert!(
-        differences.is_empty(),
-        "{what}: {} differences of {} rows:\n{}",
-        differences.len(),
-        want.len(),
-        differences[..differences.len().min(12)].join("\n")
-    );
-}
+use usage_loadgen::oracle::DateRange;
+use usage_tests::report::{
+    all_rows, compare, fixture, milli, Key, Report, ReportOptions, TestAdmin, Want, HMAC_KEY,
+};
 
 fn ranges(today: NaiveDate) -> Vec<(String, DateRange)> {
     let custom = DateRange::new(today - Days::days(59), today - Days::days(10));
@@ -524,6 +266,29 @@ async fn the_report_equals_the_oracle() {
     );
     assert_eq!(page2["page"], json!(2));
     assert_eq!(page2["total"], json!(days.len()));
+
+    // Every documented route is served, and /v1 needs a token.
+    for (method, path) in usage_report::openapi::ROUTES {
+        let path = path
+            .replace("{export_id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{schedule_id}", "00000000-0000-4000-8000-000000000000");
+        let response = reqwest::Client::new()
+            .request(method.parse().expect("a method"), report.url(&path))
+            .send()
+            .await
+            .expect("answers");
+        if path.starts_with("/v1/") {
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}"
+            );
+        } else {
+            assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+        }
+    }
+    let (_, doc) = report.get(None, "/openapi.json").await;
+    assert_eq!(doc["openapi"], json!("3.1.0"));
 
     // Access and bad input.
     let (status, body) = report.get(None, "/v1/report/overview").await;

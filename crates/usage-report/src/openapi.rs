@@ -22,7 +22,6 @@ use crate::schedule::{Frequency, LAST_START_DATE, MAX_NAME_CHARS};
 /// document's order. Path parameters are written `{name}`, as axum routes
 /// spell them.
 pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -146,7 +145,11 @@ fn tags() -> Value {
     json!([
         { "name": "service", "description": "Health, readiness, metrics, this document and the report page (public)." },
         { "name": "admin", "description": "The calling admin and the teams they administer." },
-        { "name": "report", "description": "The overview tiles and the users table." },
+        {
+            "name": "report",
+            "description": "The overview tiles and the users table, for the report filters \
+                (query parameters; an unknown one is refused with 400 `invalid_parameter`)."
+        },
         {
             "name": "exports",
             "description": format!(
@@ -182,7 +185,6 @@ fn tags() -> Value {
 
 fn paths() -> Value {
     json!({
-        "/": { "get": report_page() },
         "/healthz": { "get": healthz() },
         "/readyz": { "get": readyz() },
         "/metrics": { "get": metrics() },
@@ -205,23 +207,6 @@ fn paths() -> Value {
 }
 
 // ---------------------------------------------------------------- operations
-
-fn report_page() -> Value {
-    json!({
-        "operationId": "getReportPage",
-        "tags": ["service"],
-        "summary": "The usage report page",
-        "description": "The HTML page of the report. Public: the page asks for the \
-            admin's token and calls the `/v1` API with it.",
-        "security": [],
-        "responses": {
-            "200": {
-                "description": "The page.",
-                "content": { "text/html": { "schema": { "type": "string" } } }
-            }
-        }
-    })
-}
 
 fn healthz() -> Value {
     json!({
@@ -429,7 +414,7 @@ fn get_export() -> Value {
         "responses": responses(
             ok("200", "The export.", "ExportMeta"),
             &codes,
-            &[EXPORT_404, (expired.0, &expired.1)],
+            &[EXPORT_404, (expired.0, expired.1.as_str())],
         ),
     })
 }
@@ -473,7 +458,7 @@ fn download_export() -> Value {
         "responses": responses(
             Value::Object(success),
             &codes,
-            &[EXPORT_404, (expired.0, &expired.1)],
+            &[EXPORT_404, (expired.0, expired.1.as_str())],
         ),
     })
 }
@@ -504,6 +489,9 @@ const SCHEDULE_403: (&str, &str) = (
 );
 
 fn create_schedule() -> Value {
+    let limit = format!(
+        "The admin already has {MAX_SCHEDULES} schedules (`schedule_limit`); delete or edit one."
+    );
     let mut codes = schedule_write_errors();
     codes.extend(["forbidden", "schedule_limit"]);
     json!({
@@ -527,7 +515,7 @@ fn create_schedule() -> Value {
                 SCHEDULE_403,
                 (
                     "409",
-                    &format!("The admin already has {MAX_SCHEDULES} schedules (`schedule_limit`); delete or edit one."),
+                    limit.as_str(),
                 ),
             ],
         ),
@@ -847,8 +835,8 @@ fn parameters() -> Value {
                 "default": DEFAULT_PAGE_SIZE
             }),
         ),
-        "export_id": path_parameter("export_id", "The export's id."),
-        "schedule_id": path_parameter("schedule_id", "The schedule's id."),
+        "export_id": path_parameter("export_id", "The export's id (a UUID)."),
+        "schedule_id": path_parameter("schedule_id", "The schedule's id (a UUID)."),
     })
 }
 
@@ -1215,11 +1203,15 @@ fn export_schemas() -> Value {
         },
         "ExportRequest": {
             "type": "object",
-            "required": ["kind", "format", "filters"],
+            "required": ["kind", "format"],
+            "additionalProperties": false,
             "properties": {
                 "kind": schema_ref("ExportKind"),
                 "format": schema_ref("ExportFormat"),
-                "filters": schema_ref("ReportParams"),
+                "filters": {
+                    "allOf": [schema_ref("ReportParams")],
+                    "description": "The report filters; none (the defaults) when absent."
+                },
             }
         },
         "ExportMeta": {
@@ -1229,7 +1221,7 @@ fn export_schemas() -> Value {
                 "created_at", "expires_at", "filters", "schedule_id", "download_path"
             ],
             "properties": {
-                "export_id": { "type": "string" },
+                "export_id": { "type": "string", "format": "uuid" },
                 "owner_admin_id": {
                     "type": "string",
                     "description": "The admin who asked for it, or whose schedule wrote it; \
@@ -1239,7 +1231,9 @@ fn export_schemas() -> Value {
                 "format": schema_ref("ExportFormat"),
                 "file_name": {
                     "type": "string",
-                    "description": "The attachment's file name."
+                    "description": "The attachment's name: \
+                        `<usage-report|seat-usage|token-usage>-<YYYY-MM-DDTHH-MM-SSZ>.<csv|xlsx>` \
+                        (kind, creation time in UTC, format)."
                 },
                 "rows": {
                     "type": "integer",
@@ -1254,6 +1248,7 @@ fn export_schemas() -> Value {
                 "filters": schema_ref("ReportParams"),
                 "schedule_id": {
                     "type": ["string", "null"],
+                    "format": "uuid",
                     "description": "The schedule that wrote it; `null` when asked for directly."
                 },
                 "download_path": {
@@ -1262,7 +1257,7 @@ fn export_schemas() -> Value {
                 },
                 "deleted_at": {
                     "allOf": [schema_ref("Timestamp")],
-                    "description": "Present once the sweep has deleted the file."
+                    "description": "When the sweep deleted the file; absent until then."
                 }
             }
         },
@@ -1281,25 +1276,39 @@ fn export_schemas() -> Value {
 }
 
 fn schedule_schemas() -> Value {
+    let frequencies: Vec<&str> = [Frequency::Daily, Frequency::Weekly, Frequency::Monthly]
+        .iter()
+        .map(|f| f.as_str())
+        .collect();
     let frequency = json!({
         "type": "string",
-        "enum": ["daily", "weekly", "monthly"],
-        "description": "How often it runs, from `start_date` on."
+        "enum": frequencies,
+        "description": "How often it runs from `start_date`: `daily`; `weekly`, every 7 days; \
+            `monthly`, on the start date's day of the month (the last day of shorter months). \
+            Runs missed while the service was down are caught up by one run, not replayed."
     });
     json!({
         "Frequency": frequency,
         "ScheduleInput": {
             "type": "object",
-            "required": ["name", "start_date", "frequency", "format", "filters"],
+            "description": "The body of `POST /v1/schedules` and `PUT /v1/schedules/{schedule_id}`.",
+            "required": ["name", "start_date", "frequency", "format"],
+            "additionalProperties": false,
             "properties": {
                 "name": {
                     "type": "string",
                     "minLength": 1,
-                    "description": "A clear name for the report and its files."
+                    "description": format!(
+                        "A clear name: 1 to {MAX_NAME_CHARS} characters once surrounding \
+                         spaces are dropped, no control characters."
+                    )
                 },
                 "start_date": {
                     "allOf": [schema_ref("Date")],
-                    "description": "The first run's UTC date."
+                    "description": format!(
+                        "The first run's UTC date: today or later (an unchanged one may have \
+                         passed when editing), at most {LAST_START_DATE}."
+                    )
                 },
                 "frequency": schema_ref("Frequency"),
                 "format": schema_ref("ExportFormat"),
@@ -1307,7 +1316,11 @@ fn schedule_schemas() -> Value {
                     "allOf": [schema_ref("ExportKind")],
                     "default": "report"
                 },
-                "filters": schema_ref("ReportParams"),
+                "filters": {
+                    "allOf": [schema_ref("ReportParams")],
+                    "description": "The report filters, stored as given (a rolling range \
+                        rolls with each run); none when absent."
+                },
             }
         },
         "Schedule": {
@@ -1320,7 +1333,7 @@ fn schedule_schemas() -> Value {
                 "next_run_date"
             ],
             "properties": {
-                "schedule_id": { "type": "string" },
+                "schedule_id": { "type": "string", "format": "uuid" },
                 "owner_admin_id": {
                     "type": "string",
                     "description": "The admin who scheduled it; only they can see it."
@@ -1336,7 +1349,8 @@ fn schedule_schemas() -> Value {
                 "last_run_date": {
                     "type": ["string", "null"],
                     "format": "date",
-                    "description": "The UTC date of the latest run; `null` before the first."
+                    "description": "The UTC date it last ran on; `null` before its first run \
+                        (or since its start date or frequency changed)."
                 },
                 "next_run_date": {
                     "allOf": [schema_ref("Date")],
@@ -1368,7 +1382,7 @@ fn schedule_schemas() -> Value {
                 "admin_email": { "type": "string" },
                 "schedule_id": { "type": "string" },
                 "schedule_name": { "type": "string" },
-                "export_id": { "type": "string" },
+                "export_id": { "type": "string", "format": "uuid" },
                 "download_path": {
                     "type": "string",
                     "description": "`/v1/exports/{export_id}/download`: only the schedule's admin can use it."
@@ -1385,6 +1399,7 @@ fn assignment_schemas() -> Value {
         "UnassignInput": {
             "type": "object",
             "required": ["team_id", "user_key", "product"],
+            "additionalProperties": false,
             "properties": {
                 "team_id": {
                     "type": "string",
@@ -1539,9 +1554,12 @@ mod tests {
     }
 
     #[test]
-    fn error_responses_carry_codes_of_their_status() {
+    fn v1_error_responses_carry_codes_of_their_status() {
         let doc = document();
         for (method, path, op) in operations(&doc) {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
             let responses = op["responses"].as_object().expect("responses");
             for (status, response) in responses {
                 let status: u16 = status.parse().expect("a numeric status");

@@ -1,0 +1,402 @@
+//! `usage-report`'s exports, schedules and unassign requests, over rollups
+//! built by the real ingest, against the real broker and ClickHouse: the
+//! export files hold what the JSON report says; a 15-day-old export is gone
+//! after a sweep; only its admin downloads an export; at most 5 schedules
+//! per admin, visible only to their owner, run by the service with a "report
+//! ready" notification; unassign refused for group and default assignments,
+//! published for direct ones.
+
+use chrono::{Duration as Days, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use usage_loadgen::oracle::DateRange;
+use usage_loadgen::Via;
+use usage_tests::report::{fixture, milli, Fixture, Report, ReportOptions, TestAdmin};
+use usage_tests::services::{self, eventually};
+
+fn admin(id: &'static str, role: &'static str, teams: &[&str]) -> TestAdmin {
+    TestAdmin {
+        id,
+        role,
+        teams: teams.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+/// The records of a CSV file (header first).
+fn csv_records(bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes);
+    reader
+        .records()
+        .map(|r| r.expect("valid CSV").iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// A JSON value as the export writes it in a cell.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
+    }
+}
+
+fn same_number(a: &str, b: &str) -> bool {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() < 1e-9,
+        _ => a == b,
+    }
+}
+
+/// Starts the service with a fast scheduler and sweeper; its topics.
+async fn start(f: &Fixture, admins: &[TestAdmin]) -> (Report, String, String) {
+    let commands = services::create_topic("commands", 1).await;
+    let notifications = services::create_topic("notifications", 1).await;
+    let report = Report::start(
+        f.db.name(),
+        admins,
+        ReportOptions {
+            commands_topic: Some(commands.clone()),
+            notifications_topic: Some(notifications.clone()),
+            scheduler_interval_secs: Some(1),
+            sweep_interval_secs: Some(1),
+        },
+    )
+    .await;
+    (report, commands, notifications)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_hold_the_report_and_expire() {
+    let f = fixture("exports", 12).await;
+    let team = f
+        .current_teams()
+        .into_iter()
+        .find(|t| f.pii_visible(t))
+        .expect("a team with PII on");
+    let one = admin("one", "secondary", &[&team]);
+    let two = admin("two", "sso", &[&team]);
+    let (report, _, _) = start(&f, &[one.clone(), two.clone()]).await;
+    let filters = json!({"team": team, "range": "last_3_months", "sort": "days_used:desc"});
+
+    // The report as CSV equals the JSON report, row by row and column by column.
+    let (status, page) = report
+        .get(
+            Some(&one),
+            &format!("/v1/report/users?team={team}&range=last_3_months&sort=days_used:desc&page_size=1000"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let json_rows = page["rows"].as_array().cloned().unwrap_or_default();
+    assert!(!json_rows.is_empty());
+    let (status, meta) = report
+        .send(
+            &one,
+            Method::POST,
+            "/v1/exports",
+            &json!({"kind": "report", "format": "csv", "filters": filters}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{meta}");
+    assert_eq!(meta["rows"], json!(json_rows.len()));
+    let path = meta["download_path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (status, bytes) = report.get_bytes(&one, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    let records = csv_records(&bytes);
+    let header = &records[0];
+    assert_eq!(header[0], "user_key");
+    assert_eq!(records.len() - 1, json_rows.len());
+    for (record, row) in records[1..].iter().zip(&json_rows) {
+        for (i, column) in header.iter().enumerate() {
+            let want = cell(&row[column.as_str()]);
+            assert!(
+                same_number(&record[i], &want),
+                "{column}: CSV {:?}, JSON {want:?}",
+                record[i]
+            );
+        }
+    }
+
+    // The same as XLSX.
+    let (status, xlsx) = report
+        .send(
+            &one,
+            Method::POST,
+            "/v1/exports",
+            &json!({"kind": "report", "format": "xlsx", "filters": filters}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{xlsx}");
+    assert_eq!(xlsx["rows"], json!(json_rows.len()));
+    let (status, bytes) = report
+        .get_bytes(&one, xlsx["download_path"].as_str().unwrap_or_default())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(bytes.starts_with(b"PK\x03\x04"), "an XLSX file is a zip");
+
+    // Raw seat usage: one line per day used, as many as the report's seat days.
+    let today = f.today();
+    let this_month = today - Days::days(i64::from(chrono::Datelike::day0(&today)));
+    let range = DateRange::new(
+        this_month
+            .checked_sub_months(chrono::Months::new(3))
+            .unwrap_or(this_month),
+        this_month.pred_opt().unwrap_or(this_month),
+    );
+    let want = f.want(Some(&team), range);
+    let seat_days: u64 = want
+        .iter()
+        .filter(|(k, _)| k.3 == "seat")
+        .map(|(_, w)| w.days_used)
+        .sum();
+    let (_, seat) = report
+        .send(
+            &one,
+            Method::POST,
+            "/v1/exports",
+            &json!({"kind": "seat_usage", "format": "csv", "filters": filters}),
+        )
+        .await;
+    let (_, bytes) = report
+        .get_bytes(&one, seat["download_path"].as_str().unwrap_or_default())
+        .await;
+    let records = csv_records(&bytes);
+    assert_eq!(records.len() as u64 - 1, seat_days, "{seat}");
+    assert!(seat_days > 0);
+    // Raw token usage: one line per window; the tokens add up to the tile.
+    let (_, tokens) = report
+        .send(
+            &one,
+            Method::POST,
+            "/v1/exports",
+            &json!({"kind": "token_usage", "format": "csv", "filters": filters}),
+        )
+        .await;
+    let (_, bytes) = report
+        .get_bytes(&one, tokens["download_path"].as_str().unwrap_or_default())
+        .await;
+    let records = csv_records(&bytes);
+    let column = records[0]
+        .iter()
+        .position(|c| c == "tokens")
+        .expect("a tokens column");
+    let sum: u64 = records[1..]
+        .iter()
+        .map(|r| (r[column].parse::<f64>().unwrap_or(0.0) * 1000.0).round() as u64)
+        .sum();
+    let (_, overview) = report
+        .get(
+            Some(&one),
+            &format!("/v1/report/overview?team={team}&range=last_3_months"),
+        )
+        .await;
+    assert_eq!(sum, milli(&overview["flex"]["tokens_consumed"]));
+    let want_tokens: u64 = want.values().map(|w| w.tokens_milli).sum();
+    assert_eq!(sum, want_tokens);
+
+    // Only the requesting admin downloads, even another admin of the team.
+    let (status, body) = report.get(Some(&two), &path).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    let (_, list) = report.get(Some(&two), "/v1/exports").await;
+    assert_eq!(list["exports"], json!([]));
+    let (_, list) = report.get(Some(&one), "/v1/exports").await;
+    assert_eq!(list["exports"].as_array().map(Vec::len), Some(4));
+
+    // An export 15 days old is deleted by the sweeper: the file is gone and
+    // the download answers 410.
+    let id = meta["export_id"].as_str().unwrap_or_default().to_owned();
+    let sidecar = report.exports_dir.join(format!("{id}.json"));
+    let data = report.exports_dir.join(format!("{id}.csv"));
+    assert!(data.exists(), "{}", data.display());
+    let mut stored: Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).expect("sidecar")).expect("JSON");
+    let created = Utc::now() - Days::days(15);
+    stored["created_at"] = json!(created);
+    stored["expires_at"] = json!(created + Days::days(14));
+    std::fs::write(&sidecar, serde_json::to_vec(&stored).expect("JSON")).expect("write");
+    let gone = eventually(Duration::from_secs(10), || async { !data.exists() }).await;
+    assert!(gone, "the sweeper deletes a 15-day-old export");
+    let (status, body) = report.get(Some(&one), &path).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::GONE, json!("export_expired"))
+    );
+    // A younger export is still there.
+    let (status, _) = report
+        .get_bytes(&one, xlsx["download_path"].as_str().unwrap_or_default())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_belong_to_their_admin_and_unassign_respects_groups() {
+    let f = fixture("schedules", 13).await;
+    let team = f
+        .current_teams()
+        .into_iter()
+        .find(|t| f.pii_visible(t))
+        .expect("a team with PII on");
+    let other = f
+        .current_teams()
+        .into_iter()
+        .find(|t| *t != team)
+        .expect("another team");
+    let one = admin("one", "secondary", &[&team]);
+    let two = admin("two", "primary", &[&team]);
+    let helper = admin("helper", "user_admin", &["*"]);
+    let (report, commands, notifications) =
+        start(&f, &[one.clone(), two.clone(), helper.clone()]).await;
+    let today = Utc::now().date_naive();
+    let schedule = |n: u32| {
+        json!({
+            "name": format!("Weekly usage {n}"),
+            "start_date": today.to_string(),
+            "frequency": "weekly",
+            "format": if n.is_multiple_of(2) { "csv" } else { "xlsx" },
+            "filters": {"team": team, "range": "last_30_days"},
+        })
+    };
+
+    // Only primary, secondary and SSO admins schedule.
+    let (status, body) = report
+        .send(&helper, Method::POST, "/v1/schedules", &schedule(0))
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden"))
+    );
+    // At most 5 per admin; the 6th is refused with a clear message.
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        let (status, body) = report
+            .send(&one, Method::POST, "/v1/schedules", &schedule(n))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["schedule_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let (status, body) = report
+        .send(&one, Method::POST, "/v1/schedules", &schedule(6))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], json!("schedule_limit"));
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains('5'),
+        "{body}"
+    );
+    // Another admin of the same team sees none of them, and can touch none.
+    let (_, list) = report.get(Some(&two), "/v1/schedules").await;
+    assert_eq!(list["schedules"], json!([]));
+    let theirs = format!("/v1/schedules/{}", ids[0]);
+    assert_eq!(
+        report.get(Some(&two), &theirs).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, _) = report.send(&two, Method::PUT, &theirs, &schedule(9)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = report
+        .send(&two, Method::DELETE, &theirs, &Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The owner edits and deletes.
+    let (status, body) = report.send(&one, Method::PUT, &theirs, &schedule(7)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], json!("Weekly usage 7"));
+    let (status, _) = report
+        .send(
+            &one,
+            Method::DELETE,
+            &format!("/v1/schedules/{}", ids[4]),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, list) = report.get(Some(&one), "/v1/schedules").await;
+    assert_eq!(list["schedules"].as_array().map(Vec::len), Some(4));
+
+    // The scheduler runs the four due schedules: an export each, owned by
+    // the admin, and a "report ready" notification with its download path.
+    let notes = services::read_topic(&notifications, 4, Duration::from_secs(30)).await;
+    assert_eq!(notes.len(), 4, "{}", report.log_text());
+    for (key, payload) in &notes {
+        let note: Value = serde_json::from_slice(payload).expect("JSON");
+        assert_eq!(key, "one");
+        assert_eq!(note["type"], json!("report_ready"));
+        assert_eq!(note["admin_id"], json!("one"));
+        assert!(ids[..4].contains(&note["schedule_id"].as_str().unwrap_or_default().to_owned()));
+        let path = note["download_path"].as_str().unwrap_or_default();
+        assert_eq!(report.get_bytes(&one, path).await.0, StatusCode::OK);
+        assert_eq!(report.get(Some(&two), path).await.0, StatusCode::NOT_FOUND);
+    }
+    let (_, list) = report.get(Some(&one), "/v1/schedules").await;
+    for s in list["schedules"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(s["last_run_date"], json!(today.to_string()), "{s}");
+        assert_eq!(
+            s["next_run_date"],
+            json!((today + Days::days(7)).to_string())
+        );
+    }
+
+    // Unassign: refused for group and default assignments, published for
+    // direct ones.
+    let holding = |via: Via| {
+        f.published.expected.rows.iter().find(|r| {
+            r.current_team_id == team && r.assignment.as_ref().is_some_and(|a| a.via == via)
+        })
+    };
+    for via in [Via::Group, Via::Default] {
+        if let Some(row) = holding(via) {
+            let (status, body) = report
+                .send(
+                    &one,
+                    Method::POST,
+                    "/v1/assignments/unassign",
+                    &json!({"team_id": team, "user_key": row.user_id, "product": row.product, "access": row.access.as_str()}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CONFLICT, "{via:?}: {body}");
+            assert_eq!(body["error"], json!("unassign_refused"));
+        }
+    }
+    assert!(
+        holding(Via::Group).is_some() || holding(Via::Default).is_some(),
+        "the scenario has group or default assignments in {team}"
+    );
+    let direct = holding(Via::Direct).expect("a direct assignment");
+    let (status, body) = report
+        .send(
+            &one,
+            Method::POST,
+            "/v1/assignments/unassign",
+            &json!({"team_id": team, "user_key": direct.user_id, "product": direct.product, "access": direct.access.as_str()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let requests = services::read_topic(&commands, 1, Duration::from_secs(30)).await;
+    assert_eq!(requests.len(), 1);
+    let request: Value = serde_json::from_slice(&requests[0].1).expect("JSON");
+    assert_eq!(request["type"], json!("unassign_request"));
+    assert_eq!(request["user_id"], json!(direct.user_id));
+    assert_eq!(request["team_id"], json!(direct.team_id));
+    assert_eq!(request["product"], json!(direct.product));
+    assert_eq!(request["requested_by"], json!("one"));
+    assert_eq!(request["request_id"], body["request_id"]);
+    // Not in a team the admin does not administer.
+    let (status, _) = report
+        .send(
+            &one,
+            Method::POST,
+            "/v1/assignments/unassign",
+            &json!({"team_id": other, "user_key": direct.user_id, "product": direct.product}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
