@@ -58,9 +58,14 @@ async fn the_report_equals_the_oracle() {
         role: "secondary",
         teams: vec![visible[0].clone()],
     };
+    let nobody = TestAdmin {
+        id: "nobody",
+        role: "sso",
+        teams: vec![],
+    };
     let report = Report::start(
         f.db.name(),
-        &[root.clone(), one.clone()],
+        &[root.clone(), one.clone(), nobody.clone()],
         ReportOptions::default(),
     )
     .await;
@@ -266,6 +271,34 @@ async fn the_report_equals_the_oracle() {
     );
     assert_eq!(page2["page"], json!(2));
     assert_eq!(page2["total"], json!(days.len()));
+
+    let (_, by_name) = report
+        .get(
+            Some(&root),
+            &format!("/v1/report/users?{base}&sort=name:asc&page_size=1000"),
+        )
+        .await;
+    let names: Vec<String> = by_name["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default().to_lowercase())
+        .collect();
+    assert!(
+        !names.is_empty() && names.windows(2).all(|w| w[0] <= w[1]),
+        "sorted by name"
+    );
+    // An admin of no team sees an empty report, not an error.
+    let (status, body) = report.get(Some(&nobody), "/v1/report/users?team=all").await;
+    assert_eq!(
+        (status, body["total"].clone()),
+        (StatusCode::OK, json!(0)),
+        "{body}"
+    );
+    let (status, body) = report.get(Some(&nobody), "/v1/report/overview").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subscriptions"]["assigned_seats"], json!(0));
 
     // Every documented route is served, and /v1 needs a token.
     for (method, path) in usage_report::openapi::ROUTES {

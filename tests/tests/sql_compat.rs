@@ -72,6 +72,15 @@ fn every_report_query_runs_on_a_current_clickhouse() {
             sql: sql.with_literals(),
         });
     }
+    for (i, sql) in usage_report::schedule::statements_for_compatibility()
+        .into_iter()
+        .enumerate()
+    {
+        statements.push(Statement {
+            name: format!("schedule store query {}", i + 1),
+            sql,
+        });
+    }
     let run = modern_clickhouse::run("usage", &statements).expect("chDB runs");
     assert_eq!(run.results.len(), statements.len());
     assert!(statements.len() > schema);

@@ -145,8 +145,15 @@ impl RowsQuery {
 
     /// ` AND ...` for the stored team, product and (optionally) access.
     fn filters(&self, sql: &mut Sql, with_access: bool) {
-        if let Some(teams) = &self.teams {
-            sql.bind(" AND has(?, team_id)", Param::Strs(teams.clone()));
+        match &self.teams {
+            // An empty array literal has no element type on ClickHouse 18.16.
+            Some(teams) if teams.is_empty() => {
+                sql.push(" AND 0");
+            }
+            Some(teams) => {
+                sql.bind(" AND has(?, team_id)", Param::Strs(teams.clone()));
+            }
+            None => {}
         }
         if let Some(product) = &self.product {
             sql.bind_str(" AND product = ?", product);
@@ -315,8 +322,14 @@ pub fn profiles(users: Option<Vec<String>>) -> Sql {
         "SELECT user_id, argMax(name, version), argMax(email, version), \
          argMax(avatar_url, version) FROM user_profiles",
     );
-    if let Some(users) = users {
-        sql.bind(" WHERE has(?, user_id)", Param::Strs(users));
+    match users {
+        Some(users) if users.is_empty() => {
+            sql.push(" WHERE 0");
+        }
+        Some(users) => {
+            sql.bind(" WHERE has(?, user_id)", Param::Strs(users));
+        }
+        None => {}
     }
     sql.push(" GROUP BY user_id");
     sql
@@ -329,8 +342,14 @@ pub fn memberships(teams: Option<Vec<String>>) -> Sql {
         "SELECT team_id, user_id, group_id, argMax(group_name, version), argMax(member, version) \
          FROM group_memberships",
     );
-    if let Some(teams) = teams {
-        sql.bind(" WHERE has(?, team_id)", Param::Strs(teams));
+    match teams {
+        Some(teams) if teams.is_empty() => {
+            sql.push(" WHERE 0");
+        }
+        Some(teams) => {
+            sql.bind(" WHERE has(?, team_id)", Param::Strs(teams));
+        }
+        None => {}
     }
     sql.push(" GROUP BY team_id, user_id, group_id");
     sql
@@ -351,8 +370,12 @@ pub fn assignments_of(teams: Vec<String>, product: &str) -> Sql {
         "SELECT team_id, user_id, toString(access), argMax(assigned, version), \
          toString(argMax(via, version)), argMax(group_id, version) FROM assignment_state WHERE 1",
     );
-    sql.bind(" AND has(?, team_id)", Param::Strs(teams))
-        .bind_str(" AND product = ?", product)
+    if teams.is_empty() {
+        sql.push(" AND 0");
+    } else {
+        sql.bind(" AND has(?, team_id)", Param::Strs(teams));
+    }
+    sql.bind_str(" AND product = ?", product)
         .push(" GROUP BY team_id, user_id, product, access");
     sql
 }
@@ -385,6 +408,15 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("all profiles", profiles(None)),
         ("memberships", memberships(Some(vec!["t1".into()]))),
         ("known teams", known_teams()),
+        (
+            "rows, no team",
+            RowsQuery {
+                teams: Some(Vec::new()),
+                ..bare.clone()
+            }
+            .rows(),
+        ),
+        ("profiles of nobody", profiles(Some(Vec::new()))),
         ("assignments", assignments_of(vec!["t1".into()], "p")),
     ]
 }

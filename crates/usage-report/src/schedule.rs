@@ -317,6 +317,15 @@ const SELECT: &str = "SELECT schedule_id, owner_admin_id, \
      HAVING argMax(deleted, version) = 0 \
      ORDER BY s_created, min(version), schedule_id";
 
+/// The store's read statement with each of its conditions, values written as
+/// literals: for the compatibility check on a current ClickHouse.
+pub fn statements_for_compatibility() -> Vec<String> {
+    ["", "WHERE owner_admin_id = 'it\\'s'"]
+        .iter()
+        .map(|condition| SELECT.replace("{WHERE}", condition))
+        .collect()
+}
+
 /// Why a stored row could not be read back.
 #[derive(Debug, thiserror::Error)]
 #[error("stored schedule {schedule_id} is unreadable: {reason}")]
