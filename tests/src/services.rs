@@ -101,12 +101,10 @@ pub async fn create_topic(tag: &str, partitions: i32) -> String {
     name
 }
 
-/// Reads `expected` messages (or what arrives within `timeout` of the last
-/// one) from the start of `topic`: (key, payload).
-pub async fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::Message;
-    let consumer: StreamConsumer = ClientConfig::new()
+/// A consumer of `topic` from its start, in a group of its own.
+pub fn reader(topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
@@ -115,6 +113,14 @@ pub async fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+/// Reads `expected` messages (or what arrives within `timeout` of the last
+/// one) from the start of `topic`: (key, payload).
+pub async fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::Message;
+    let consumer = reader(topic);
     let mut out = Vec::new();
     while out.len() < expected {
         let Ok(message) = tokio::time::timeout(timeout, consumer.recv()).await else {

@@ -2,8 +2,6 @@
 //! broker and ClickHouse: every rule visible in the rollups, bad input in the
 //! dead-letter topic, a clean stop on SIGTERM.
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::Message;
 use std::collections::BTreeMap;
@@ -12,15 +10,7 @@ use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase, 
 
 /// Reads the dead-letter topic: reason header -> count.
 async fn dead_letter_reasons(topic: &str, expected: usize) -> BTreeMap<String, usize> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", services::brokers())
-        .set("group.id", services::unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = services::reader(topic);
     let mut reasons = BTreeMap::new();
     let mut seen = 0;
     while seen < expected {

@@ -349,7 +349,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let drain_timeout = Duration::from_secs(args.shutdown_timeout_secs);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        usage_runtime::signal::stop_requested().await;
         tracing::info!("stop requested: draining");
         let _ = shutdown_tx.send(true);
         tokio::time::sleep(drain_timeout).await;
@@ -413,27 +413,5 @@ where
                 tokio::time::sleep(delay).await;
             }
         }
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

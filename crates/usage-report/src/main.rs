@@ -225,33 +225,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "usage-report serving"
         );
         axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(wait_for_signal())
+            .with_graceful_shutdown(usage_runtime::signal::stop_requested())
             .await
             .context("serving HTTP")?;
         tracing::info!("usage-report stopped");
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -80,6 +80,9 @@ struct Rows {
     filters: ReportFilters,
 }
 
+/// user id -> (user key, name, email) as a raw export shows them.
+type Identities = HashMap<String, (String, Option<String>, Option<String>)>;
+
 /// One day of seat usage (raw seat usage export).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SeatUsageDay {
@@ -524,7 +527,7 @@ impl Reporter {
         &self,
         users: BTreeSet<String>,
         hashed: bool,
-    ) -> Result<HashMap<String, (String, Option<String>, Option<String>)>, ApiError> {
+    ) -> Result<Identities, ApiError> {
         if hashed {
             return Ok(users
                 .into_iter()
@@ -549,14 +552,29 @@ impl Reporter {
             .collect())
     }
 
-    async fn raw_scope(
+    /// Raw rows of `sql` for the admin's scope, with the identity to show
+    /// for each user: (user key, name, email).
+    async fn raw<R>(
         &self,
         admin: &Admin,
         filters: &ReportFilters,
-    ) -> Result<(RowsQuery, Scope, Directory), ApiError> {
+        sql: impl Fn(&RowsQuery) -> queries::Sql,
+        team_user: impl Fn(&R) -> (&str, &str),
+    ) -> Result<(Vec<R>, Identities), ApiError>
+    where
+        R: clickhouse::RowOwned + clickhouse::RowRead,
+    {
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        Ok((Self::rows_query(&dir, &scope, filters), scope, dir))
+        let rows = sql(&Self::rows_query(&dir, &scope, filters))
+            .query(&self.client)
+            .fetch_all::<R>()
+            .await
+            .map_err(warehouse)?;
+        let hashed = hashed_for(&scope, &dir, rows.iter().map(|r| team_user(r).0));
+        let users = rows.iter().map(|r| team_user(r).1.to_owned()).collect();
+        let ids = self.identities(users, hashed).await?;
+        Ok((rows, ids))
     }
 
     /// Raw seat usage, day by day, in the range (team, product filters apply).
@@ -565,16 +583,10 @@ impl Reporter {
         admin: &Admin,
         filters: &ReportFilters,
     ) -> Result<Vec<SeatUsageDay>, ApiError> {
-        let (query, scope, dir) = self.raw_scope(admin, filters).await?;
-        let days = query
-            .seat_days()
-            .query(&self.client)
-            .fetch_all::<SeatDayRow>()
-            .await
-            .map_err(warehouse)?;
-        let hashed = hashed_for(&scope, &dir, days.iter().map(|d| d.team.as_str()));
-        let ids = self
-            .identities(days.iter().map(|d| d.user_id.clone()).collect(), hashed)
+        let (days, ids) = self
+            .raw(admin, filters, RowsQuery::seat_days, |d: &SeatDayRow| {
+                (&d.team, &d.user_id)
+            })
             .await?;
         Ok(days
             .into_iter()
@@ -598,16 +610,13 @@ impl Reporter {
         admin: &Admin,
         filters: &ReportFilters,
     ) -> Result<Vec<TokenUsageWindow>, ApiError> {
-        let (query, scope, dir) = self.raw_scope(admin, filters).await?;
-        let windows = query
-            .token_windows()
-            .query(&self.client)
-            .fetch_all::<TokenWindowRow>()
-            .await
-            .map_err(warehouse)?;
-        let hashed = hashed_for(&scope, &dir, windows.iter().map(|w| w.team.as_str()));
-        let ids = self
-            .identities(windows.iter().map(|w| w.user_id.clone()).collect(), hashed)
+        let (windows, ids) = self
+            .raw(
+                admin,
+                filters,
+                RowsQuery::token_windows,
+                |w: &TokenWindowRow| (&w.team, &w.user_id),
+            )
             .await?;
         Ok(windows
             .into_iter()

@@ -5,7 +5,9 @@
 //!   environment and command-line overrides.
 //! - [`clickhouse`]: the ClickHouse options every binary takes.
 //! - [`logging`]: `tracing` to stderr, human-readable or JSON.
+//! - [`signal`]: the stop request (SIGTERM, Ctrl-C).
 
 pub mod clickhouse;
 pub mod config;
 pub mod logging;
+pub mod signal;
