@@ -26,13 +26,18 @@ fn every_migration_loads_into_a_current_clickhouse() {
     let statements = migration_statements();
     // Twice: the statements must be idempotent there too.
     let twice: Vec<Statement> = statements.iter().chain(&statements).cloned().collect();
-    let run = modern_clickhouse::run("usage", &twice).expect("chDB runs");
+    all_run(&twice);
+}
+
+/// Runs `statements` in chDB and asserts that each one ran.
+fn all_run(statements: &[Statement]) {
+    let run = modern_clickhouse::run("usage", statements).expect("chDB runs");
     assert!(
         run.version.starts_with("2"),
         "a current engine: {}",
         run.version
     );
-    assert_eq!(run.results.len(), twice.len());
+    assert_eq!(run.results.len(), statements.len());
     let failures = run.failures();
     assert!(
         failures.is_empty(),
