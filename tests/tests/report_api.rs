@@ -115,6 +115,26 @@ async fn the_report_equals_the_oracle() {
             assert_eq!(overview["range"]["from"], json!(range.from.to_string()));
             assert_eq!(overview["range"]["to"], json!(range.to.to_string()));
 
+            // The daily chart adds up to the rows and the tiles.
+            let (status, daily) = report
+                .get(Some(&root), &format!("/v1/report/daily?{q}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{daily}");
+            let points = daily["days"].as_array().cloned().unwrap_or_default();
+            assert_eq!(points.len() as i64, (range.to - range.from).num_days() + 1);
+            let days_used: u64 = points
+                .iter()
+                .map(|p| p["days_used"].as_u64().unwrap_or(0))
+                .sum();
+            let want_days: u64 = f
+                .want(team.map(|t| t.as_str()), range)
+                .values()
+                .map(|w| w.days_used)
+                .sum();
+            assert_eq!(days_used, want_days, "{q}: daily days used");
+            let tokens: u64 = points.iter().map(|p| milli(&p["tokens"])).sum();
+            assert_eq!(tokens, s.flex_tokens_milli, "{q}: daily tokens");
+
             // Flex users are never inactive; not-yet-active seats are neither
             // active nor inactive.
             for ((_, _, _, access), (g, _)) in &got {

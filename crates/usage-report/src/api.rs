@@ -20,7 +20,7 @@ use usage_core::event::Access;
 use usage_report::admins::{Admin, Admins, Role};
 use usage_report::error::ApiError;
 use usage_report::export::{self, ExportMeta, ExportStore};
-use usage_report::model::{ExportFormat, ExportKind, Overview, ReportParams, UsersPage};
+use usage_report::model::{Daily, ExportFormat, ExportKind, Overview, ReportParams, UsersPage};
 use usage_report::report::Reporter;
 use usage_report::schedule::{Schedule, ScheduleInput, ScheduleStore};
 
@@ -49,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/teams", get(teams))
         .route("/v1/report/overview", get(overview))
         .route("/v1/report/users", get(users))
+        .route("/v1/report/daily", get(daily))
         .route("/v1/exports", post(create_export).get(list_exports))
         .route("/v1/exports/{export_id}", get(get_export))
         .route("/v1/exports/{export_id}/download", get(download_export))
@@ -211,6 +212,16 @@ async fn users(
     Ok(Json(
         state.reporter.users(&admin, filters, sort, page).await?,
     ))
+}
+
+async fn daily(
+    State(state): State<AppState>,
+    Authed(admin): Authed,
+    query: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Json<Daily>, ApiError> {
+    let p = params(query)?;
+    let filters = p.filters(Utc::now())?;
+    Ok(Json(state.reporter.daily(&admin, &filters).await?))
 }
 
 /// The body of `POST /v1/exports`.

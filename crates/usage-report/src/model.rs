@@ -387,6 +387,26 @@ pub struct Overview {
     pub range: RangeDates,
 }
 
+/// One UTC date of the daily usage chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyPoint {
+    pub date: NaiveDate,
+    /// Distinct users with at least one authorization that day.
+    pub active_users: u64,
+    /// Report rows (team, user, product, access) used that day: the day's
+    /// share of the rows' days used.
+    pub days_used: u64,
+    /// Tokens of the Flex windows that started that day.
+    pub tokens: Tokens,
+}
+
+/// The daily chart's answer: every date of the range, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Daily {
+    pub days: Vec<DailyPoint>,
+    pub range: RangeDates,
+}
+
 /// What an export holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/teams"),
     ("GET", "/v1/report/overview"),
     ("GET", "/v1/report/users"),
+    ("GET", "/v1/report/daily"),
     ("GET", "/v1/exports"),
     ("POST", "/v1/exports"),
     ("GET", "/v1/exports/{export_id}"),
@@ -193,6 +194,7 @@ fn paths() -> Value {
         "/v1/teams": { "get": teams() },
         "/v1/report/overview": { "get": overview() },
         "/v1/report/users": { "get": users() },
+        "/v1/report/daily": { "get": daily() },
         "/v1/exports": { "get": list_exports(), "post": create_export() },
         "/v1/exports/{export_id}": { "get": get_export() },
         "/v1/exports/{export_id}/download": { "get": download_export() },
@@ -336,6 +338,25 @@ fn users() -> Value {
         "parameters": parameter_refs(&USERS_PARAMETERS),
         "responses": responses(
             ok("200", "One page of rows.", "UsersPage"),
+            &report_errors(),
+            &[REPORT_400],
+        ),
+    })
+}
+
+fn daily() -> Value {
+    json!({
+        "operationId": "getDaily",
+        "tags": ["report"],
+        "summary": "Usage per day (the chart)",
+        "description": "Every UTC date of the range, in order: the distinct users with at \
+            least one authorization that day, the report rows used that day (the day's \
+            share of the rows' days used) and the tokens of the Flex usage windows that started \
+            that day. The `team`, range, `product` and `access` filters apply; the row \
+            filters (`status`, `group`, `q`) do not: the chart is of the team.",
+        "parameters": parameter_refs(&FILTER_PARAMETERS),
+        "responses": responses(
+            ok("200", "One point per date of the range.", "Daily"),
             &report_errors(),
             &[REPORT_400],
         ),
@@ -1122,6 +1143,35 @@ fn report_schemas() -> Value {
             "properties": {
                 "from": schema_ref("Date"),
                 "to": schema_ref("Date"),
+            }
+        },
+        "DailyPoint": {
+            "type": "object",
+            "required": ["date", "active_users", "days_used", "tokens"],
+            "properties": {
+                "date": schema_ref("Date"),
+                "active_users": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Distinct users with at least one authorization that UTC day."
+                },
+                "days_used": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Report rows (team, user, product, access) used that day: the day's share of the rows' days used."
+                },
+                "tokens": {
+                    "allOf": [schema_ref("Tokens")],
+                    "description": "Tokens of the Flex usage windows that started that day."
+                }
+            }
+        },
+        "Daily": {
+            "type": "object",
+            "required": ["days", "range"],
+            "properties": {
+                "days": { "type": "array", "items": schema_ref("DailyPoint") },
+                "range": schema_ref("RangeDates"),
             }
         },
         "Overview": {

@@ -265,6 +265,58 @@ impl RowsQuery {
     }
 }
 
+impl RowsQuery {
+    /// Per UTC date of the range: distinct users with usage, and report
+    /// rows — (current team, user, product, access) — used that day (`usage_date`
+    /// as days since 1970, users, rows) ([`DailyUsageRow`]).
+    pub fn daily_usage(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT toUInt16(usage_date) AS day, toUInt64(uniqExact(user_id)) AS users, \
+             toUInt64(uniqExact(",
+        );
+        self.team_expr(&mut sql);
+        sql.push(", user_id, product, access)) AS pairs FROM daily_usage WHERE 1")
+            .bind_str(" AND usage_date >= toDate(?)", &self.from)
+            .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        self.filters(&mut sql, true);
+        sql.push(" GROUP BY usage_date ORDER BY usage_date");
+        sql
+    }
+
+    /// Per UTC date of the range: tokens (thousandths) of the Flex windows
+    /// starting that day ([`DailyTokensRow`]).
+    pub fn daily_tokens(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT toUInt16(toDate(started)) AS day, toUInt64(sum(tok)) AS tokens FROM (\
+             SELECT user_id, product, window_start AS started, window_start_us, \
+             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+        );
+        sql.bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
+            .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY user_id, product, window_start, window_start_us) \
+             GROUP BY day ORDER BY day",
+        );
+        sql
+    }
+}
+
+/// A row of [`RowsQuery::daily_usage`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct DailyUsageRow {
+    pub day: u16,
+    pub users: u64,
+    pub pairs: u64,
+}
+
+/// A row of [`RowsQuery::daily_tokens`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct DailyTokensRow {
+    pub day: u16,
+    pub tokens_milli: u64,
+}
+
 /// A row of [`RowsQuery::rows`].
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
 pub struct RowsRow {
@@ -402,6 +454,9 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("seat days", full.seat_days()),
         ("seat days, no filter", bare.seat_days()),
         ("token windows", full.token_windows()),
+        ("daily usage", full.daily_usage()),
+        ("daily usage, no filter", bare.daily_usage()),
+        ("daily tokens", full.daily_tokens()),
         ("merges", merges()),
         ("teams", teams()),
         ("profiles", profiles(Some(vec!["u1".into()]))),

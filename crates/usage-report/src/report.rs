@@ -21,11 +21,14 @@ use usage_core::usage::monthly_average;
 
 use crate::admins::{Admin, Teams};
 use crate::error::ApiError;
+use crate::model::{Daily, DailyPoint};
 use crate::model::{
     FlexTile, Overview, Page, RangeDates, ReportFilters, ReportRow, Sort, SortColumn,
     SubscriptionsTile, TeamSelection, UsersPage,
 };
-use crate::queries::{self, RowsQuery, RowsRow, SeatDayRow, TokenWindowRow};
+use crate::queries::{
+    self, DailyTokensRow, DailyUsageRow, RowsQuery, RowsRow, SeatDayRow, TokenWindowRow,
+};
 
 /// Reads the report from ClickHouse.
 #[derive(Clone)]
@@ -519,6 +522,58 @@ impl Reporter {
                 from: range.from(),
                 to: range.to(),
             },
+        })
+    }
+
+    /// The daily chart: per date of the range, active users, days used and
+    /// tokens, for the team, product and access filters (the row filters —
+    /// status, group, search — do not apply: the chart is of the team).
+    pub async fn daily(&self, admin: &Admin, filters: &ReportFilters) -> Result<Daily, ApiError> {
+        let dir = self.directory().await?;
+        let scope = Self::scope(admin, &filters.team, &dir)?;
+        let query = Self::rows_query(&dir, &scope, filters);
+        let usage = query
+            .daily_usage()
+            .query(&self.client)
+            .fetch_all::<DailyUsageRow>()
+            .await
+            .map_err(warehouse)?;
+        let tokens = if filters.access == Some(Access::Seat) {
+            Vec::new()
+        } else {
+            query
+                .daily_tokens()
+                .query(&self.client)
+                .fetch_all::<DailyTokensRow>()
+                .await
+                .map_err(warehouse)?
+        };
+        let usage: HashMap<NaiveDate, (u64, u64)> = usage
+            .into_iter()
+            .map(|r| (day(r.day), (r.users, r.pairs)))
+            .collect();
+        let tokens: HashMap<NaiveDate, u64> = tokens
+            .into_iter()
+            .map(|r| (day(r.day), r.tokens_milli))
+            .collect();
+        let range = filters.dates;
+        let days = range
+            .from()
+            .iter_days()
+            .take_while(|d| *d <= range.to())
+            .map(|date| {
+                let (active_users, days_used) = usage.get(&date).copied().unwrap_or((0, 0));
+                DailyPoint {
+                    date,
+                    active_users,
+                    days_used,
+                    tokens: Tokens::from_millis(tokens.get(&date).copied().unwrap_or(0)),
+                }
+            })
+            .collect();
+        Ok(Daily {
+            days,
+            range: range_dates(&range),
         })
     }
 
