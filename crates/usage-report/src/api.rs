@@ -41,6 +41,7 @@ pub(crate) struct AppState {
 /// Every route (method, path), as `/openapi.json` documents them.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -118,6 +119,54 @@ fn params(query: Result<Query<ReportParams>, QueryRejection>) -> Result<ReportPa
 fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(b)| b)
         .map_err(|e| ApiError::invalid_body(e.body_text()))
+}
+
+/// The report page: static HTML whose script calls the JSON API with the
+/// admin's token (kept in the tab's session storage).
+const PAGE: &str = include_str!("page.html");
+
+/// The page's Content-Security-Policy: its one inline script by hash, no
+/// other script, no remote anything.
+fn page_policy() -> &'static str {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let script = PAGE
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map_or("", |(script, _)| script);
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+        format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'"
+        )
+    })
+}
+
+async fn page() -> Response {
+    let policy = HeaderValue::from_str(page_policy())
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

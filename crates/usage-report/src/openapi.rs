@@ -22,6 +22,7 @@ use crate::schedule::{Frequency, LAST_START_DATE, MAX_NAME_CHARS};
 /// document's order. Path parameters are written `{name}`, as axum routes
 /// spell them.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -186,6 +187,8 @@ fn tags() -> Value {
 
 fn paths() -> Value {
     json!({
+        "/": { "get": report_page() },
+        "/": { "get": report_page() },
         "/healthz": { "get": healthz() },
         "/readyz": { "get": readyz() },
         "/metrics": { "get": metrics() },
@@ -209,6 +212,25 @@ fn paths() -> Value {
 }
 
 // ---------------------------------------------------------------- operations
+
+fn report_page() -> Value {
+    json!({
+        "operationId": "getReportPage",
+        "tags": ["service"],
+        "summary": "The usage report page",
+        "description": "The report as a page for admins: the overview tiles, the filters, \
+            the daily usage chart, the sortable, paginated users table, exports, scheduled \
+            reports and unassign. Public: the page asks for the admin's token and calls the \
+            `/v1` API with it, like any other client.",
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "The page.",
+                "content": { "text/html": { "schema": { "type": "string" } } }
+            }
+        }
+    })
+}
 
 fn healthz() -> Value {
     json!({

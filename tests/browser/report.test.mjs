@@ -1,0 +1,196 @@
+// The usage report page in headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core), against a running usage-report over real
+// ClickHouse. Run by tests/tests/report_browser.rs, which starts everything
+// and passes:
+//   REPORT_URL      the service's base URL
+//   REPORT_TOKEN    an admin's bearer token (primary, every team)
+//   REPORT_TEAM     a team with PII visible
+//   REFUSED_USER    a user of that team holding REFUSED_PRODUCT via a group or default assignment
+//   REFUSED_PRODUCT
+//   SCREENSHOT      where to save a screenshot of the page
+// Every number the page shows is compared with what the JSON API answers.
+// Exits 0 when every check passes; prints the failure and exits 1 otherwise.
+import { chromium } from "playwright-core";
+import { readFileSync } from "node:fs";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const base = env("REPORT_URL");
+const token = env("REPORT_TOKEN");
+const team = env("REPORT_TEAM");
+const refusedUser = env("REFUSED_USER");
+const refusedProduct = env("REFUSED_PRODUCT");
+const screenshot = env("SCREENSHOT");
+
+async function api(path) {
+  const res = await fetch(base + path, { headers: { Authorization: "Bearer " + token } });
+  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  return res.json();
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/// Polls `read` until it equals `want` (as JSON), or fails after 15 s.
+async function eventually(what, read, want) {
+  const deadline = Date.now() + 15000;
+  let got;
+  for (;;) {
+    got = await read();
+    if (JSON.stringify(got) === JSON.stringify(want)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: the page shows ${JSON.stringify(got)}, the API says ${JSON.stringify(want)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const errors = [];
+let failed = false;
+let stepName = "start";
+const step = (name) => { stepName = name; };
+try {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 1100 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => errors.push(e.message));
+  // JavaScript errors count; Chromium's "Failed to load resource" lines for
+  // the answers the test provokes (401 for a wrong token, 409 for a refused
+  // unassign) do not.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text());
+  });
+
+  const tiles = () => page.evaluate(() => {
+    const out = {};
+    for (const e of document.querySelectorAll("[data-figure]")) {
+      if (!e.closest(".hidden")) out[e.closest(".tile").id + "." + e.dataset.figure] = e.textContent;
+    }
+    return out;
+  });
+  const wantTiles = (o) => {
+    const out = {};
+    for (const [k, v] of Object.entries(o.subscriptions)) out["tile-subscriptions." + k] = String(v);
+    for (const [k, v] of Object.entries(o.flex)) out["tile-flex." + k] = String(v);
+    return out;
+  };
+  const tableRows = () => page.evaluate(() => [...document.querySelectorAll("#users tbody tr[data-user-key]")]
+    .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="days_used"]').textContent]));
+  const wantRows = (p) => p.rows.map((r) => [r.user_key, String(r.days_used)]);
+
+  step("log in");
+  // Log in: a wrong token is refused, an admin's opens the report.
+  await page.goto(base + "/");
+  await page.fill("#token", "not-anyones-token-0123");
+  await page.click("#login-form button");
+  await page.waitForSelector("#login-error:has-text('not an admin')");
+  await page.fill("#token", token);
+  await page.click("#login-form button");
+  await page.waitForSelector("#app:not(.hidden)");
+
+  step("all teams tiles");
+  // All teams, last 30 days: no inactive figure.
+  await eventually("tiles, all teams", tiles, wantTiles(await api("/v1/report/overview?team=all&range=last_30_days")));
+  check(await page.isHidden("#figure-inactive"), "no inactive summary for all teams");
+
+  step("team and range");
+  // Change team and range: tiles, chart and the first page follow the API.
+  await page.selectOption("#f-team", team);
+  await page.selectOption("#f-range", "last_3_months");
+  const filters = `team=${encodeURIComponent(team)}&range=last_3_months`;
+  await eventually("tiles, one team", tiles, wantTiles(await api(`/v1/report/overview?${filters}`)));
+  check(await page.isVisible("#figure-inactive"), "the inactive summary for one team");
+  const daily = await api(`/v1/report/daily?${filters}`);
+  await eventually("chart bars", () => page.locator("#chart rect").count(), daily.days.length);
+  let first = await api(`/v1/report/users?${filters}&sort=days_used:desc&page=1&page_size=50`);
+  await eventually("users, first page", tableRows, wantRows(first));
+  await eventually("row count", () => page.textContent("#page-line"),
+    `Page 1 of ${Math.max(1, Math.ceil(first.total / 50))} (${first.total} rows)`);
+
+  step("sort");
+  // Sort: a second click on "Days used" turns the order around.
+  await page.click('#users th[data-col="days_used"]');
+  await eventually("sorted ascending", tableRows,
+    wantRows(await api(`/v1/report/users?${filters}&sort=days_used:asc&page=1&page_size=50`)));
+  await page.click('#users th[data-col="product"]');
+  await eventually("sorted by product", tableRows,
+    wantRows(await api(`/v1/report/users?${filters}&sort=product:desc&page=1&page_size=50`)));
+  step("pages");
+  // Pages.
+  if (first.total > 50) {
+    await page.click("#next");
+    await eventually("page 2", tableRows,
+      wantRows(await api(`/v1/report/users?${filters}&sort=product:desc&page=2&page_size=50`)));
+    await page.click("#prev");
+  }
+
+  step("export");
+  // Export: the CSV downloaded holds every row of the table.
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.click('[data-export="report"][data-format="csv"]'),
+  ]);
+  const csv = readFileSync(await download.path(), "utf8").trim().split(/\r?\n/);
+  check(csv[0].startsWith("user_key,"), "the CSV header: " + csv[0]);
+  check(csv.length - 1 === first.total, `the CSV has ${csv.length - 1} rows, the report ${first.total}`);
+  await page.waitForSelector(`#export-line:has-text("Exported ${first.total} rows")`);
+
+  step("schedule");
+  // Schedule the report with these filters: listed, with the limit shown.
+  await page.fill("#s-name", "Browser weekly");
+  await page.click("#s-submit");
+  await page.waitForSelector("#schedules li:has-text('Browser weekly')");
+  await eventually("schedule count", () => page.textContent("#schedule-count"), "(1 of 5)");
+  const schedules = await api("/v1/schedules");
+  check(schedules.schedules.length === 1 && schedules.schedules[0].filters.team === team,
+    "the schedule holds the page's filters: " + JSON.stringify(schedules));
+  step("edit schedule");
+  // Edit it.
+  await page.click("#schedules li button:has-text('Edit')");
+  await page.fill("#s-name", "Browser monthly");
+  await page.selectOption("#s-frequency", "monthly");
+  await page.click("#s-submit");
+  await page.waitForSelector("#schedules li:has-text('Browser monthly')");
+
+  step("unassign");
+  // Unassign a user who holds the product through a group or a default
+  // assignment: refused, and the reason shown in the row.
+  await page.fill("#f-q", refusedUser);
+  await page.fill("#f-product", refusedProduct);
+  await page.click("#filters button[type=submit]");
+  const q = `&q=${encodeURIComponent(refusedUser)}&product=${encodeURIComponent(refusedProduct)}`;
+  await eventually("search", tableRows,
+    wantRows(await api(`/v1/report/users?${filters}${q}&sort=product:desc&page=1&page_size=50`)));
+  const refusedRow = `#users tbody tr[data-user-key="${refusedUser}"][data-product="${refusedProduct}"]`;
+  await page.click(`${refusedRow} button:has-text('Unassign')`);
+  await page.waitForSelector(`${refusedRow} .row-note.refused`);
+  const reason = await page.textContent(`${refusedRow} .row-note`);
+  check(/group|default/.test(reason), "the refusal says why: " + reason);
+
+  step("screenshot");
+  // Back to the whole team for the picture.
+  await page.fill("#f-q", "");
+  await page.fill("#f-product", "");
+  await page.click("#filters button[type=submit]");
+  first = await api(`/v1/report/users?${filters}&sort=product:desc&page=1&page_size=50`);
+  await eventually("users again", tableRows, wantRows(first));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  check(errors.length === 0, "no errors in the page: " + errors.join("; "));
+  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule, unassign; screenshot ${screenshot}`);
+} catch (e) {
+  failed = true;
+  try { await (await browser.contexts()[0].pages())[0].screenshot({ path: screenshot.replace(/\.png$/, "-failed.png"), fullPage: true }); } catch (_) { /* best effort */ }
+  console.error(`FAILED at "${stepName}": ${e.message}`);
+  if (errors.length) console.error("page errors: " + errors.join("; "));
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
