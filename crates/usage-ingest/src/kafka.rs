@@ -1,13 +1,17 @@
 //! Kafka clients: the group consumer of the three inbound topics, with its
-//! rebalance notices, and the producer of dead letters.
+//! rebalance notices and its lag metric, and the producer of dead letters.
 
+use crate::metrics::Metrics;
 use rdkafka::{
     config::ClientConfig,
     consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaResult,
     producer::FutureProducer,
+    statistics::Statistics,
     ClientContext, TopicPartitionList,
 };
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc;
 
 /// Where the brokers are and how to talk to them.
@@ -93,18 +97,82 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 /// Forwards rebalances to the pipeline, which reloads its state on assignment
-/// and drops uncommitted work of revoked partitions.
+/// and drops uncommitted work of revoked partitions; turns librdkafka's
+/// statistics into the consumer lag metric.
 pub(crate) struct IngestContext {
     notices: mpsc::UnboundedSender<PartitionNotice>,
+    metrics: Metrics,
+    /// The partitions this instance owns, by topic, as the rebalance
+    /// callbacks report them. librdkafka's statistics list every partition of
+    /// the subscribed topics and keep the last figures of revoked ones: only
+    /// these are reported.
+    owned: Mutex<HashMap<String, HashSet<i32>>>,
 }
 
-impl ClientContext for IngestContext {}
+impl IngestContext {
+    fn new(notices: mpsc::UnboundedSender<PartitionNotice>, metrics: Metrics) -> IngestContext {
+        IngestContext {
+            notices,
+            metrics,
+            owned: Mutex::default(),
+        }
+    }
+
+    fn owned(&self) -> MutexGuard<'_, HashMap<String, HashSet<i32>>> {
+        // Nothing panics while holding it; if something did, the set is still usable.
+        self.owned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn assigned(&self, assigned: &[(String, i32)]) {
+        let mut owned = self.owned();
+        for (topic, partition) in assigned {
+            owned.entry(topic.clone()).or_default().insert(*partition);
+        }
+    }
+
+    /// Under the lock, so that statistics being handled cannot set the lag
+    /// of a revoked partition again after it is dropped.
+    fn revoked(&self, revoked: &[(String, i32)]) {
+        let mut owned = self.owned();
+        for (topic, partition) in revoked {
+            if let Some(partitions) = owned.get_mut(topic) {
+                partitions.remove(partition);
+            }
+            self.metrics.forget_consumer_lag(topic, *partition);
+        }
+    }
+}
+
+impl ClientContext for IngestContext {
+    /// Every `statistics.interval.ms` (--kafka-stats-interval-ms), on the
+    /// thread that polls the consumer: sets a gauge per owned partition, no
+    /// I/O, no blocking (the lock is only contended during a rebalance).
+    fn stats(&self, statistics: Statistics) {
+        let owned = self.owned();
+        for (topic, stats) in &statistics.topics {
+            let Some(partitions) = owned.get(topic) else {
+                continue;
+            };
+            for (&partition, p) in &stats.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" queue; a
+                // negative lag is unknown (no committed offset or watermark yet).
+                if partition < 0 || p.consumer_lag < 0 || !partitions.contains(&partition) {
+                    continue;
+                }
+                self.metrics
+                    .set_consumer_lag(topic, partition, p.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions revoked");
-            let _ = self.notices.send(PartitionNotice::Revoked(partitions(tpl)));
+            let revoked = partitions(tpl);
+            self.revoked(&revoked);
+            let _ = self.notices.send(PartitionNotice::Revoked(revoked));
         }
     }
 
@@ -112,9 +180,9 @@ impl ConsumerContext for IngestContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
-                let _ = self
-                    .notices
-                    .send(PartitionNotice::Assigned(partitions(tpl)));
+                let assigned = partitions(tpl);
+                self.assigned(&assigned);
+                let _ = self.notices.send(PartitionNotice::Assigned(assigned));
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
             Rebalance::Revoke(_) => {}
@@ -132,9 +200,12 @@ impl ConsumerContext for IngestContext {
 pub(crate) type IngestConsumer = StreamConsumer<IngestContext>;
 
 /// A group consumer subscribed to the inbound topics; offsets are committed
-/// by the pipeline only, after the rows they cover are in ClickHouse.
+/// by the pipeline only, after the rows they cover are in ClickHouse. Every
+/// `stats_interval_ms` (0: never) its statistics update the lag in `metrics`.
 pub(crate) fn consumer(
     args: &KafkaArgs,
+    stats_interval_ms: u64,
+    metrics: Metrics,
 ) -> Result<(IngestConsumer, mpsc::UnboundedReceiver<PartitionNotice>), String> {
     let (tx, rx) = mpsc::unbounded_channel();
     let config = args.client_config(&[
@@ -152,9 +223,11 @@ pub(crate) fn consumer(
         ("queued.max.messages.kbytes", "16384".into()),
         // End-of-partition events: reference data is read to its end first.
         ("enable.partition.eof", "true".into()),
+        // Statistics (consumer lag) for the metrics; 0 disables them.
+        ("statistics.interval.ms", stats_interval_ms.to_string()),
     ])?;
     let consumer: IngestConsumer = config
-        .create_with_context(IngestContext { notices: tx })
+        .create_with_context(IngestContext::new(tx, metrics))
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
     consumer
         .subscribe(&args.inbound_topics())
@@ -172,4 +245,71 @@ pub(crate) fn producer(args: &KafkaArgs) -> Result<FutureProducer, String> {
     ])?
     .create()
     .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::statistics::{Partition, Topic};
+
+    fn statistics(partitions: &[(&str, i32, i64)]) -> Statistics {
+        let mut statistics = Statistics::default();
+        for &(topic, partition, consumer_lag) in partitions {
+            statistics
+                .topics
+                .entry(topic.to_owned())
+                .or_insert_with(|| Topic {
+                    topic: topic.to_owned(),
+                    ..Topic::default()
+                })
+                .partitions
+                .insert(
+                    partition,
+                    Partition {
+                        partition,
+                        consumer_lag,
+                        ..Partition::default()
+                    },
+                );
+        }
+        statistics
+    }
+
+    fn lag_lines(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("usage_ingest_consumer_lag_messages{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_lag_of_owned_partitions_only_is_reported_and_dropped_on_revoke() {
+        let metrics = Metrics::new().expect("metrics");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let context = IngestContext::new(tx, metrics.clone());
+        context.assigned(&[("a".into(), 0), ("a".into(), 1), ("b".into(), 0)]);
+        context.stats(statistics(&[
+            ("a", 0, 5),
+            ("a", 1, -1), // unknown: no committed offset yet
+            ("a", 2, 7),  // another instance's partition
+            ("a", -1, 3), // librdkafka's internal partition
+            ("b", 0, 0),
+            ("c", 0, 9), // not subscribed here
+        ]));
+        assert_eq!(
+            lag_lines(&metrics),
+            [
+                r#"usage_ingest_consumer_lag_messages{partition="0",topic="a"} 5"#,
+                r#"usage_ingest_consumer_lag_messages{partition="0",topic="b"} 0"#,
+            ]
+        );
+        context.revoked(&[("a".into(), 0)]);
+        context.stats(statistics(&[("a", 0, 4), ("b", 0, 2)]));
+        assert_eq!(
+            lag_lines(&metrics),
+            [r#"usage_ingest_consumer_lag_messages{partition="0",topic="b"} 2"#]
+        );
+    }
 }

@@ -68,6 +68,18 @@ struct RunArgs {
     clickhouse: ClickHouseArgs,
     #[command(flatten)]
     kafka: kafka::KafkaArgs,
+    /// How often librdkafka reports statistics, from which the consumer lag
+    /// gauge usage_ingest_consumer_lag_messages{topic,partition} is set
+    /// (partitions this instance owns; lag = high watermark - committed
+    /// offset). 0 disables the statistics and the gauge.
+    #[arg(
+        long,
+        env = "USAGE_KAFKA_STATS_INTERVAL_MS",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(0..=86_400_000),
+        help_heading = "Kafka"
+    )]
+    kafka_stats_interval_ms: u64,
 
     /// Apply pending migrations before consuming.
     #[arg(long, env = "USAGE_MIGRATE", help_heading = "Start-up")]
@@ -336,7 +348,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         abandon.clone(),
         metrics.clone(),
     );
-    let (consumer, notices) = kafka::consumer(&args.kafka).map_err(anyhow::Error::msg)?;
+    let (consumer, notices) =
+        kafka::consumer(&args.kafka, args.kafka_stats_interval_ms, metrics.clone())
+            .map_err(anyhow::Error::msg)?;
     let producer = kafka::producer(&args.kafka).map_err(anyhow::Error::msg)?;
     let sink = sink::Sink::new(
         warehouse

@@ -37,6 +37,7 @@ struct Inner {
     paused_partitions: IntGauge,
     assigned_partitions: IntGaugeVec,
     pending_events: IntGauge,
+    consumer_lag: IntGaugeVec,
     freshness_seconds: HistogramVec,
     late_flex_windows: IntCounterVec,
     ready: AtomicBool,
@@ -148,6 +149,15 @@ impl Metrics {
             "Authorizations held back, waiting for the assignment that explains them.",
         ))?;
         registry.register(Box::new(pending_events.clone()))?;
+        let consumer_lag = IntGaugeVec::new(
+            opts(
+                "consumer_lag_messages",
+                "Messages between the committed offset and the high watermark of each partition \
+                 this instance owns, from librdkafka statistics (--kafka-stats-interval-ms).",
+            ),
+            &["topic", "partition"],
+        )?;
+        registry.register(Box::new(consumer_lag.clone()))?;
         Ok(Metrics(Arc::new(Inner {
             registry,
             events_consumed,
@@ -162,6 +172,7 @@ impl Metrics {
             paused_partitions,
             assigned_partitions,
             pending_events,
+            consumer_lag,
             freshness_seconds,
             late_flex_windows,
             ready: AtomicBool::new(false),
@@ -258,6 +269,26 @@ impl Metrics {
 
     pub(crate) fn set_pending(&self, events: usize) {
         self.0.pending_events.set(events as i64);
+    }
+
+    /// The lag of one owned partition, from the Kafka client's statistics.
+    pub(crate) fn set_consumer_lag(&self, topic: &str, partition: i32, messages: i64) {
+        let partition = partition.to_string();
+        self.0
+            .consumer_lag
+            .with_label_values(&[topic, partition.as_str()])
+            .set(messages);
+    }
+
+    /// Drops the lag series of a partition this instance no longer owns (its
+    /// new owner reports it).
+    pub(crate) fn forget_consumer_lag(&self, topic: &str, partition: i32) {
+        let partition = partition.to_string();
+        // Err only when the series never existed: nothing to drop.
+        let _ = self
+            .0
+            .consumer_lag
+            .remove_label_values(&[topic, partition.as_str()]);
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
