@@ -13,6 +13,7 @@ use crate::kafka::{IngestConsumer, PartitionNotice};
 use crate::metrics::Metrics;
 use crate::process::{Prepared, ProcessError, Processor, RawMessage, Topic, TopicNames};
 use crate::sink::Sink;
+use futures::FutureExt as _;
 use rdkafka::{
     consumer::{CommitMode, Consumer},
     Message, Offset, TopicPartitionList,
@@ -50,6 +51,9 @@ pub(crate) enum PipelineError {
 
 /// How often held-back authorizations are retried when no other message arrives.
 const PENDING_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Messages taken from librdkafka's queue in one go, between two turns of
+/// the pipeline's select!.
+const MAX_BURST: usize = 4096;
 
 /// Offsets to commit once a batch is stored: per (topic, partition), the next offset to read.
 pub(crate) type Commit = HashMap<(Topic, i32), i64>;
@@ -161,35 +165,59 @@ impl Pipeline {
                     }
                 }
                 message = recv_owned(&self.consumer, &self.topics), if !paused => {
-                    // A rebalance notice may have arrived while polling: handle it first.
-                    while let Ok(notice) = self.notices.try_recv() {
-                        self.on_notice(notice, &mut filling).await?;
+                    self.accept(message, &mut filling, &mut consumed).await?;
+                    // Take what librdkafka already holds without going round
+                    // the select! (and its timers) for every message; the
+                    // burst is bounded so writes finishing and notices get
+                    // their turn.
+                    let mut burst = 0;
+                    while burst < MAX_BURST && !filling.is_full(&self.limits) {
+                        let Some(message) = recv_owned(&self.consumer, &self.topics).now_or_never()
+                        else {
+                            break;
+                        };
+                        self.accept(message, &mut filling, &mut consumed).await?;
+                        burst += 1;
                     }
-                    let raw = match message {
-                        Ok(Some(raw)) => raw,
-                        Ok(None) => continue,
-                        Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
-                            self.reached_end(partition)?;
-                            continue;
-                        }
-                        Err(error) => {
-                            // Broker unreachable, a partition error...: librdkafka
-                            // reconnects and resumes by itself; nothing is lost.
-                            tracing::warn!(%error, "consumer error");
-                            continue;
-                        }
-                    };
-                    *consumed.entry(raw.topic).or_default() += 1;
-                    filling.bytes += raw.payload.len();
-                    filling.opened.get_or_insert_with(Instant::now);
-                    self.positions.insert((raw.topic, raw.partition), raw.offset + 1);
-                    filling.messages.push(raw);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() && room => {}
                 _ = tokio::time::sleep(PENDING_RETRY_INTERVAL), if self.processor.pending_len() > 0 && room => {}
             }
         }
         self.drain(filling, in_flight, &mut consumed).await
+    }
+
+    /// Adds a received message to the batch being filled (rebalance notices
+    /// that arrived meanwhile are handled first).
+    async fn accept(
+        &mut self,
+        message: Result<Option<RawMessage>, rdkafka::error::KafkaError>,
+        filling: &mut Filling,
+        consumed: &mut HashMap<Topic, u64>,
+    ) -> Result<(), PipelineError> {
+        while let Ok(notice) = self.notices.try_recv() {
+            self.on_notice(notice, filling).await?;
+        }
+        let raw = match message {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(()),
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                return self.reached_end(partition);
+            }
+            Err(error) => {
+                // Broker unreachable, a partition error...: librdkafka
+                // reconnects and resumes by itself; nothing is lost.
+                tracing::warn!(%error, "consumer error");
+                return Ok(());
+            }
+        };
+        *consumed.entry(raw.topic).or_default() += 1;
+        filling.bytes += raw.payload.len();
+        filling.opened.get_or_insert_with(Instant::now);
+        self.positions
+            .insert((raw.topic, raw.partition), raw.offset + 1);
+        filling.messages.push(raw);
+        Ok(())
     }
 
     fn report_consumed(&self, consumed: &mut HashMap<Topic, u64>) {
