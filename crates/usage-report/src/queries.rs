@@ -4,6 +4,10 @@
 //! ClickHouse 18.16 has no server-side parameters). Nothing a user sends is
 //! ever spliced into SQL text.
 //!
+//! Lists of values are bound as arrays and tested with `IN (SELECT
+//! arrayJoin(?))`, which lets ClickHouse use the tables' primary keys (a
+//! `has(?, column)` would scan).
+//!
 //! The statements run unchanged on ClickHouse 18.16 and on a current
 //! ClickHouse (`tests/tests/sql_compat.rs` runs them in chDB): no CTEs, no
 //! window functions, no `FINAL` with filters on non-key columns (copies are
@@ -151,7 +155,10 @@ impl RowsQuery {
                 sql.push(" AND 0");
             }
             Some(teams) => {
-                sql.bind(" AND has(?, team_id)", Param::Strs(teams.clone()));
+                sql.bind(
+                    " AND team_id IN (SELECT arrayJoin(?))",
+                    Param::Strs(teams.clone()),
+                );
             }
             None => {}
         }
@@ -165,18 +172,11 @@ impl RowsQuery {
         }
     }
 
-    /// One row per (current team, user, product, access) that is assigned
-    /// now or used in the range: `team, user_id, product, access, days used
-    /// in range, last day used (all time; 0 = never), tokens (thousandths)
-    /// of windows starting in range, held now (0/1), assigned date (days
-    /// since 1970; 65535 = not assigned)`. Decoded as [`RowsRow`].
-    pub fn rows(&self) -> Sql {
-        let mut sql = Sql::new(
-            "SELECT tm, user_id, product, acc, max(days) AS days_used, max(last_day) AS last_used, \
-             max(tokens) AS tokens_milli, max(held) AS held_now, min(since) AS since_day FROM (",
-        );
-        // Days used and last accessed.
-        sql.push("SELECT ");
+    /// Usage per (current team, user, product, access) with any usage:
+    /// `team, user_id, product, access, days used in range, last day used
+    /// (all time)` ([`UsageRow`]).
+    pub fn usage(&self) -> Sql {
+        let mut sql = Sql::new("SELECT ");
         self.team_expr(&mut sql);
         sql.push(" AS tm, user_id, product, toString(access) AS acc, ")
             .bind_str(
@@ -184,35 +184,39 @@ impl RowsQuery {
                 &self.from,
             )
             .bind_str(" AND usage_date <= toDate(?))) AS days, ", &self.to)
-            .push(
-                "toUInt16(max(usage_date)) AS last_day, toUInt64(0) AS tokens, toUInt8(0) AS held, \
-                 toUInt16(65535) AS since FROM daily_usage WHERE 1",
-            );
+            .push("toUInt16(max(usage_date)) AS last_day FROM daily_usage WHERE 1");
         self.filters(&mut sql, true);
         sql.push(" GROUP BY tm, user_id, product, acc");
-        // Tokens of the Flex windows starting in the range.
-        if self.access.as_deref() != Some("seat") {
-            sql.push(" UNION ALL SELECT ");
-            self.team_of(&mut sql, "opener");
-            sql.push(
-                " AS tm, user_id, product, 'flex' AS acc, toUInt64(0), toUInt16(0), \
-                 toUInt64(sum(tok)), toUInt8(0), toUInt16(65535) FROM (SELECT user_id, product, \
-                 window_start, window_start_us, any(team_id) AS opener, any(tokens_milli) AS tok \
-                 FROM flex_windows WHERE 1",
-            )
-            .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
-            .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
-            self.filters(&mut sql, false);
-            sql.push(
-                " GROUP BY user_id, product, window_start, window_start_us) \
-                 GROUP BY tm, user_id, product",
-            );
-        }
-        // The assignments in force now.
+        sql
+    }
+
+    /// Tokens of the Flex windows starting in the range, per (current team
+    /// of the opening event, user, product): `team, user_id, product,
+    /// tokens (thousandths)` ([`TokensRow`]).
+    pub fn tokens(&self) -> Sql {
+        let mut sql = Sql::new("SELECT ");
+        self.team_of(&mut sql, "opener");
         sql.push(
-            " UNION ALL SELECT tm, user_id, product, acc, toUInt64(0), toUInt16(0), toUInt64(0), \
-             toUInt8(1), toUInt16(min(d)) FROM (SELECT ",
+            " AS tm, user_id, product, toUInt64(sum(tok)) AS tokens FROM (SELECT user_id, \
+             product, window_start, window_start_us, any(team_id) AS opener, \
+             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+        )
+        .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
+        .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY user_id, product, window_start, window_start_us) \
+             GROUP BY tm, user_id, product",
         );
+        sql
+    }
+
+    /// The assignments in force now, per (current team, user, product,
+    /// access): `team, user_id, product, access, assigned date (days since
+    /// 1970; the earliest of the merged teams')` ([`HeldRow`]).
+    pub fn held(&self) -> Sql {
+        let mut sql =
+            Sql::new("SELECT tm, user_id, product, acc, toUInt16(min(d)) AS since FROM (SELECT ");
         self.team_expr(&mut sql);
         sql.push(
             " AS tm, user_id, product, toString(access) AS acc, argMax(assigned, version) AS a, \
@@ -223,7 +227,6 @@ impl RowsQuery {
             " GROUP BY team_id, user_id, product, access) WHERE a = 1 \
              GROUP BY tm, user_id, product, acc",
         );
-        sql.push(") GROUP BY tm, user_id, product, acc HAVING held_now = 1 OR days_used > 0");
         sql
     }
 
@@ -317,17 +320,33 @@ pub struct DailyTokensRow {
     pub tokens_milli: u64,
 }
 
-/// A row of [`RowsQuery::rows`].
+/// A row of [`RowsQuery::usage`].
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
-pub struct RowsRow {
+pub struct UsageRow {
     pub team: String,
     pub user_id: String,
     pub product: String,
     pub access: String,
     pub days: u64,
     pub last_day: u16,
+}
+
+/// A row of [`RowsQuery::tokens`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct TokensRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
     pub tokens_milli: u64,
-    pub held: u8,
+}
+
+/// A row of [`RowsQuery::held`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct HeldRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: String,
     pub since_day: u16,
 }
 
@@ -379,7 +398,10 @@ pub fn profiles(users: Option<Vec<String>>) -> Sql {
             sql.push(" WHERE 0");
         }
         Some(users) => {
-            sql.bind(" WHERE has(?, user_id)", Param::Strs(users));
+            sql.bind(
+                " WHERE user_id IN (SELECT arrayJoin(?))",
+                Param::Strs(users),
+            );
         }
         None => {}
     }
@@ -399,7 +421,10 @@ pub fn memberships(teams: Option<Vec<String>>) -> Sql {
             sql.push(" WHERE 0");
         }
         Some(teams) => {
-            sql.bind(" WHERE has(?, team_id)", Param::Strs(teams));
+            sql.bind(
+                " WHERE team_id IN (SELECT arrayJoin(?))",
+                Param::Strs(teams),
+            );
         }
         None => {}
     }
@@ -425,7 +450,7 @@ pub fn assignments_of(teams: Vec<String>, product: &str) -> Sql {
     if teams.is_empty() {
         sql.push(" AND 0");
     } else {
-        sql.bind(" AND has(?, team_id)", Param::Strs(teams));
+        sql.bind(" AND team_id IN (SELECT arrayJoin(?))", Param::Strs(teams));
     }
     sql.bind_str(" AND product = ?", product)
         .push(" GROUP BY team_id, user_id, product, access");
@@ -449,8 +474,12 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ..RowsQuery::default()
     };
     vec![
-        ("rows, every filter", full.rows()),
-        ("rows, no filter", bare.rows()),
+        ("usage, every filter", full.usage()),
+        ("usage, no filter", bare.usage()),
+        ("tokens, every filter", full.tokens()),
+        ("tokens, no filter", bare.tokens()),
+        ("held, every filter", full.held()),
+        ("held, no filter", bare.held()),
         ("seat days", full.seat_days()),
         ("seat days, no filter", bare.seat_days()),
         ("token windows", full.token_windows()),
@@ -464,12 +493,12 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("memberships", memberships(Some(vec!["t1".into()]))),
         ("known teams", known_teams()),
         (
-            "rows, no team",
+            "usage, no team",
             RowsQuery {
                 teams: Some(Vec::new()),
                 ..bare.clone()
             }
-            .rows(),
+            .usage(),
         ),
         ("profiles of nobody", profiles(Some(Vec::new()))),
         ("assignments", assignments_of(vec!["t1".into()], "p")),
@@ -490,7 +519,13 @@ mod tests {
             product: Some(hostile.into()),
             ..RowsQuery::default()
         };
-        for sql in [q.rows(), q.seat_days(), q.token_windows()] {
+        for sql in [
+            q.usage(),
+            q.tokens(),
+            q.held(),
+            q.seat_days(),
+            q.token_windows(),
+        ] {
             assert!(!sql.text().contains("OR 1=1"), "{}", sql.text());
             assert_eq!(sql.text().matches('?').count(), sql.params.len());
             assert!(sql.with_literals().contains(r"'x\' OR 1=1 --'"));
@@ -498,11 +533,14 @@ mod tests {
     }
 
     #[test]
-    fn seat_only_reports_skip_the_flex_windows() {
+    fn the_access_filter_applies_to_usage_and_assignments() {
         let q = RowsQuery {
             access: Some("seat".into()),
             ..RowsQuery::default()
         };
-        assert!(!q.rows().text().contains("flex_windows"));
+        assert!(q.usage().text().contains("access = ?"));
+        assert!(q.held().text().contains("access = ?"));
+        // Flex windows have no access column: the caller skips them for seats.
+        assert!(!q.tokens().text().contains("access = ?"));
     }
 }

@@ -8,6 +8,7 @@
 //! the API, the exports and the schedules share one definition of each.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use clickhouse::Client;
@@ -27,7 +28,8 @@ use crate::model::{
     SubscriptionsTile, TeamSelection, UsersPage,
 };
 use crate::queries::{
-    self, DailyTokensRow, DailyUsageRow, RowsQuery, RowsRow, SeatDayRow, TokenWindowRow,
+    self, DailyTokensRow, DailyUsageRow, HeldRow, RowsQuery, SeatDayRow, TokenWindowRow, TokensRow,
+    UsageRow,
 };
 
 /// Reads the report from ClickHouse.
@@ -35,7 +37,13 @@ use crate::queries::{
 pub struct Reporter {
     client: Client,
     hasher: UserHasher,
+    /// user id -> keyed hash: the hash is a pure function of the id, and a
+    /// report of every team hashes every user.
+    keys: Arc<Mutex<HashMap<String, String>>>,
 }
+
+/// Past this many cached user keys the cache starts over (memory bound).
+const MAX_CACHED_KEYS: usize = 1_000_000;
 
 /// The directory as the report needs it: merges and team privacy.
 struct Directory {
@@ -51,6 +59,22 @@ struct Scope {
     stored_teams: Option<Vec<String>>,
     /// The current teams in scope (for privacy with All Teams).
     current_teams: Vec<String>,
+}
+
+/// (current team, user, product, access).
+type RowKey = (String, String, String, Access);
+
+/// What the warehouse says of one row.
+#[derive(Debug, Default)]
+struct Agg {
+    /// Days used in the range.
+    days: u64,
+    /// Last day used, ever.
+    last: Option<NaiveDate>,
+    /// Tokens of the windows starting in the range.
+    tokens_milli: u64,
+    /// Assigned now, since.
+    since: Option<NaiveDate>,
 }
 
 /// A row before display.
@@ -151,7 +175,25 @@ fn contains_ci(haystack: &str, needle_lower: &str) -> bool {
 
 impl Reporter {
     pub fn new(client: Client, hasher: UserHasher) -> Reporter {
-        Reporter { client, hasher }
+        Reporter {
+            client,
+            hasher,
+            keys: Arc::default(),
+        }
+    }
+
+    /// The keyed hash of `user_id` (cached).
+    fn hash(&self, user_id: &str) -> String {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = keys.get(user_id) {
+            return key.clone();
+        }
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        let key = self.hasher.hash(user_id);
+        keys.insert(user_id.to_owned(), key.clone());
+        key
     }
 
     /// The ClickHouse client (for the readiness probe).
@@ -280,27 +322,81 @@ impl Reporter {
             .collect())
     }
 
+    /// The three aggregates of a report (usage, tokens, assignments in
+    /// force), queried concurrently and joined here by (current team, user,
+    /// product, access); only keys assigned now or used in the range stay.
+    async fn aggregate(&self, query: &RowsQuery) -> Result<HashMap<RowKey, Agg>, ApiError> {
+        let seat_only = query.access.as_deref() == Some("seat");
+        let (usage, tokens, held) = tokio::join!(
+            query.usage().query(&self.client).fetch_all::<UsageRow>(),
+            async {
+                if seat_only {
+                    Ok(Vec::new())
+                } else {
+                    query
+                        .tokens()
+                        .query(&self.client)
+                        .fetch_all::<TokensRow>()
+                        .await
+                }
+            },
+            query.held().query(&self.client).fetch_all::<HeldRow>(),
+        );
+        let (usage, tokens, held) = (
+            usage.map_err(warehouse)?,
+            tokens.map_err(warehouse)?,
+            held.map_err(warehouse)?,
+        );
+        let mut rows: HashMap<RowKey, Agg> = HashMap::with_capacity(usage.len() + held.len());
+        for r in usage {
+            let agg = rows
+                .entry((r.team, r.user_id, r.product, access_of(&r.access)))
+                .or_default();
+            agg.days = r.days;
+            agg.last = (r.last_day > 0).then(|| day(r.last_day));
+        }
+        for r in tokens {
+            rows.entry((r.team, r.user_id, r.product, Access::Flex))
+                .or_default()
+                .tokens_milli = r.tokens_milli;
+        }
+        for r in held {
+            rows.entry((r.team, r.user_id, r.product, access_of(&r.access)))
+                .or_default()
+                .since = Some(day(r.since_day));
+        }
+        rows.retain(|_, a| a.since.is_some() || a.days > 0);
+        Ok(rows)
+    }
+
     /// Every row of the report matching `filters`, sorted, not paged.
+    /// Without `detail` (the overview), groups, user keys and the order are
+    /// left out unless a filter needs them.
     async fn rows(
         &self,
         admin: &Admin,
         filters: ReportFilters,
         sort: Sort,
+        detail: bool,
     ) -> Result<Rows, ApiError> {
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        let raw = Self::rows_query(&dir, &scope, &filters)
-            .rows()
-            .query(&self.client)
-            .fetch_all::<RowsRow>()
-            .await
-            .map_err(warehouse)?;
-        let hashed = hashed_for(&scope, &dir, raw.iter().map(|r| r.team.as_str()));
-        let memberships = queries::memberships(scope.stored_teams.clone())
-            .query(&self.client)
-            .fetch_all::<(String, String, String, String, u8)>()
-            .await
-            .map_err(warehouse)?;
+        let with_groups = detail || filters.group.is_some();
+        let with_keys = detail || filters.q.is_some();
+        let query = Self::rows_query(&dir, &scope, &filters);
+        let (raw, memberships) = tokio::join!(self.aggregate(&query), async {
+            if with_groups {
+                queries::memberships(scope.stored_teams.clone())
+                    .query(&self.client)
+                    .fetch_all::<(String, String, String, String, u8)>()
+                    .await
+                    .map_err(warehouse)
+            } else {
+                Ok(Vec::new())
+            }
+        });
+        let (raw, memberships) = (raw?, memberships?);
+        let hashed = hashed_for(&scope, &dir, raw.keys().map(|k| k.0.as_str()));
         let mut groups: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
         for (team, user, group_id, group_name, member) in memberships {
             if member == 1 {
@@ -312,20 +408,23 @@ impl Reporter {
         }
         let mut keys: HashMap<String, String> = HashMap::new();
         let mut lines = Vec::with_capacity(raw.len());
-        for r in raw {
-            let access = access_of(&r.access);
-            let held = (r.held == 1).then(|| Held {
+        for ((team, user_id, product, access), a) in raw {
+            let held = a.since.map(|since| Held {
                 access,
-                since: Utc.from_utc_datetime(&day(r.since_day).and_time(chrono::NaiveTime::MIN)),
+                since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
             });
-            let days = u32::try_from(r.days).unwrap_or(u32::MAX);
+            let days = u32::try_from(a.days).unwrap_or(u32::MAX);
             let Some(st) = status::status(held, days > 0, &filters.dates) else {
                 continue;
             };
             if filters.status.is_some_and(|s| s != st) {
                 continue;
             }
-            let member_of = groups.get(&(r.team.clone(), r.user_id.clone()));
+            let member_of = if with_groups {
+                groups.get(&(team.clone(), user_id.clone()))
+            } else {
+                None
+            };
             if let Some(wanted) = &filters.group {
                 let is_member = member_of
                     .is_some_and(|gs| gs.iter().any(|(id, name)| id == wanted || name == wanted));
@@ -338,24 +437,23 @@ impl Reporter {
                 .unwrap_or_default();
             group_names.sort();
             group_names.dedup();
-            let user_key = keys
-                .entry(r.user_id.clone())
-                .or_insert_with(|| {
-                    if hashed {
-                        self.hasher.hash(&r.user_id)
-                    } else {
-                        r.user_id.clone()
-                    }
-                })
-                .clone();
+            let user_key = if !with_keys {
+                String::new()
+            } else if hashed {
+                keys.entry(user_id.clone())
+                    .or_insert_with(|| self.hash(&user_id))
+                    .clone()
+            } else {
+                user_id.clone()
+            };
             lines.push(Line {
-                team: r.team,
-                user_id: r.user_id,
-                product: r.product,
+                team,
+                user_id,
+                product,
                 access,
                 days,
-                last: (r.last_day > 0).then(|| day(r.last_day)),
-                tokens_milli: r.tokens_milli,
+                last: a.last,
+                tokens_milli: a.tokens_milli,
                 since: held.map(|h| h.since.date_naive()),
                 status: st,
                 groups: group_names,
@@ -383,7 +481,9 @@ impl Reporter {
                             .is_some_and(|p| contains_ci(&p.name, &q) || contains_ci(&p.email, &q)))
             });
         }
-        sort_lines(&mut lines, sort, hashed, &filters);
+        if detail {
+            sort_lines(&mut lines, sort, hashed, &filters);
+        }
         Ok(Rows {
             lines,
             hashed,
@@ -442,7 +542,7 @@ impl Reporter {
         sort: Sort,
         page: Page,
     ) -> Result<UsersPage, ApiError> {
-        let mut rows = self.rows(admin, filters, sort).await?;
+        let mut rows = self.rows(admin, filters, sort, true).await?;
         let total = rows.lines.len() as u64;
         let start = usize::try_from(u64::from(page.page - 1) * u64::from(page.page_size))
             .unwrap_or(usize::MAX)
@@ -470,7 +570,7 @@ impl Reporter {
         filters: ReportFilters,
         sort: Sort,
     ) -> Result<Vec<ReportRow>, ApiError> {
-        let mut rows = self.rows(admin, filters, sort).await?;
+        let mut rows = self.rows(admin, filters, sort, true).await?;
         self.complete_profiles(&mut rows.lines, rows.hashed).await?;
         Ok(rows
             .lines
@@ -490,7 +590,9 @@ impl Reporter {
             TeamSelection::All => TeamScope::All,
             TeamSelection::Team(t) => TeamScope::Team(t),
         };
-        let rows = self.rows(admin, filters.clone(), Sort::default()).await?;
+        let rows = self
+            .rows(admin, filters.clone(), Sort::default(), false)
+            .await?;
         let held_access = rows
             .lines
             .iter()
@@ -587,7 +689,7 @@ impl Reporter {
             return Ok(users
                 .into_iter()
                 .map(|u| {
-                    let key = self.hasher.hash(&u);
+                    let key = self.hash(&u);
                     (u, (key, None, None))
                 })
                 .collect());
@@ -719,7 +821,7 @@ impl Reporter {
             if assigned != 1 || access.is_some_and(|a| a != access_here) {
                 continue;
             }
-            if user_id != user_key && self.hasher.hash(&user_id) != user_key {
+            if user_id != user_key && self.hash(&user_id) != user_key {
                 continue;
             }
             let via = match via.as_str() {
