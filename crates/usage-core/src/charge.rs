@@ -106,7 +106,9 @@
 //! exactly, so the retention must exceed the consumer's redelivery span.
 //!
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::FastMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -134,7 +136,7 @@ fn covers(start: DateTime<Utc>, at: DateTime<Utc>) -> bool {
 /// `(occurred_at, event_id)`), so a correction wins whatever the arrival order.
 #[derive(Debug, Clone, Default)]
 pub struct RateTable {
-    products: HashMap<Box<str>, Vec<Rate>>,
+    products: FastMap<Box<str>, Vec<Rate>>,
 }
 
 #[derive(Debug, Clone)]
@@ -404,7 +406,7 @@ pub struct WindowRecord {
 #[derive(Debug, Clone, Default)]
 pub struct ChargeState {
     /// Keyed by (user, product) ([`crate::pair`]).
-    windows: HashMap<PairKey, Windows>,
+    windows: FastMap<PairKey, Windows>,
     config: ChargeConfig,
 }
 
@@ -510,7 +512,7 @@ impl ChargeState {
     /// An empty state with the given retention.
     pub fn new(config: ChargeConfig) -> ChargeState {
         ChargeState {
-            windows: HashMap::new(),
+            windows: FastMap::default(),
             config,
         }
     }

@@ -10,7 +10,7 @@
 /// The owned composite key.
 pub(crate) type PairKey = Box<[u8]>;
 
-use std::collections::HashMap;
+use crate::FastMap;
 
 const STACK: usize = 128;
 
@@ -46,7 +46,7 @@ pub(crate) fn with_pair_key<R>(user: &str, product: &str, f: impl FnOnce(&[u8]) 
 /// The entry of (user, product), inserted with a default value when
 /// missing; builds the owned key only on insertion.
 pub(crate) fn pair_slot<'m, V: Default>(
-    map: &'m mut HashMap<PairKey, V>,
+    map: &'m mut FastMap<PairKey, V>,
     user: &str,
     product: &str,
 ) -> &'m mut V {
@@ -58,7 +58,7 @@ pub(crate) fn pair_slot<'m, V: Default>(
 
 /// The entry of `key` in a map keyed by owned strings, inserted with a
 /// default value when missing; allocates the owned key only on insertion.
-pub(crate) fn slot<'m, V: Default>(map: &'m mut HashMap<Box<str>, V>, key: &str) -> &'m mut V {
+pub(crate) fn slot<'m, V: Default>(map: &'m mut FastMap<Box<str>, V>, key: &str) -> &'m mut V {
     if !map.contains_key(key) {
         map.insert(key.into(), V::default());
     }
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(split(&pair_key("", "")), ("", ""));
         let long = "é".repeat(100);
         assert_eq!(split(&pair_key(&long, "p")), (long.as_str(), "p"));
-        let mut m: HashMap<PairKey, u8> = HashMap::new();
+        let mut m: FastMap<PairKey, u8> = FastMap::default();
         m.insert(pair_key("u", "p"), 1);
         m.insert(pair_key(&long, "p"), 2);
         assert_eq!(with_pair_key("u", "p", |k| m.get(k).copied()), Some(1));

@@ -47,7 +47,7 @@
 //! search per candidate team; it allocates only for the rare
 //! [`Resolution::Ambiguous`].
 
-use std::collections::HashMap;
+use crate::FastMap;
 
 use chrono::{DateTime, Utc};
 
@@ -167,7 +167,7 @@ pub struct AssignmentRow<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct AssignmentState {
     /// Keyed by (user, product) ([`crate::pair`]).
-    holdings: HashMap<PairKey, Holdings>,
+    holdings: FastMap<PairKey, Holdings>,
     facts: usize,
 }
 

@@ -12,6 +12,12 @@ mod sink;
 mod state;
 
 use anyhow::Context;
+
+/// mimalloc: every event allocates its payload, key and decoded strings, and
+/// the system allocator's free lists were a quarter of the consumer's CPU
+/// (BENCHMARKS.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tokio::sync::watch;

@@ -56,7 +56,7 @@ const PENDING_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_BURST: usize = 4096;
 
 /// Offsets to commit once a batch is stored: per (topic, partition), the next offset to read.
-pub(crate) type Commit = HashMap<(Topic, i32), i64>;
+pub(crate) type Commit = usage_core::FastMap<(Topic, i32), i64>;
 
 struct InFlight {
     handle: JoinHandle<Result<Prepared, PipelineError>>,

@@ -15,7 +15,7 @@ use crate::rows;
 use crate::sink::{RetryPolicy, Table, TableRows};
 use crate::state::Enrichment;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use usage_core::charge::Charge;
@@ -25,6 +25,7 @@ use usage_core::usage::usage_date;
 use usage_core::validate::{
     decode_assignment, decode_authorization, decode_directory, Limits, Reason, ValidationError,
 };
+use usage_core::{FastMap, FastSet};
 use usage_store::{StoreError, Warehouse};
 
 /// Reads enrichment state from ClickHouse, retrying with backoff until it
@@ -313,7 +314,7 @@ impl Processor {
         }
 
         // 3. The Flex windows that may cover these events.
-        let mut first_use: HashMap<(&str, &str), DateTime<Utc>> = HashMap::new();
+        let mut first_use: FastMap<(&str, &str), DateTime<Utc>> = FastMap::default();
         for p in queue
             .iter()
             .filter(|p| p.auth.online && p.auth.access == Access::Flex)
@@ -335,7 +336,7 @@ impl Processor {
         let mut stored: Vec<(Pending, Stamp)> = Vec::with_capacity(queue.len());
         // (user, product) pairs with an earlier event held back: their later
         // events wait behind it, so each pair is charged in its own order.
-        let mut blocked: HashSet<(String, String)> = HashSet::new();
+        let mut blocked: FastSet<(String, String)> = FastSet::default();
         for p in queue {
             if !p.auth.online {
                 out.offline += 1;
@@ -466,7 +467,7 @@ impl Processor {
         }
 
         // 5. Encode the facts, the windows and the day-level rollup (deduplicated per batch).
-        let mut days: HashSet<(&str, &str, &str, Access, NaiveDate)> = HashSet::new();
+        let mut days: FastSet<(&str, &str, &str, Access, NaiveDate)> = FastSet::default();
         for (p, stamp) in &stored {
             let a = &p.auth;
             let day = usage_date(a.occurred_at);

@@ -6,10 +6,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use clickhouse::Row;
 use serde::Deserialize;
-use std::collections::HashMap;
 use usage_core::charge::{ChargeConfig, ChargeState, RateTable, WindowRecord, WINDOW};
 use usage_core::event::{Access, Assignment, AssignmentAction, AssignmentVia, ProductRate, Tokens};
 use usage_core::team::AssignmentState;
+use usage_core::FastMap;
 use usage_store::{StoreError, Warehouse};
 
 /// What the processor consults to stamp an authorization.
@@ -18,7 +18,7 @@ pub(crate) struct Enrichment {
     pub(crate) rates: RateTable,
     pub(crate) charges: ChargeState,
     /// Per (user, product), from when its windows are loaded from ClickHouse.
-    loaded_from: HashMap<(Box<str>, Box<str>), DateTime<Utc>>,
+    loaded_from: FastMap<(Box<str>, Box<str>), DateTime<Utc>>,
     /// `ingested_at` (seconds) of the newest assignment event read from ClickHouse.
     assignments_read_until: u32,
 }
@@ -109,7 +109,7 @@ impl Enrichment {
             assignments: AssignmentState::new(),
             rates: RateTable::new(),
             charges: ChargeState::new(charge_config),
-            loaded_from: HashMap::new(),
+            loaded_from: FastMap::default(),
             assignments_read_until: 0,
         };
         enrichment.follow_assignments(warehouse).await?;

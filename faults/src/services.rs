@@ -1,0 +1,240 @@
+//! The suite's own ClickHouse and broker: started with `scripts/services up`
+//! under a private state directory and free ports, so that stopping,
+//! pausing or reconfiguring them never touches the shared services other
+//! tests use. Stopped (`scripts/services down`) when dropped.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A private ClickHouse and tansu broker.
+pub(crate) struct PrivateServices {
+    repo: PathBuf,
+    /// `USAGE_LOCAL_DIR` of these services.
+    pub(crate) dir: PathBuf,
+    http_port: u16,
+    tcp_port: u16,
+    kafka_port: u16,
+    stopped: bool,
+}
+
+/// A port nothing listens on now (the kernel's choice).
+pub(crate) fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+impl PrivateServices {
+    /// Starts ClickHouse and the broker under `dir` (reusing the tansu binary
+    /// the shared services downloaded, if any).
+    pub(crate) fn start(repo: &Path, dir: &Path) -> Result<PrivateServices> {
+        std::fs::create_dir_all(dir.join("bin"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let shared_tansu = std::env::var_os("USAGE_LOCAL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join(".local"))
+            .join("bin/tansu");
+        let tansu = dir.join("bin/tansu");
+        if shared_tansu.is_file() && !tansu.exists() {
+            std::os::unix::fs::symlink(&shared_tansu, &tansu)
+                .with_context(|| format!("linking {}", shared_tansu.display()))?;
+        }
+        // ClickHouse also listens on tcp + 9 (interserver): all four must be free.
+        let (http_port, tcp_port, kafka_port) = (0..50)
+            .find_map(|_| {
+                let ports = (free_port().ok()?, free_port().ok()?, free_port().ok()?);
+                let distinct = ports.0 != ports.1 && ports.1 != ports.2 && ports.0 != ports.2;
+                let interserver = ports.1.checked_add(9)?;
+                (distinct && port_free(interserver) && ![ports.0, ports.2].contains(&interserver))
+                    .then_some(ports)
+            })
+            .context("no free ports for the private services")?;
+        let services = PrivateServices {
+            repo: repo.to_path_buf(),
+            dir: dir.to_path_buf(),
+            http_port,
+            tcp_port,
+            kafka_port,
+            stopped: false,
+        };
+        services.script("up")?;
+        Ok(services)
+    }
+
+    fn script(&self, action: &str) -> Result<()> {
+        let output = Command::new(self.repo.join("scripts/services"))
+            .arg(action)
+            .env("USAGE_LOCAL_DIR", &self.dir)
+            .env("USAGE_CLICKHOUSE_HTTP_PORT", self.http_port.to_string())
+            .env("USAGE_CLICKHOUSE_TCP_PORT", self.tcp_port.to_string())
+            .env("USAGE_KAFKA_PORT", self.kafka_port.to_string())
+            .output()
+            .context("running scripts/services")?;
+        ensure!(
+            output.status.success(),
+            "scripts/services {action} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
+    pub(crate) fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    pub(crate) fn clickhouse_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn clickhouse_dir(&self) -> PathBuf {
+        self.dir.join("services/clickhouse")
+    }
+
+    fn pid(&self, file: &Path) -> Result<u32> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the pid file {}", file.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} holds no pid", file.display()))
+    }
+
+    fn broker_pid(&self) -> Result<u32> {
+        self.pid(&self.dir.join("services/tansu/pid"))
+    }
+
+    /// Whether ClickHouse answers `/ping`.
+    pub(crate) async fn clickhouse_answers(&self) -> bool {
+        let url = format!("{}/ping", self.clickhouse_url());
+        let client = reqwest::Client::new();
+        match client.get(url).timeout(Duration::from_secs(2)).send().await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// Stops ClickHouse alone (SIGTERM, as `scripts/services down` does) and
+    /// waits until its process is gone.
+    pub(crate) async fn stop_clickhouse(&self) -> Result<()> {
+        let pid = self.pid(&self.clickhouse_dir().join("pid"))?;
+        signal(pid, "TERM")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive(pid) {
+            if Instant::now() >= deadline {
+                signal(pid, "KILL")?;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts ClickHouse again (`scripts/services up`: the broker already answers).
+    pub(crate) async fn start_clickhouse(&self) -> Result<()> {
+        let me = self.script_runner();
+        tokio::task::spawn_blocking(move || me.script("up")).await??;
+        ensure!(
+            self.clickhouse_answers().await,
+            "ClickHouse does not answer after a restart"
+        );
+        Ok(())
+    }
+
+    fn script_runner(&self) -> PrivateServices {
+        PrivateServices {
+            repo: self.repo.clone(),
+            dir: self.dir.clone(),
+            http_port: self.http_port,
+            tcp_port: self.tcp_port,
+            kafka_port: self.kafka_port,
+            // A copy for one script call: never stops anything when dropped.
+            stopped: true,
+        }
+    }
+
+    /// SIGSTOP (true) or SIGCONT (false) to the broker.
+    pub(crate) fn pause_broker(&self, pause: bool) -> Result<()> {
+        signal(self.broker_pid()?, if pause { "STOP" } else { "CONT" })
+    }
+
+    /// Makes the default profile read-only (`readonly = 2`: reads and
+    /// settings only) or writable again, by editing this server's
+    /// `users.xml`, which ClickHouse reloads within a few seconds.
+    pub(crate) fn set_read_only(&self, read_only: bool) -> Result<()> {
+        const MARK: &str = "<readonly>2</readonly><!-- usage-faults -->";
+        const ANCHOR: &str = "<max_memory_usage>";
+        let path = self.clickhouse_dir().join("users.xml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let without = text.replace(MARK, "");
+        let new = if read_only {
+            let Some(at) = without.find(ANCHOR) else {
+                bail!("{} has no {ANCHOR} to anchor the setting", path.display());
+            };
+            format!("{}{MARK}{}", &without[..at], &without[at..])
+        } else {
+            without
+        };
+        std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Stops both (idempotent).
+    pub(crate) fn stop(&mut self) -> Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        // A paused broker would not see SIGTERM: `down` sends SIGCONT first.
+        self.script("down")
+    }
+}
+
+impl Drop for PrivateServices {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop() {
+            eprintln!("usage-faults: stopping the private services: {error:#}");
+        }
+    }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, `STOP`, `CONT`) to `pid` with `kill`.
+pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub(crate) fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => !status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("Z (zombie)")),
+        Err(_) => false,
+    }
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
