@@ -103,7 +103,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "USAGE_BATCH_MAX_ROWS",
-        default_value_t = 100_000,
+        default_value_t = 50_000,
         help_heading = "Batching"
     )]
     batch_max_rows: usize,
