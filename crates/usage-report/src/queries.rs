@@ -410,8 +410,9 @@ pub fn profiles(users: Option<Vec<String>>) -> Sql {
 }
 
 /// Group memberships (latest per team, user, group) of `teams`, or of
-/// every team: `team_id, user_id, group_id, group_name, member`.
-pub fn memberships(teams: Option<Vec<String>>) -> Sql {
+/// every team, of `users` or of everyone: `team_id, user_id, group_id,
+/// group_name, member`.
+pub fn memberships(teams: Option<Vec<String>>, users: Option<Vec<String>>) -> Sql {
     let mut sql = Sql::new(
         "SELECT team_id, user_id, group_id, argMax(group_name, version), argMax(member, version) \
          FROM group_memberships",
@@ -425,6 +426,17 @@ pub fn memberships(teams: Option<Vec<String>>) -> Sql {
                 " WHERE team_id IN (SELECT arrayJoin(?))",
                 Param::Strs(teams),
             );
+        }
+        None => {
+            sql.push(" WHERE 1");
+        }
+    }
+    match users {
+        Some(users) if users.is_empty() => {
+            sql.push(" AND 0");
+        }
+        Some(users) => {
+            sql.bind(" AND user_id IN (SELECT arrayJoin(?))", Param::Strs(users));
         }
         None => {}
     }
@@ -490,7 +502,11 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("teams", teams()),
         ("profiles", profiles(Some(vec!["u1".into()]))),
         ("all profiles", profiles(None)),
-        ("memberships", memberships(Some(vec!["t1".into()]))),
+        ("memberships", memberships(Some(vec!["t1".into()]), None)),
+        (
+            "memberships of users",
+            memberships(None, Some(vec!["u1".into()])),
+        ),
         ("known teams", known_teams()),
         (
             "usage, no team",

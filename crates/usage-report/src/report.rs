@@ -105,6 +105,22 @@ struct Rows {
     lines: Vec<Line>,
     hashed: bool,
     filters: ReportFilters,
+    /// Whether `lines` carry their groups (else [`Reporter::complete_groups`]).
+    groups_loaded: bool,
+    /// The stored teams in scope and the merges, to read groups later.
+    stored_teams: Option<Vec<String>>,
+    merges: TeamMerges,
+}
+
+/// What a report's rows are for: how much of each line to fill in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// The overview: no groups, keys or order unless a filter needs them.
+    Tiles,
+    /// A page: keys for all; the first `end` lines in order.
+    Page { end: usize },
+    /// Every line in order, with its groups (exports).
+    All,
 }
 
 /// user id -> (user key, name, email) as a raw export shows them.
@@ -369,24 +385,25 @@ impl Reporter {
         Ok(rows)
     }
 
-    /// Every row of the report matching `filters`, sorted, not paged.
-    /// Without `detail` (the overview), groups, user keys and the order are
-    /// left out unless a filter needs them.
+    /// Every row of the report matching `filters`, filled in and ordered as
+    /// much as `view` needs.
     async fn rows(
         &self,
         admin: &Admin,
         filters: ReportFilters,
         sort: Sort,
-        detail: bool,
+        view: View,
     ) -> Result<Rows, ApiError> {
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        let with_groups = detail || filters.group.is_some();
-        let with_keys = detail || filters.q.is_some();
+        let with_groups = view == View::All
+            || filters.group.is_some()
+            || (view != View::Tiles && sort.column == SortColumn::Groups);
+        let with_keys = view != View::Tiles || filters.q.is_some();
         let query = Self::rows_query(&dir, &scope, &filters);
         let (raw, memberships) = tokio::join!(self.aggregate(&query), async {
             if with_groups {
-                queries::memberships(scope.stored_teams.clone())
+                queries::memberships(scope.stored_teams.clone(), None)
                     .query(&self.client)
                     .fetch_all::<(String, String, String, String, u8)>()
                     .await
@@ -481,14 +498,62 @@ impl Reporter {
                             .is_some_and(|p| contains_ci(&p.name, &q) || contains_ci(&p.email, &q)))
             });
         }
-        if detail {
-            sort_lines(&mut lines, sort, hashed, &filters);
+        let order = order(sort, hashed, &filters);
+        match view {
+            View::Tiles => {}
+            View::All => lines.sort_by(&order),
+            View::Page { end } => {
+                // Only the lines up to the page's end need their order.
+                if end < lines.len() && end > 0 {
+                    lines.select_nth_unstable_by(end - 1, &order);
+                    lines[..end].sort_by(&order);
+                } else {
+                    lines.sort_by(&order);
+                }
+            }
         }
         Ok(Rows {
             lines,
             hashed,
             filters,
+            groups_loaded: with_groups,
+            stored_teams: scope.stored_teams,
+            merges: dir.merges,
         })
+    }
+
+    /// Fills in the groups of `lines` (a page) when the rows were read
+    /// without them.
+    async fn complete_groups(&self, rows: &Rows, lines: &mut [Line]) -> Result<(), ApiError> {
+        if rows.groups_loaded || lines.is_empty() {
+            return Ok(());
+        }
+        let users: BTreeSet<String> = lines.iter().map(|l| l.user_id.clone()).collect();
+        let memberships =
+            queries::memberships(rows.stored_teams.clone(), Some(users.into_iter().collect()))
+                .query(&self.client)
+                .fetch_all::<(String, String, String, String, u8)>()
+                .await
+                .map_err(warehouse)?;
+        let mut groups: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for (team, user, _group_id, group_name, member) in memberships {
+            if member == 1 {
+                groups
+                    .entry((rows.merges.current(&team).to_owned(), user))
+                    .or_default()
+                    .push(group_name);
+            }
+        }
+        for line in lines {
+            let mut names = groups
+                .get(&(line.team.clone(), line.user_id.clone()))
+                .cloned()
+                .unwrap_or_default();
+            names.sort();
+            names.dedup();
+            line.groups = names;
+        }
+        Ok(())
     }
 
     /// Fills in the profiles of `lines` that have none yet.
@@ -542,16 +607,19 @@ impl Reporter {
         sort: Sort,
         page: Page,
     ) -> Result<UsersPage, ApiError> {
-        let mut rows = self.rows(admin, filters, sort, true).await?;
+        let first = usize::try_from(u64::from(page.page - 1) * u64::from(page.page_size))
+            .unwrap_or(usize::MAX);
+        let last = first.saturating_add(page.page_size as usize);
+        let mut rows = self
+            .rows(admin, filters, sort, View::Page { end: last })
+            .await?;
         let total = rows.lines.len() as u64;
-        let start = usize::try_from(u64::from(page.page - 1) * u64::from(page.page_size))
-            .unwrap_or(usize::MAX)
-            .min(rows.lines.len());
-        let end = start
-            .saturating_add(page.page_size as usize)
-            .min(rows.lines.len());
-        let page_lines = &mut rows.lines[start..end];
+        let start = first.min(rows.lines.len());
+        let end = last.min(rows.lines.len());
+        let mut page_lines = std::mem::take(&mut rows.lines);
+        let page_lines = &mut page_lines[start..end];
         self.complete_profiles(page_lines, rows.hashed).await?;
+        self.complete_groups(&rows, page_lines).await?;
         Ok(UsersPage {
             rows: page_lines
                 .iter()
@@ -570,7 +638,7 @@ impl Reporter {
         filters: ReportFilters,
         sort: Sort,
     ) -> Result<Vec<ReportRow>, ApiError> {
-        let mut rows = self.rows(admin, filters, sort, true).await?;
+        let mut rows = self.rows(admin, filters, sort, View::All).await?;
         self.complete_profiles(&mut rows.lines, rows.hashed).await?;
         Ok(rows
             .lines
@@ -591,7 +659,7 @@ impl Reporter {
             TeamSelection::Team(t) => TeamScope::Team(t),
         };
         let rows = self
-            .rows(admin, filters.clone(), Sort::default(), false)
+            .rows(admin, filters.clone(), Sort::default(), View::Tiles)
             .await?;
         let held_access = rows
             .lines
@@ -898,23 +966,28 @@ fn display(line: &Line, hashed: bool, filters: &ReportFilters) -> ReportRow {
     }
 }
 
-fn sort_lines(lines: &mut [Line], sort: Sort, hashed: bool, filters: &ReportFilters) {
+/// The order of `sort` over lines (ties: user key, team, product, access).
+fn order(
+    sort: Sort,
+    hashed: bool,
+    filters: &ReportFilters,
+) -> impl Fn(&Line, &Line) -> std::cmp::Ordering {
     let months = filters.range.months();
-    let name = |l: &Line| -> Option<String> {
+    let name = move |l: &Line| -> Option<String> {
         if hashed {
             None
         } else {
             l.profile.as_ref().map(|p| p.name.to_lowercase())
         }
     };
-    let email = |l: &Line| -> Option<String> {
+    let email = move |l: &Line| -> Option<String> {
         if hashed {
             None
         } else {
             l.profile.as_ref().map(|p| p.email.to_lowercase())
         }
     };
-    lines.sort_by(|a, b| {
+    move |a: &Line, b: &Line| {
         use std::cmp::Ordering;
         let primary = match sort.column {
             SortColumn::UserKey => Ordering::Equal,
@@ -950,7 +1023,7 @@ fn sort_lines(lines: &mut [Line], sort: Sort, hashed: bool, filters: &ReportFilt
             .then_with(|| a.team.cmp(&b.team))
             .then_with(|| a.product.cmp(&b.product))
             .then_with(|| a.access.cmp(&b.access))
-    });
+    }
 }
 
 /// The date range of a report, as JSON shows it.
