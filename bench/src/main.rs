@@ -1,26 +1,41 @@
-//! `usage-bench`: sustained throughput of the raw path and of `usage-ingest`,
-//! side by side in one run, from the same pre-filled topics.
+//! `usage-bench`: sustained throughput of the raw path and of `usage-ingest`
+//! (one instance and two in one consumer group), side by side in one run, from
+//! the same pre-filled topics; then end-to-end freshness at half load and a
+//! soak of usage-ingest's memory.
 //!
 //! 1. publishes a generated scenario once (`usage-loadgen`, no poison);
 //! 2. for each run: the raw path (`raw-path`, JSON forwarded to
 //!    `INSERT ... FORMAT JSONEachRow`) into a fresh table, then `usage-ingest`
-//!    (enrichment and every rollup) into a fresh database, each with a new
-//!    consumer group reading from offset 0;
+//!    (enrichment and every rollup) into a fresh database, then two
+//!    `usage-ingest` processes in one group into another fresh database, each
+//!    with a new consumer group reading from offset 0;
 //! 3. measures each from its first stored row to its last (the group join
-//!    excluded), and prints min / median / max and the ratio; writes JSON.
+//!    excluded), and each usage-ingest's peak RSS (VmHWM);
+//! 4. freshness (`freshness.rs`): one usage-ingest on fresh topics under a
+//!    background load at half the median sustained rate, probes every 100 ms,
+//!    their time to be visible in ClickHouse; VmRSS sampled every 2 s;
+//! 5. prints min / median / max and the ratios; writes JSON.
 //!
 //! Run with `bench/run` (builds the release binaries first).
 
+mod freshness;
+mod support;
+
 use anyhow::{bail, Context};
 use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use serde::Serialize;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use usage_loadgen::{Oracle, PublishConfig, Scenario, ScenarioConfig, Topics};
+use usage_loadgen::{Oracle, PublishConfig, Topics};
+
+use support::{
+    clean_scenario, create_topics, execute, free_ports, mb, median, proc_status_bytes, query_count,
+    topic_names, Ingest, Killed, Metrics,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "usage-bench")]
@@ -30,9 +45,34 @@ struct Args {
     users: usize,
     #[arg(long, default_value_t = 90)]
     days: u32,
-    /// Repetitions of each measurement.
+    /// Repetitions of each throughput measurement.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Length of the freshness phase: probes are published for this long
+    /// under the background load (0 skips the freshness and soak phase).
+    #[arg(long, default_value_t = 60)]
+    freshness_secs: u64,
+    /// Length of the soak (VmRSS every 2 s) in the same phase, the background
+    /// load running throughout; default and minimum: --freshness-secs. The
+    /// local broker keeps every message in memory until the topics are
+    /// deleted at the end: measured ~0.65 GB a minute at 85 k msgs/s.
+    #[arg(long)]
+    soak_secs: Option<u64>,
+    /// Background load of the freshness phase, messages per second; default:
+    /// half the median sustained rate of one usage-ingest in this run.
+    #[arg(long)]
+    freshness_rate: Option<f64>,
+    /// Time between the first stored row of the freshness phase and its first probe.
+    #[arg(long, default_value_t = 5)]
+    warmup_secs: u64,
+    /// Keep the databases the benchmark creates (dropped after each
+    /// measurement by default).
+    #[arg(long)]
+    keep_databases: bool,
+    /// Keep the logs of the usage-ingest processes (in a temporary directory;
+    /// kept anyway when the benchmark fails).
+    #[arg(long)]
+    keep_logs: bool,
     #[arg(long, env = "USAGE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
     #[arg(
@@ -51,17 +91,41 @@ struct Args {
 
 #[derive(Debug, Clone, Serialize)]
 struct Measurement {
+    /// `raw`, `usage-ingest` (one instance) or `usage-ingest x2` (two
+    /// instances in one consumer group).
     path: &'static str,
     run: usize,
     events: u64,
-    /// Sustained rate between 10 % and 90 % of the load.
+    /// Sustained rate between 10 % and 90 % of the load (all instances together).
     events_per_second: f64,
+    /// Each usage-ingest process of the measurement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<Process>,
+    /// Rows stored twice (re-consumed after a rebalance): count() - uniqExact(event_id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate_rows: Option<u64>,
+    /// Whether every expected row was stored (waited for after the measurement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    complete: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Process {
+    /// VmHWM once the whole load is stored: the peak RSS over the run.
+    peak_rss_bytes: Option<u64>,
+    /// Authorizations partitions this instance owned at 10 % of the load, at
+    /// 90 %, and at the end (from its metrics).
+    authorizations_partitions: [Option<f64>; 3],
+    /// Authorizations this instance consumed (from its metrics).
+    authorizations_consumed: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     date: String,
     machine: String,
+    /// /proc/loadavg before the benchmark, after the throughput runs, at the end.
+    load_average: [String; 3],
     users: usize,
     days: u32,
     authorizations_published: u64,
@@ -69,28 +133,49 @@ struct Report {
     measurements: Vec<Measurement>,
     raw_median: f64,
     ingest_median: f64,
+    /// usage-ingest (one instance) / raw, median of the per-run ratios.
     ratio_median: f64,
+    ingest2_median: f64,
+    /// Two instances / raw, median of the per-run ratios.
+    ratio2_median: f64,
+    /// Two instances / one, median of the per-run ratios.
+    two_vs_one_median: f64,
+    /// Median over runs of the one instance's peak RSS.
+    peak_rss_one_median_bytes: u64,
+    /// Median over runs of the larger peak RSS of the two instances.
+    peak_rss_two_median_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freshness: Option<freshness::Report>,
 }
 
-struct Killed(Child);
+/// Where a fill stands when it is measured.
+struct Fill {
+    /// Rows per second between 10 % and 90 % of the target.
+    rate: f64,
+    /// Authorizations partitions of each watched instance at 10 % and 90 %.
+    partitions_low: Vec<Option<f64>>,
+    partitions_high: Vec<Option<f64>>,
+}
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Instances whose assigned partitions are read when a fill crosses 10 % and 90 %.
+struct Watch<'a> {
+    http: &'a reqwest::Client,
+    ports: &'a [u16],
+    topic: &'a str,
+}
+
+impl Watch<'_> {
+    async fn partitions(&self) -> Vec<Option<f64>> {
+        let mut out = Vec::new();
+        for &port in self.ports {
+            out.push(
+                Metrics::scrape(self.http, port)
+                    .await
+                    .and_then(|m| m.by_topic("usage_ingest_assigned_partitions", self.topic)),
+            );
+        }
+        out
     }
-}
-
-async fn query_count(client: &clickhouse::Client, sql: &str) -> u64 {
-    client.query(sql).fetch_one::<u64>().await.unwrap_or(0)
-}
-
-async fn execute(client: &clickhouse::Client, sql: &str) -> anyhow::Result<()> {
-    client
-        .query(sql)
-        .execute()
-        .await
-        .with_context(|| sql.to_owned())
 }
 
 /// Waits until `sql` reaches `target`. The sustained rate: rows per second
@@ -100,16 +185,21 @@ async fn time_fill(
     client: &clickhouse::Client,
     sql: &str,
     target: u64,
-    child: &mut Killed,
-) -> anyhow::Result<f64> {
+    children: &mut [Killed],
+    watch: Option<&Watch<'_>>,
+) -> anyhow::Result<Fill> {
     let deadline = Instant::now() + Duration::from_secs(900);
     let (low, high) = (target / 10, target - target / 10);
     let mut t_low: Option<(Instant, u64)> = None;
+    let mut partitions_low = Vec::new();
     loop {
         let n = query_count(client, sql).await;
         let now = Instant::now();
         if n >= low && t_low.is_none() {
             t_low = Some((now, n));
+            if let Some(w) = watch {
+                partitions_low = w.partitions().await;
+            }
         }
         if n >= high {
             let (t0, n0) = t_low.unwrap_or((now, n));
@@ -117,10 +207,20 @@ async fn time_fill(
             if seconds <= 0.0 || n <= n0 {
                 bail!("the whole load landed between two polls: use more events (--users)");
             }
-            return Ok((n - n0) as f64 / seconds);
+            let partitions_high = match watch {
+                Some(w) => w.partitions().await,
+                None => Vec::new(),
+            };
+            return Ok(Fill {
+                rate: (n - n0) as f64 / seconds,
+                partitions_low,
+                partitions_high,
+            });
         }
-        if let Ok(Some(status)) = child.0.try_wait() {
-            bail!("the consumer exited ({status}) at {n} of {target} rows");
+        for child in children.iter_mut() {
+            child
+                .check_alive()
+                .with_context(|| format!("at {n} of {target} rows"))?;
         }
         if now >= deadline {
             bail!("timed out at {n} of {target} rows");
@@ -129,54 +229,231 @@ async fn time_fill(
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn spread(v: &[f64]) -> (f64, f64, f64) {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(0.0, f64::max);
     (min, median(v.to_vec()), max)
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// What every measurement of a run shares.
+struct Bench<'a> {
+    args: &'a Args,
+    tag: &'a str,
+    topics: &'a Topics,
+    dlq: &'a str,
+    logs: &'a Path,
+    server: clickhouse::Client,
+    http: reqwest::Client,
+    published_auth: u64,
+    /// Authorizations usage-ingest stores (the online ones).
+    counted: u64,
+}
+
+impl Bench<'_> {
+    async fn drop_database(&self, db: &str) {
+        if !self.args.keep_databases {
+            let _ = execute(&self.server, &format!("DROP DATABASE IF EXISTS {db}")).await;
+        }
+    }
+
+    async fn raw(&self, run: usize) -> anyhow::Result<Measurement> {
+        let args = self.args;
+        let db = format!("{}_raw_{run}", self.tag);
+        execute(&self.server, &format!("CREATE DATABASE {db}")).await?;
+        execute(
+            &self.server,
+            &format!(
+                "CREATE TABLE {db}.raw_authorizations (event_id String, occurred_at DateTime, \
+                 user_id String, product String, product_version Nullable(String), access String, \
+                 team_id Nullable(String), machine_id Nullable(String)) ENGINE = MergeTree ORDER BY tuple()"
+            ),
+        )
+        .await?;
+        let child = Command::new(args.bin_dir.join("raw-path"))
+            .args([
+                "--brokers",
+                &args.brokers,
+                "--topic",
+                &self.topics.authorizations,
+            ])
+            .args(["--group", &format!("{db}_group"), "--database", &db])
+            .args(["--clickhouse-url", &args.clickhouse_url])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting raw-path")?;
+        let mut raw = [Killed::new(child, "raw-path", None)];
+        let fill = time_fill(
+            &self.server,
+            &format!("SELECT count() FROM {db}.raw_authorizations"),
+            self.published_auth,
+            &mut raw,
+            None,
+        )
+        .await;
+        drop(raw);
+        self.drop_database(&db).await;
+        Ok(Measurement {
+            path: "raw",
+            run,
+            events: self.published_auth,
+            events_per_second: fill?.rate,
+            processes: Vec::new(),
+            duplicate_rows: None,
+            complete: None,
+        })
+    }
+
+    /// `instances` usage-ingest processes in one new group, every rollup maintained.
+    async fn ingest(&self, run: usize, instances: usize) -> anyhow::Result<Measurement> {
+        let db = match instances {
+            1 => format!("{}_ingest_{run}", self.tag),
+            n => format!("{}_ingest{n}_{run}", self.tag),
+        };
+        let result = self.ingest_into(&db, run, instances).await;
+        self.drop_database(&db).await;
+        result
+    }
+
+    async fn ingest_into(
+        &self,
+        db: &str,
+        run: usize,
+        instances: usize,
+    ) -> anyhow::Result<Measurement> {
+        let args = self.args;
+        let ingest = Ingest {
+            bin_dir: &args.bin_dir,
+            brokers: &args.brokers,
+            clickhouse_url: &args.clickhouse_url,
+            topics: self.topics,
+            dlq: self.dlq,
+            logs: self.logs,
+        };
+        ingest.migrate(db)?;
+        let group = format!("{db}_group");
+        let ports = free_ports(instances)?;
+        // Started together, so both members are in the group's first
+        // generation (checked below through their partitions).
+        let mut children = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| ingest.spawn(&format!("{db}-{i}"), db, &group, port))
+            .collect::<anyhow::Result<Vec<Killed>>>()?;
+        let watch = Watch {
+            http: &self.http,
+            ports: &ports,
+            topic: &self.topics.authorizations,
+        };
+        // Rows stored are the reportable events (offline ones are consumed,
+        // counted, not stored): scale the rate to events consumed.
+        let count_sql = format!("SELECT count() FROM {db}.authorizations");
+        let fill = time_fill(
+            &self.server,
+            &count_sql,
+            self.counted,
+            &mut children,
+            Some(&watch),
+        )
+        .await?;
+        // The rest of the load, so the peak RSS covers the whole run.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let complete = loop {
+            if query_count(&self.server, &count_sql).await >= self.counted {
+                break true;
+            }
+            for child in &mut children {
+                child.check_alive()?;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut processes = Vec::new();
+        for (i, (child, &port)) in children.iter().zip(&ports).enumerate() {
+            let metrics = Metrics::scrape(&self.http, port).await;
+            let topic = &self.topics.authorizations;
+            processes.push(Process {
+                peak_rss_bytes: proc_status_bytes(child.pid(), "VmHWM"),
+                authorizations_partitions: [
+                    fill.partitions_low.get(i).copied().flatten(),
+                    fill.partitions_high.get(i).copied().flatten(),
+                    metrics
+                        .as_ref()
+                        .and_then(|m| m.by_topic("usage_ingest_assigned_partitions", topic)),
+                ],
+                authorizations_consumed: metrics
+                    .as_ref()
+                    .and_then(|m| m.by_topic("usage_ingest_events_consumed_total", topic)),
+            });
+        }
+        drop(children);
+        let stored = query_count(&self.server, &count_sql).await;
+        let distinct = query_count(
+            &self.server,
+            &format!("SELECT uniqExact(event_id) FROM {db}.authorizations"),
+        )
+        .await;
+        let rate = fill.rate * self.published_auth as f64 / self.counted.max(1) as f64;
+        Ok(Measurement {
+            path: if instances == 1 {
+                "usage-ingest"
+            } else {
+                "usage-ingest x2"
+            },
+            run,
+            events: self.published_auth,
+            events_per_second: rate,
+            processes,
+            duplicate_rows: Some(stored.saturating_sub(distinct)),
+            complete: Some(complete),
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let tag = format!("bench{}", chrono::Utc::now().timestamp());
-    let topics = Topics {
-        authorizations: format!("{tag}.authorizations"),
-        assignments: format!("{tag}.assignments"),
-        directory: format!("{tag}.directory"),
-    };
+    let logs = std::env::temp_dir().join(format!("usage-bench-{tag}"));
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .create()?;
-    let dlq = format!("{tag}.dlq");
-    let names = [
-        topics.authorizations.as_str(),
-        topics.assignments.as_str(),
-        topics.directory.as_str(),
-        dlq.as_str(),
-    ];
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|t| NewTopic::new(t, 4, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
-        r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+    let (topics, dlq) = create_topics(&admin, &tag).await?;
+    let result = bench(&args, &tag, &topics, &dlq, &logs, &admin).await;
+    let _ = admin
+        .delete_topics(&topic_names(&topics, &dlq), &AdminOptions::new())
+        .await;
+    match &result {
+        Ok(()) => {
+            if args.keep_logs {
+                eprintln!("usage-bench: process logs in {}", logs.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&logs);
+            }
+        }
+        Err(_) => eprintln!("usage-bench: process logs kept in {}", logs.display()),
     }
+    result
+}
 
-    let scenario = Scenario::generate(&ScenarioConfig {
-        seed: 1,
-        users: args.users,
-        days: args.days,
-        end: chrono::Utc::now() - chrono::TimeDelta::hours(1),
-        duplicate_share: 0.0,
-        late_share: 0.0,
-        poison_share: 0.0,
-        ..ScenarioConfig::default()
-    })?;
+async fn bench(
+    args: &Args,
+    tag: &str,
+    topics: &Topics,
+    dlq: &str,
+    logs: &Path,
+    admin: &AdminClient<DefaultClientContext>,
+) -> anyhow::Result<()> {
+    let load_before = load_average();
+    let scenario = clean_scenario(1, args.users, args.days)?;
     let oracle = Oracle::from_scenario(&scenario)?;
     let counted = oracle.totals().events_counted;
     let published_auth = scenario
@@ -203,112 +480,47 @@ async fn main() -> anyhow::Result<()> {
         report.elapsed.as_secs_f64()
     );
 
-    let server = clickhouse::Client::default()
-        .with_url(&args.clickhouse_url)
-        .with_validation(false);
+    let bench = Bench {
+        args,
+        tag,
+        topics,
+        dlq,
+        logs,
+        server: clickhouse::Client::default()
+            .with_url(&args.clickhouse_url)
+            .with_validation(false),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?,
+        published_auth,
+        counted,
+    };
     let mut measurements = Vec::new();
     for run in 1..=args.runs {
         // 1. The raw path.
-        let db = format!("{tag}_raw_{run}");
-        execute(&server, &format!("CREATE DATABASE {db}")).await?;
-        execute(
-            &server,
-            &format!(
-                "CREATE TABLE {db}.raw_authorizations (event_id String, occurred_at DateTime, \
-                 user_id String, product String, product_version Nullable(String), access String, \
-                 team_id Nullable(String), machine_id Nullable(String)) ENGINE = MergeTree ORDER BY tuple()"
-            ),
-        )
-        .await?;
-        let mut raw = Killed(
-            Command::new(args.bin_dir.join("raw-path"))
-                .args([
-                    "--brokers",
-                    &args.brokers,
-                    "--topic",
-                    &topics.authorizations,
-                ])
-                .args(["--group", &format!("{db}_group"), "--database", &db])
-                .args(["--clickhouse-url", &args.clickhouse_url])
-                .stdout(Stdio::null())
-                .spawn()
-                .context("starting raw-path")?,
+        let m = bench.raw(run).await?;
+        eprintln!(
+            "usage-bench: run {run} raw path: {:.0} events/s",
+            m.events_per_second
         );
-        let rate = time_fill(
-            &server,
-            &format!("SELECT count() FROM {db}.raw_authorizations"),
-            published_auth,
-            &mut raw,
-        )
-        .await?;
-        drop(raw);
-        measurements.push(Measurement {
-            path: "raw",
-            run,
-            events: published_auth,
-            events_per_second: rate,
-        });
-        eprintln!("usage-bench: run {run} raw path: {rate:.0} events/s");
-
-        // 2. usage-ingest, every rollup maintained.
-        let db = format!("{tag}_ingest_{run}");
-        let status = Command::new(args.bin_dir.join("usage-ingest"))
-            .args(["migrate", "--clickhouse-url", &args.clickhouse_url])
-            .args(["--clickhouse-database", &db])
-            .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("migrate failed");
+        measurements.push(m);
+        // 2. usage-ingest, every rollup maintained, then two instances.
+        for instances in [1, 2] {
+            let m = bench.ingest(run, instances).await?;
+            let rss: Vec<String> = m
+                .processes
+                .iter()
+                .map(|p| format!("{:.0}", mb(p.peak_rss_bytes.unwrap_or(0))))
+                .collect();
+            eprintln!(
+                "usage-bench: run {run} usage-ingest x{instances}: {:.0} events/s, peak RSS {} MB",
+                m.events_per_second,
+                rss.join(" + ")
+            );
+            measurements.push(m);
         }
-        let mut ingest = Killed(
-            Command::new(args.bin_dir.join("usage-ingest"))
-                .arg("run")
-                .args([
-                    "--kafka-brokers",
-                    &args.brokers,
-                    "--group-id",
-                    &format!("{db}_group"),
-                ])
-                .args(["--authorizations-topic", &topics.authorizations])
-                .args(["--assignments-topic", &topics.assignments])
-                .args(["--directory-topic", &topics.directory, "--dlq-topic", &dlq])
-                .args([
-                    "--clickhouse-url",
-                    &args.clickhouse_url,
-                    "--clickhouse-database",
-                    &db,
-                ])
-                .args([
-                    "--session-timeout-ms",
-                    "6000",
-                    "--heartbeat-interval-ms",
-                    "500",
-                ])
-                .args(["--metrics-addr", "127.0.0.1:0"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("starting usage-ingest")?,
-        );
-        // Rows stored are the reportable events (offline ones are consumed,
-        // counted, not stored): scale the rate to events consumed.
-        let stored_rate = time_fill(
-            &server,
-            &format!("SELECT count() FROM {db}.authorizations"),
-            counted,
-            &mut ingest,
-        )
-        .await?;
-        drop(ingest);
-        let rate = stored_rate * published_auth as f64 / counted.max(1) as f64;
-        measurements.push(Measurement {
-            path: "usage-ingest",
-            run,
-            events: published_auth,
-            events_per_second: rate,
-        });
-        eprintln!("usage-bench: run {run} usage-ingest: {rate:.0} events/s");
     }
+    let load_after_throughput = load_average();
 
     let rates = |path: &str| -> Vec<f64> {
         measurements
@@ -317,26 +529,156 @@ async fn main() -> anyhow::Result<()> {
             .map(|m| m.events_per_second)
             .collect()
     };
-    let (raw, ingest) = (rates("raw"), rates("usage-ingest"));
-    let ratios: Vec<f64> = raw.iter().zip(&ingest).map(|(r, i)| i / r).collect();
+    let (raw, ingest, ingest2) = (
+        rates("raw"),
+        rates("usage-ingest"),
+        rates("usage-ingest x2"),
+    );
+    let ratio =
+        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a / b).collect() };
+    let (ratios, ratios2, two_vs_one) = (
+        ratio(&ingest, &raw),
+        ratio(&ingest2, &raw),
+        ratio(&ingest2, &ingest),
+    );
+    let peaks = |path: &str| -> Vec<f64> {
+        measurements
+            .iter()
+            .filter(|m| m.path == path)
+            .map(|m| {
+                m.processes
+                    .iter()
+                    .filter_map(|p| p.peak_rss_bytes)
+                    .max()
+                    .unwrap_or(0) as f64
+            })
+            .collect()
+    };
+    let (peak1, peak2) = (peaks("usage-ingest"), peaks("usage-ingest x2"));
+
+    // 3. Freshness at half load, and the soak.
+    let ingest_median = median(ingest.clone());
+    let fresh = if args.freshness_secs == 0 {
+        None
+    } else {
+        let rate = args.freshness_rate.unwrap_or(ingest_median / 2.0);
+        if rate <= 0.0 {
+            bail!("no background rate for the freshness phase: measure a run or pass --freshness-rate");
+        }
+        let days = args.days.max(1) as f64;
+        let config = freshness::Config {
+            tag,
+            brokers: &args.brokers,
+            clickhouse_url: &args.clickhouse_url,
+            bin_dir: &args.bin_dir,
+            logs,
+            rate,
+            freshness_secs: args.freshness_secs,
+            soak_secs: args.soak_secs.unwrap_or(args.freshness_secs),
+            warmup_secs: args.warmup_secs,
+            users: args.users,
+            authorizations_per_user_day: published_auth as f64 / (args.users.max(1) as f64 * days),
+            keep_databases: args.keep_databases,
+        };
+        Some(freshness::run(&config, &bench.server, admin).await?)
+    };
+    let load_end = load_average();
+
     println!(
-        "\n{published_auth} authorizations ({:.0} MB), {} runs, one consumer each, 4 partitions",
+        "\n{published_auth} authorizations ({:.0} MB), {} runs, 4 partitions, each from offset 0 with a new group",
         payload_bytes as f64 / 1e6,
         args.runs
     );
-    println!("{:<34} {:>12} {:>12} {:>12}", "", "min", "median", "max");
+    println!("{:<44} {:>12} {:>12} {:>12}", "", "min", "median", "max");
     for (name, v) in [
         ("raw path (events/s)", &raw),
-        ("usage-ingest (events/s)", &ingest),
+        ("usage-ingest, 1 instance (events/s)", &ingest),
+        ("usage-ingest, 2 instances (events/s)", &ingest2),
     ] {
         let (min, med, max) = spread(v);
-        println!("{name:<34} {min:>12.0} {med:>12.0} {max:>12.0}");
+        println!("{name:<44} {min:>12.0} {med:>12.0} {max:>12.0}");
     }
-    let (min, med, max) = spread(&ratios);
-    println!(
-        "{:<34} {min:>12.2} {med:>12.2} {max:>12.2}",
-        "usage-ingest / raw (same run)"
-    );
+    for (name, v) in [
+        ("usage-ingest 1 / raw (same run)", &ratios),
+        ("usage-ingest 2 / raw (same run)", &ratios2),
+        ("usage-ingest 2 / 1 (same run)", &two_vs_one),
+    ] {
+        let (min, med, max) = spread(v);
+        println!("{name:<44} {min:>12.2} {med:>12.2} {max:>12.2}");
+    }
+    for (name, v) in [
+        ("peak RSS, 1 instance (MB)", &peak1),
+        ("peak RSS, 2 instances (MB, larger)", &peak2),
+    ] {
+        let (min, med, max) = spread(v);
+        println!(
+            "{name:<44} {:>12.0} {:>12.0} {:>12.0}",
+            min / 1e6,
+            med / 1e6,
+            max / 1e6
+        );
+    }
+    println!("per run:");
+    for m in measurements.iter().filter(|m| !m.processes.is_empty()) {
+        let each = |f: &dyn Fn(&Process) -> String| -> String {
+            m.processes.iter().map(f).collect::<Vec<_>>().join(" + ")
+        };
+        let opt = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
+        println!(
+            "  run {} {:<16} {:>9.0} events/s  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
+            m.run,
+            m.path,
+            m.events_per_second,
+            each(&|p| format!("{:.0}", mb(p.peak_rss_bytes.unwrap_or(0)))),
+            each(&|p| {
+                let [a, b, c] = p.authorizations_partitions;
+                format!("{}/{}/{}", opt(a), opt(b), opt(c))
+            }),
+            each(&|p| opt(p.authorizations_consumed)),
+            m.duplicate_rows.unwrap_or(0),
+            if m.complete == Some(false) {
+                "  INCOMPLETE"
+            } else {
+                ""
+            },
+        );
+    }
+    if let Some(f) = &fresh {
+        let b = &f.background;
+        let p = &f.probes;
+        let s = &f.soak;
+        println!(
+            "\nfreshness at half load ({} s of probes every 100 ms; background target {:.0} msgs/s, achieved {:.0} msgs/s; usage-ingest stored {:.0} rows/s)",
+            f.freshness_secs, b.target_rate, b.achieved_rate, f.ingest_rows_per_second
+        );
+        println!(
+            "  probes: {} published, {} visible, {} missing, {} send errors",
+            p.published, p.visible, p.missing, p.send_errors
+        );
+        println!(
+            "  published -> in authorizations and daily_usage (ms): p50 {:.0}  p99 {:.0}  max {:.0}  mean {:.0}  (broker ack p50 {:.1}; poll query p50 {:.1}, max {:.0})",
+            p.p50_ms, p.p99_ms, p.max_ms, p.mean_ms, p.ack_p50_ms, p.poll_query_p50_ms, p.poll_query_max_ms
+        );
+        if let Some(why) = &b.ended_early {
+            println!("  NOTE: the background ended early: {why}");
+        }
+        println!(
+            "  soak: usage-ingest VmRSS over {:.0} s, {} samples every {} s (MB): first {:.0}  min {:.0}  max {:.0}  last {:.0}  second-half median {:.0}  last vs it {:+.1}% -> {}  (VmHWM {:.0})",
+            s.duration_secs,
+            s.samples.len(),
+            s.interval_secs,
+            mb(s.first_bytes),
+            mb(s.min_bytes),
+            mb(s.max_bytes),
+            mb(s.last_bytes),
+            mb(s.second_half_median_bytes),
+            s.last_vs_second_half_pct,
+            if s.flat { "flat" } else { "GROWING" },
+            mb(s.peak_bytes),
+        );
+    }
+    println!("load average (1/5/15 min): before {load_before}; after the throughput runs {load_after_throughput}; at the end {load_end}");
+
     let report = Report {
         date: chrono::Utc::now().to_rfc3339(),
         machine: std::fs::read_to_string("/proc/cpuinfo")
@@ -347,13 +689,20 @@ async fn main() -> anyhow::Result<()> {
                     .map(str::to_owned)
             })
             .unwrap_or_default(),
+        load_average: [load_before, load_after_throughput, load_end],
         users: args.users,
         days: args.days,
         authorizations_published: published_auth,
         payload_bytes,
         raw_median: median(raw),
-        ingest_median: median(ingest),
-        ratio_median: med,
+        ingest_median,
+        ratio_median: median(ratios),
+        ingest2_median: median(ingest2),
+        ratio2_median: median(ratios2),
+        two_vs_one_median: median(two_vs_one),
+        peak_rss_one_median_bytes: median(peak1) as u64,
+        peak_rss_two_median_bytes: median(peak2) as u64,
+        freshness: fresh,
         measurements,
     };
     if let Some(dir) = args.out.parent() {
@@ -361,6 +710,5 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
     println!("results: {}", args.out.display());
-    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
     Ok(())
 }

@@ -6,9 +6,10 @@ use crate::corpus;
 use crate::ingest::{metric, Ingest};
 use crate::kafka;
 use crate::report::Row;
-use crate::run::{scenario_config, Run, Suite};
+use crate::run::{self, scenario_config, Generated, Plan, Run, Suite};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A fault of the suite (7, fuzzing, is not here).
@@ -93,85 +94,84 @@ struct Outcome {
     converged: Option<Instant>,
 }
 
-/// Runs one fault to its row (failures are in the row, never an error).
-pub(crate) async fn run(suite: &Suite, fault: Fault) -> Row {
-    let plan = &suite.plan;
+/// The label of a fault in the table, with its sizes.
+fn label(plan: &Plan, fault: Fault) -> String {
     let secs = |d: Duration| d.as_secs();
-    let (label, config) = match fault {
-        Fault::Kill => (format!("SIGKILL x{}", plan.kills), None),
-        Fault::Clickhouse => (
-            format!("ClickHouse down {} s", secs(plan.clickhouse_outage)),
-            None,
-        ),
-        Fault::Broker => (
-            format!("broker SIGSTOP {} s", secs(plan.broker_pause)),
-            None,
-        ),
-        Fault::Rebalance => (format!("rebalance storm x{}", plan.storm_cycles), None),
-        Fault::Replay => (
-            "10% duplicates + replay".to_owned(),
-            Some(usage_loadgen::ScenarioConfig {
-                duplicate_share: 0.10,
-                ..scenario_config(0, 0)
-            }),
-        ),
-        Fault::HostileInput | Fault::BadInput => (
-            "bad input".to_owned(),
-            Some(usage_loadgen::ScenarioConfig {
-                poison_share: 0.01,
-                ..scenario_config(0, 0)
-            }),
-        ),
-        Fault::OversizeInput => ("input over 1 MB".to_owned(), None),
-        Fault::MissingTable => (
-            format!("table missing {} s", secs(plan.insert_errors)),
-            None,
-        ),
+    match fault {
+        Fault::Kill => format!("SIGKILL x{}", plan.kills),
+        Fault::Clickhouse => format!("ClickHouse killed, down {} s", secs(plan.clickhouse_outage)),
+        Fault::Broker => format!("broker SIGSTOP {} s", secs(plan.broker_pause)),
+        Fault::Rebalance => format!("rebalance storm x{}", plan.storm_cycles),
+        Fault::Replay => "10% duplicates + replay".to_owned(),
+        Fault::HostileInput | Fault::BadInput => "bad input".to_owned(),
+        Fault::OversizeInput => "input over 1 MB".to_owned(),
+        Fault::MissingTable => format!("table missing {} s", secs(plan.insert_errors)),
         Fault::ReadOnly | Fault::InsertErrors => {
-            (format!("read-only {} s", secs(plan.insert_errors)), None)
+            format!("read-only {} s", secs(plan.insert_errors))
         }
+    }
+}
+
+/// The scenario, stream and oracle of a fault (blocking: CPU only).
+pub(crate) fn generate(repo: &Path, seed: u64, plan: &Plan, fault: Fault) -> Result<Generated> {
+    let config = match fault {
+        Fault::Replay => usage_loadgen::ScenarioConfig {
+            duplicate_share: 0.10,
+            ..scenario_config(0, 0)
+        },
+        Fault::HostileInput | Fault::BadInput => usage_loadgen::ScenarioConfig {
+            poison_share: 0.01,
+            ..scenario_config(0, 0)
+        },
+        _ => scenario_config(0, 0),
     };
-    let config = config.unwrap_or_else(|| scenario_config(0, 0));
     // The outage must begin with a large backlog still in Kafka, however
     // fast the pipeline is: a bigger scenario in the short suite.
     let events = match fault {
-        Fault::Clickhouse if plan.short => plan.events * 3,
+        Fault::Clickhouse if plan.short => plan.events * 2,
         _ => plan.events,
     };
-    let mut summary = None;
     let corpus = match fault {
         Fault::HostileInput | Fault::BadInput => Some(false),
         Fault::OversizeInput => Some(true),
         _ => None,
     };
-    let prepared = Run::prepare(
-        suite,
+    run::generate(
+        seed,
         fault.id(),
-        label.clone(),
+        label(plan, fault),
         events,
         config,
         |scenario, rng| match corpus {
             Some(oversize) => {
-                let (messages, s) = corpus::bad_input(&suite.repo, scenario, rng, oversize)?;
-                summary = Some(s);
-                Ok(messages)
+                let (messages, summary) = corpus::bad_input(repo, scenario, rng, oversize)?;
+                Ok((messages, Some(summary)))
             }
-            None => Ok(Vec::new()),
+            None => Ok((Vec::new(), None)),
         },
     )
-    .await;
-    let mut run = match prepared {
+}
+
+/// Runs one fault to its row (failures are in the row, never an error).
+pub(crate) async fn run(suite: &Suite, fault: Fault, generated: Result<Generated>) -> Row {
+    let failed = |error: anyhow::Error| {
+        let mut row = Row {
+            id: fault.id().to_owned(),
+            fault: label(&suite.plan, fault),
+            error: Some(format!("preparing: {error:#}")),
+            ..Row::default()
+        };
+        row.judge();
+        row
+    };
+    let generated = match generated {
+        Ok(g) => g,
+        Err(error) => return failed(error),
+    };
+    let summary = generated.summary.clone();
+    let mut run = match Run::prepare(suite, fault.id(), generated).await {
         Ok(run) => run,
-        Err(error) => {
-            let mut row = Row {
-                id: fault.id().to_owned(),
-                fault: label,
-                error: Some(format!("preparing: {error:#}")),
-                ..Row::default()
-            };
-            row.judge();
-            return row;
-        }
+        Err(error) => return failed(error),
     };
     if let Some(summary) = &summary {
         run.note(format!(
@@ -217,9 +217,11 @@ pub(crate) async fn run(suite: &Suite, fault: Fault) -> Row {
 }
 
 /// A publication rate that spreads the stream over three times the fault's
-/// length (at least 15 s), so that data flows before, during and after it.
+/// length (at least 10 s, 15 s in the long suite), so that data flows
+/// before, during and after it.
 fn spread(run: &Run<'_>, fault: Duration) -> f64 {
-    let secs = (fault.as_secs_f64() * 3.0).max(15.0);
+    let least = if run.suite.plan.short { 10.0 } else { 15.0 };
+    let secs = (fault.as_secs_f64() * 3.0).max(least);
     run.messages as f64 / secs
 }
 
@@ -250,14 +252,27 @@ async fn kills(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Result<Outcome
     let mut moments: Vec<f64> = (0..n).map(|_| run.rng.random_range(0.03..0.9)).collect();
     moments.sort_by(f64::total_cmp);
     instances.push(run.start(None)?);
-    let publisher = run.publish(0.0);
+    // Published at a steady rate over about 4 s per kill: the kills fall
+    // while data flows, however fast the pipeline is.
+    let secs = (4.0 * n as f64).max(10.0);
+    let publisher = run.publish(run.messages as f64 / secs);
     let mut fault_end = None;
     let mut at = Vec::new();
     let want = run.expected.totals.events_counted.max(1);
+    let mut started = Instant::now();
     for moment in moments {
-        let rows = run.wait_progress(moment, run.suite.plan.timeout).await;
+        run.wait_progress(moment, run.suite.plan.timeout).await;
+        // A moment of this instance's life too: mostly after its group join
+        // (~3 s), sometimes during it.
+        let oldest = if run.suite.plan.short { 4_000 } else { 8_000 };
+        let age = millis(&mut run.rng, 1_000..oldest);
+        tokio::time::sleep(age.saturating_sub(started.elapsed())).await;
         let jitter = millis(&mut run.rng, 0..400);
         tokio::time::sleep(jitter).await;
+        let rows = run
+            .number("SELECT count() FROM authorizations")
+            .await
+            .unwrap_or(0);
         let Some(mut victim) = instances.pop() else {
             bail!("no instance to kill");
         };
@@ -269,12 +284,17 @@ async fn kills(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Result<Outcome
             );
         }
         victim.kill();
-        at.push(format!("{:.0}%", 100.0 * rows as f64 / want as f64));
+        at.push(format!(
+            "{:.0}% ({:.1} s old)",
+            100.0 * rows as f64 / want as f64,
+            started.elapsed().as_secs_f64()
+        ));
         instances.push(run.start(None)?);
+        started = Instant::now();
         fault_end = Some(Instant::now());
     }
     run.note(format!(
-        "killed at {} of the expected rows stored (copies included)",
+        "killed at {} of the expected rows stored (copies included; the instance's age)",
         at.join(", ")
     ));
     run.published(publisher).await?;
@@ -294,15 +314,19 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
     run.wait_progress(moment, run.suite.plan.timeout).await;
     let pid = instances[0].pid();
     let rss_before = run.memory.rss_kib(pid).unwrap_or(0);
-    let retries_before = match instances[0].metrics().await {
-        Some(m) => metric(&m, "usage_ingest_insert_retries_total"),
-        None => 0.0,
+    let (retries_before, consumed_before) = match instances[0].metrics().await {
+        Some(m) => (
+            metric(&m, "usage_ingest_insert_retries_total"),
+            metric(&m, "usage_ingest_events_consumed_total"),
+        ),
+        None => (0.0, 0.0),
     };
     let stored_before = run.number("SELECT count() FROM authorizations").await?;
     run.suite.services.stop_clickhouse().await?;
     let stopped = Instant::now();
     let mut rss_peak = rss_before;
     let mut paused_max = 0.0f64;
+    let mut consumed_during = 0.0f64;
     let mut unready = false;
     while stopped.elapsed() < run.suite.plan.clickhouse_outage {
         if let Some(rss) = run.memory.rss_kib(pid) {
@@ -310,6 +334,7 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
         }
         if let Some(m) = instances[0].metrics().await {
             paused_max = paused_max.max(metric(&m, "usage_ingest_paused_partitions"));
+            consumed_during = metric(&m, "usage_ingest_events_consumed_total") - consumed_before;
         }
         unready |= instances[0].ready().await == Some(false);
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -328,14 +353,33 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
         retries > 0.0,
         format!("usage_ingest_insert_retries_total +{retries:.0} over the outage"),
     );
+    // Backpressure: what the pipeline took from Kafka during the outage is
+    // bounded by the batches it may hold (in flight and filling).
+    let bound = 3 * run.suite.plan.batch_rows;
+    let waiting = run.messages.saturating_sub(consumed_before as u64);
     run.check(
-        "backpressure (partitions paused)",
-        paused_max > 0.0,
-        format!("usage_ingest_paused_partitions reached {paused_max:.0} during the outage"),
+        "backpressure, not buffering",
+        (consumed_during as u64) <= bound,
+        format!(
+            "{consumed_during:.0} messages consumed during the outage (bound {bound}) while about {waiting} \
+             were waiting in Kafka; usage_ingest_paused_partitions reached {paused_max:.0}"
+        ),
     );
+    let blocked = instances[0]
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("from ClickHouse failed; retrying"))
+        .count();
+    if paused_max == 0.0 && blocked > 0 {
+        run.note(format!(
+            "no partition was paused: the consumer loop was blocked in batch processing, \
+             retrying a read of enrichment state ({blocked} \"... from ClickHouse failed; retrying\" \
+             lines), so it stopped polling Kafka (memory held by librdkafka's queue limit; an \
+             outage longer than max.poll.interval.ms would evict it from the group)"
+        ));
+    }
     // What the design holds: the batches in flight and the one filling
     // (generously 1 KiB a message) plus librdkafka's queue and some slack.
-    let stored_at_end = run.number("SELECT count() FROM authorizations").await?;
     let limit_mib = 64.0 + 3.0 * run.suite.plan.batch_rows as f64 / 1024.0;
     let growth_mib = rss_peak.saturating_sub(rss_before) as f64 / 1024.0;
     run.check(
@@ -350,7 +394,7 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
             run.expected.totals.events_counted,
         ),
     );
-    let _ = stored_at_end;
+
     run.check(
         "/readyz reports the outage",
         unready,

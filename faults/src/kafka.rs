@@ -55,8 +55,10 @@ pub(crate) struct DeadLetters {
     /// Distinct source positions (topic, partition, offset) by `usage.reason`:
     /// a batch dead-lettered again after a kill or by a replay is the same letter.
     pub(crate) by_reason: BTreeMap<String, u64>,
-    /// (reason, hash of the payload) of every distinct letter.
-    pub(crate) payloads: Vec<(String, u64)>,
+    /// Every distinct letter: its reason, the hash of its payload and, for a
+    /// letter usage-ingest cut to the broker's size limit, the size of the
+    /// original (header `usage.payload_truncated_from`).
+    pub(crate) payloads: Vec<(String, u64, Option<usize>)>,
     /// Source positions dead-lettered with two different reasons.
     pub(crate) inconsistent: u64,
 }
@@ -138,7 +140,8 @@ pub(crate) fn read_dead_letters(brokers: &str, topic: &str) -> Result<DeadLetter
                     None => {
                         *out.by_reason.entry(reason.clone()).or_default() += 1;
                         let hash = payload_hash(message.payload().unwrap_or_default());
-                        out.payloads.push((reason.clone(), hash));
+                        let truncated_from = header("usage.payload_truncated_from").parse().ok();
+                        out.payloads.push((reason.clone(), hash, truncated_from));
                         reasons.insert(source, reason);
                     }
                 }

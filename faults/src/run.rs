@@ -2,7 +2,7 @@
 //! consumer group on the private services, its usage-ingest instances, and
 //! the row computed at the end.
 
-use crate::corpus::Stream;
+use crate::corpus::{CorpusSummary, Stream};
 use crate::ingest::{Ingest, Launcher, Memory, Target};
 use crate::kafka;
 use crate::report::{Check, Row};
@@ -18,6 +18,10 @@ use usage_loadgen::{
     ExpectedRollups, Message, Oracle, PublishConfig, PublishReport, Scenario, ScenarioConfig,
 };
 use usage_store::{migrate, Warehouse, WarehouseSettings};
+
+/// What usage-ingest keeps of a dead letter's payload when the whole one is
+/// over the broker's message size (`usage_ingest::dlq::TRUNCATED_PAYLOAD_BYTES`).
+const TRUNCATED_BYTES: usize = 64 * 1024;
 
 /// The sizes of the suite.
 #[derive(Debug, Clone)]
@@ -45,7 +49,6 @@ pub(crate) struct Plan {
 pub(crate) struct Suite {
     pub(crate) repo: PathBuf,
     pub(crate) plan: Plan,
-    pub(crate) seed: u64,
     pub(crate) services: PrivateServices,
     pub(crate) binary: PathBuf,
     pub(crate) log_dir: PathBuf,
@@ -100,43 +103,92 @@ pub(crate) fn users_for(messages: u64, shape: &ScenarioConfig) -> Result<usize> 
     Ok(((messages as f64 / per_user).ceil() as usize).max(20))
 }
 
+/// A scenario of `shape` with at least `messages` messages (users sized on
+/// a small probe, then grown until it is big enough), and its message count.
+pub(crate) fn sized_scenario(messages: u64, shape: &ScenarioConfig) -> Result<(Scenario, u64)> {
+    let mut users = users_for(messages, shape)?;
+    loop {
+        let scenario = Scenario::generate(&ScenarioConfig {
+            users,
+            ..shape.clone()
+        })?;
+        let count = scenario.count().messages;
+        if count >= messages {
+            return Ok((scenario, count));
+        }
+        let grow = messages as f64 / count.max(1) as f64 * 1.01;
+        users = (users as f64 * grow).ceil() as usize + 1;
+    }
+}
+
+/// A fault's scenario, the stream published and its oracle: computed ahead
+/// of the fault (blocking, CPU only).
+pub(crate) struct Generated {
+    pub(crate) label: String,
+    pub(crate) stream: Stream,
+    /// Messages the stream publishes.
+    pub(crate) messages: u64,
+    pub(crate) expected: ExpectedRollups,
+    pub(crate) users: usize,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) summary: Option<CorpusSummary>,
+    pub(crate) took: Duration,
+}
+
+/// Generates the scenario of `config` with at least `events` messages (its
+/// `users` sized to them), with the messages of `extra` injected, and
+/// computes its oracle.
+pub(crate) fn generate(
+    seed: u64,
+    id: &str,
+    label: String,
+    events: u64,
+    mut config: ScenarioConfig,
+    extra: impl FnOnce(&Scenario, &mut ChaCha8Rng) -> Result<(Vec<Message>, Option<CorpusSummary>)>,
+) -> Result<Generated> {
+    let started = Instant::now();
+    let fault_seed = mix(seed, id);
+    let mut rng = ChaCha8Rng::seed_from_u64(fault_seed);
+    config.seed = fault_seed;
+    let (scenario, count) = sized_scenario(events, &config)?;
+    let users = scenario.config().users;
+    let (extra, summary) = extra(&scenario, &mut rng)?;
+    let stream = Stream::new(scenario, count, extra, &mut rng);
+    let oracle =
+        Oracle::from_messages(|| stream.messages()).context("the oracle reads the stream")?;
+    let end = stream.scenario().config().end;
+    let ranges = Oracle::standard_ranges(end, stream.scenario().config().days);
+    let expected = oracle.expected_rollups(end, &ranges, false);
+    Ok(Generated {
+        label,
+        messages: expected.totals.messages,
+        stream,
+        expected,
+        users,
+        rng,
+        summary,
+        took: started.elapsed(),
+    })
+}
+
 impl<'a> Run<'a> {
-    /// Generates the scenario of `config` (its `users` sized to the plan
-    /// unless `keep_users`), computes its oracle with `extra` messages
-    /// injected, and creates the fault's topics and database.
+    /// Creates the fault's topics and database for `generated`.
     pub(crate) async fn prepare(
         suite: &'a Suite,
         id: &str,
-        fault: String,
-        events: u64,
-        mut config: ScenarioConfig,
-        extra: impl FnOnce(&Scenario, &mut ChaCha8Rng) -> Result<Vec<Message>>,
+        generated: Generated,
     ) -> Result<Run<'a>> {
         let started = Instant::now();
-        let fault_seed = mix(suite.seed, id);
-        let mut rng = ChaCha8Rng::seed_from_u64(fault_seed);
-        config.seed = fault_seed;
-        let shape = config.clone();
-        config.users = tokio::task::spawn_blocking(move || users_for(events, &shape)).await??;
-        let scenario = Scenario::generate(&config)?;
-        let extra = extra(&scenario, &mut rng)?;
-        let (stream, messages, expected) = tokio::task::spawn_blocking({
-            let scenario = scenario.clone();
-            let mut rng = rng.clone();
-            move || -> Result<(Stream, u64, ExpectedRollups)> {
-                let count = scenario.count().messages;
-                let stream = Stream::new(scenario, count, extra, &mut rng);
-                let oracle = Oracle::from_messages(|| stream.messages())
-                    .context("the oracle reads the stream")?;
-                let end = stream.scenario().config().end;
-                let ranges = Oracle::standard_ranges(end, stream.scenario().config().days);
-                let expected = oracle.expected_rollups(end, &ranges, false);
-                let messages = expected.totals.messages;
-                Ok((stream, messages, expected))
-            }
-        })
-        .await??;
-
+        let Generated {
+            label: fault,
+            stream,
+            messages,
+            expected,
+            users,
+            rng,
+            took,
+            ..
+        } = generated;
         let stamp = format!(
             "{}_{}_{}",
             id.replace(['-', '.'], "_"),
@@ -193,13 +245,14 @@ impl<'a> Run<'a> {
             ..Row::default()
         };
         println!(
-            "[{id}] {}: {} messages ({} users, {} authorizations counted, {} dead letters expected), database {}",
+            "[{id}] {}: {} messages ({} users, {} authorizations counted, {} dead letters expected), database {}; oracle in {:.1} s",
             row.fault,
             messages,
-            config.users,
+            users,
             expected.totals.events_counted,
             expected.totals.dead_lettered,
-            target.database
+            target.database,
+            took.as_secs_f64()
         );
         Ok(Run {
             suite,
@@ -268,7 +321,7 @@ impl<'a> Run<'a> {
             .query(sql)
             .fetch_one::<u64>()
             .await
-            .with_context(|| format!("{sql}"))
+            .with_context(|| sql.to_owned())
     }
 
     /// Waits until `fraction` of the expected authorizations have rows (a
@@ -305,10 +358,13 @@ impl<'a> Run<'a> {
 
     /// Waits until the rollups equal the oracle: the moment they did, or
     /// None after the plan's timeout. Gives up early when every instance
-    /// of `instances` has exited.
+    /// of `instances` has exited, or when nothing was written for
+    /// [`SETTLED`] (longer than the longest insert retry delay and hold).
     pub(crate) async fn converge(&self, instances: &mut [Ingest]) -> Option<Instant> {
+        const SETTLED: Duration = Duration::from_secs(40);
         let deadline = Instant::now() + self.suite.plan.timeout;
         let want = self.expected.totals.events_counted;
+        let mut last: Option<(u64, Instant)> = None;
         loop {
             let stored = self
                 .number("SELECT uniqExact(event_id) FROM authorizations")
@@ -321,6 +377,22 @@ impl<'a> Run<'a> {
                         return Some(at);
                     }
                 }
+            }
+            let rows = self
+                .number(
+                    "SELECT (SELECT count() FROM authorizations) + (SELECT count() FROM daily_usage) \
+                     + (SELECT count() FROM flex_windows) + (SELECT count() FROM assignment_state)",
+                )
+                .await
+                .ok();
+            match (rows, last) {
+                (Some(rows), Some((before, since))) if rows == before => {
+                    if since.elapsed() >= SETTLED {
+                        return None;
+                    }
+                }
+                (Some(rows), _) => last = Some((rows, Instant::now())),
+                (None, _) => last = None,
             }
             if Instant::now() >= deadline
                 || (!instances.is_empty() && instances.iter_mut().all(|i| i.exited().is_some()))
@@ -478,23 +550,38 @@ impl<'a> Run<'a> {
     /// for byte, with its reason.
     fn check_dead_letter_payloads(&mut self, letters: &kafka::DeadLetters) {
         let mut want: BTreeMap<(String, u64), i64> = BTreeMap::new();
+        // A letter over the broker's size limit carries the payload's first
+        // 64 KiB and the original size: it stands for the message with that
+        // prefix and size.
+        let mut by_prefix: BTreeMap<(usize, u64), u64> = BTreeMap::new();
         for message in self.stream.messages() {
             if let Some(reason) = message.expected_reason {
-                *want
-                    .entry((
-                        reason.as_str().to_owned(),
-                        kafka::payload_hash(&message.payload),
-                    ))
-                    .or_default() += 1;
+                let hash = kafka::payload_hash(&message.payload);
+                *want.entry((reason.as_str().to_owned(), hash)).or_default() += 1;
+                let prefix = &message.payload[..message.payload.len().min(TRUNCATED_BYTES)];
+                by_prefix.insert((message.payload.len(), kafka::payload_hash(prefix)), hash);
             }
         }
         let ingest_reasons = ["unresolved_team", "unknown_rate", "beyond_horizon"];
         let mut balance = want;
-        for (reason, hash) in &letters.payloads {
+        let mut truncated = 0;
+        for (reason, hash, truncated_from) in &letters.payloads {
             if ingest_reasons.contains(&reason.as_str()) {
                 continue;
             }
-            *balance.entry((reason.clone(), *hash)).or_default() -= 1;
+            let hash = match truncated_from {
+                Some(size) => {
+                    truncated += 1;
+                    by_prefix.get(&(*size, *hash)).copied().unwrap_or(*hash)
+                }
+                None => *hash,
+            };
+            *balance.entry((reason.clone(), hash)).or_default() -= 1;
+        }
+        if truncated > 0 {
+            self.note(format!(
+                "{truncated} letters over the broker's message size carry the payload's first 64 KiB and its size"
+            ));
         }
         let missing: i64 = balance.values().filter(|n| **n > 0).sum();
         let unexpected: i64 = -balance.values().filter(|n| **n < 0).sum::<i64>();

@@ -19,6 +19,8 @@
 //!   [`Reason::WrongType`]).
 //! - **Duplicate keys** of a known property are [`Reason::MalformedJson`]
 //!   (RFC 8259 leaves their meaning undefined; we refuse to guess).
+//! - **Nesting** deeper than [`MAX_NESTING`] objects and arrays, anywhere
+//!   (unknown properties included), is [`Reason::MalformedJson`].
 //! - **Strings**: identifiers (`event_id`, `*_id`, `product`,
 //!   `product_version`) must be non-empty; every string is at most
 //!   [`Limits::max_string_len`] characters (Unicode scalar values, as JSON
@@ -112,7 +114,8 @@ pub enum Reason {
     /// `invalid_utf8`: the bytes are not UTF-8.
     InvalidUtf8,
     /// `malformed_json`: not one JSON value (syntax error, truncated, trailing
-    /// data, nesting deeper than 128, a duplicate key).
+    /// data, a duplicate key), or objects and arrays nested deeper than
+    /// [`MAX_NESTING`] anywhere in it.
     MalformedJson,
     /// `not_an_object`: valid JSON, but not an object.
     NotAnObject,
@@ -578,6 +581,12 @@ fn preflight<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, Validation
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ValidationError::whole(Reason::InvalidUtf8, format!("message is not UTF-8: {e}"))
     })?;
+    if nesting_exceeds(bytes, MAX_NESTING) {
+        return Err(ValidationError::whole(
+            Reason::MalformedJson,
+            format!("objects and arrays nest deeper than {MAX_NESTING}"),
+        ));
+    }
     // serde would accept a JSON array for a struct (fields by position): only
     // objects are events.
     let first = text
@@ -590,6 +599,45 @@ fn preflight<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, Validation
         });
     }
     Ok(text)
+}
+
+/// The deepest nesting of objects and arrays a message may have, anywhere
+/// (an ignored unknown property included): serde_json's own limit where it
+/// builds values, so every decoder refuses the same messages.
+pub const MAX_NESTING: usize = 128;
+
+/// Whether objects and arrays nest deeper than `limit` (brackets inside
+/// strings do not count). A message with at most `limit` opening brackets in
+/// all cannot, which a plain count tells cheaply: the scan runs only then.
+fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let opening = bytes.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    if opening <= limit {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// One serde pass into a wire struct; on failure, the precise reason and field.
@@ -1087,18 +1135,26 @@ mod tests {
             |b, l, n| decode_assignment(b, l, n).map(drop),
             |b, l, n| decode_directory(b, l, n).map(drop),
         ];
-        // serde_json skips an ignored value without recursing: an unknown
-        // property may nest as deep as the size limit lets it.
-        let json = AUTH.replacen('{', &format!(r#"{{"x":{},"#, deep_array(100_000)), 1);
-        assert!(decode_authorization(json.as_bytes(), &limits, now()).is_ok());
+        // Up to MAX_NESTING levels anywhere is fine, one more is malformed,
+        // in an unknown property as in a known one; brackets in strings do
+        // not count.
+        let unknown =
+            |depth: usize| AUTH.replacen('{', &format!(r#"{{"x":{},"#, deep_array(depth)), 1);
+        // The event itself is one level.
+        assert!(decode_authorization(unknown(MAX_NESTING - 1).as_bytes(), &limits, now()).is_ok());
+        let in_string = AUTH.replacen('{', &format!(r#"{{"x":"{}","#, "[{".repeat(1_000)), 1);
+        assert!(decode_authorization(in_string.as_bytes(), &limits, now()).is_ok());
+        let escaped = AUTH.replacen('{', &format!(r#"{{"x":"\\\"{}","#, "[".repeat(1_000)), 1);
+        assert!(decode_authorization(escaped.as_bytes(), &limits, now()).is_ok());
         for (json, reason, field) in [
-            // A known property: refused by its type before any descent.
+            (unknown(MAX_NESTING), Reason::MalformedJson, None),
+            (unknown(100_000), Reason::MalformedJson, None),
             (
                 AUTH.replacen('{', &format!(r#"{{"user_id":{},"#, deep_array(100_000)), 1),
-                Reason::WrongType,
-                Some("user_id"),
+                Reason::MalformedJson,
+                None,
             ),
-            (deep_array(100_000), Reason::NotAnObject, None),
+            (deep_array(100_000), Reason::MalformedJson, None),
             ("[".repeat(100_000), Reason::MalformedJson, None),
             (r#"{"a":"#.repeat(100_000), Reason::MalformedJson, None),
         ] {

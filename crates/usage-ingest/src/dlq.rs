@@ -7,7 +7,7 @@
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 use std::time::Duration;
 
@@ -20,7 +20,16 @@ pub(crate) mod header {
     pub(crate) const FIELD: &str = "usage.field";
     pub(crate) const ERROR: &str = "usage.error";
     pub(crate) const FAILED_AT: &str = "usage.failed_at";
+    /// Only on a letter whose payload the broker refused whole: the original
+    /// payload's size in bytes (the letter carries its first
+    /// [`super::TRUNCATED_PAYLOAD_BYTES`]; the original stays at its source
+    /// offset while the source topic retains it).
+    pub(crate) const PAYLOAD_TRUNCATED_FROM: &str = "usage.payload_truncated_from";
 }
+
+/// How much of a payload a letter keeps when the whole one is over the
+/// broker's (or the producer's) message size limit.
+pub(crate) const TRUNCATED_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// A message on its way to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +67,10 @@ impl DeadLetterQueue {
         DeadLetterQueue { producer, topic }
     }
 
-    /// Publishes every letter and waits until the broker has them all.
+    /// Publishes every letter and waits until the broker has them all. A
+    /// letter too large for the broker goes again with its payload cut to
+    /// [`TRUNCATED_PAYLOAD_BYTES`] and a header giving the original size,
+    /// rather than stopping the pipeline on a message it has already refused.
     pub(crate) async fn publish(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
         let failed_at = chrono::Utc::now().to_rfc3339();
         let fail = |letter: &DeadLetter, source| DeadLetterError {
@@ -68,28 +80,35 @@ impl DeadLetterQueue {
             source,
         };
         let mut deliveries = Vec::with_capacity(letters.len());
+        let mut too_large = Vec::new();
         for letter in letters {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-                .payload(letter.payload.as_slice())
-                .headers(headers(letter, &failed_at));
-            if let Some(key) = &letter.key {
-                record = record.key(key.as_slice());
-            }
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push((letter, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err((source, _)) => return Err(fail(letter, source)),
-                }
+            match self.send(letter, &failed_at, false).await {
+                Ok(delivery) => deliveries.push((letter, delivery)),
+                Err(source) if is_too_large(&source) => too_large.push(letter),
+                Err(source) => return Err(fail(letter, source)),
             }
         }
         for (letter, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _))) if is_too_large(&source) => too_large.push(letter),
+                Ok(Err((source, _))) => return Err(fail(letter, source)),
+                Err(_canceled) => return Err(fail(letter, KafkaError::Canceled)),
+            }
+        }
+        for letter in too_large {
+            tracing::warn!(
+                source_topic = letter.source_topic,
+                partition = letter.partition,
+                offset = letter.offset,
+                payload_bytes = letter.payload.len(),
+                kept_bytes = TRUNCATED_PAYLOAD_BYTES,
+                "dead letter over the broker's message size: publishing it truncated"
+            );
+            let delivery = self
+                .send(letter, &failed_at, true)
+                .await
+                .map_err(|source| fail(letter, source))?;
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((source, _))) => return Err(fail(letter, source)),
@@ -98,6 +117,51 @@ impl DeadLetterQueue {
         }
         Ok(())
     }
+
+    /// Queues one letter (waiting while the producer's queue is full).
+    async fn send(
+        &self,
+        letter: &DeadLetter,
+        failed_at: &str,
+        truncate: bool,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let payload = if truncate {
+            &letter.payload[..letter.payload.len().min(TRUNCATED_PAYLOAD_BYTES)]
+        } else {
+            letter.payload.as_slice()
+        };
+        let mut headers = headers(letter, failed_at);
+        if truncate {
+            headers = headers.insert(Header {
+                key: header::PAYLOAD_TRUNCATED_FROM,
+                value: Some(&letter.payload.len().to_string()),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = &letter.key {
+            record = record.key(key.as_slice());
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((source, _)) => return Err(source),
+            }
+        }
+    }
+}
+
+/// The producer's or the broker's "message too large".
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+    )
 }
 
 fn headers(letter: &DeadLetter, failed_at: &str) -> OwnedHeaders {

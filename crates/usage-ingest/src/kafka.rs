@@ -5,7 +5,7 @@ use crate::metrics::Metrics;
 use rdkafka::{
     config::ClientConfig,
     consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    error::KafkaResult,
+    error::{KafkaError, KafkaResult},
     producer::FutureProducer,
     statistics::Statistics,
     ClientContext, TopicPartitionList,
@@ -144,6 +144,17 @@ impl IngestContext {
 }
 
 impl ClientContext for IngestContext {
+    /// librdkafka's client-level errors. Reaching the end of a partition is
+    /// reported here too (`enable.partition.eof`, which the catch-up needs):
+    /// routine, not an error.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::trace!(%error, reason, "librdkafka: end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka");
+        }
+    }
+
     /// Every `statistics.interval.ms` (--kafka-stats-interval-ms), on the
     /// thread that polls the consumer: sets a gauge per owned partition, no
     /// I/O, no blocking (the lock is only contended during a rebalance).

@@ -92,8 +92,11 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             .unwrap_or("")
             .to_owned();
         let source = header_value(&message, header::SOURCE_TOPIC).map(str::to_owned);
+        // A truncated letter is not the message: re-publishing it would
+        // publish something nobody sent.
+        let truncated = header_value(&message, header::PAYLOAD_TRUNCATED_FROM).is_some();
         match source {
-            Some(topic) if wanted.contains(&reason) => {
+            Some(topic) if wanted.contains(&reason) && !truncated => {
                 let mut record = FutureRecord::<[u8], [u8]>::to(&topic)
                     .payload(message.payload().unwrap_or_default());
                 if let Some(key) = message.key() {
