@@ -8,30 +8,13 @@
 use std::process::Command;
 use usage_tests::services;
 
-/// Every fault but the paused broker (3): after a pause, usage fetched before
-/// the assignments published ahead of it can still be stamped with the
-/// user's previous team (faults/README.md, "Known failures"). `scripts/faults`
-/// runs it.
-const SHORT_SUITE: [&str; 6] = [
-    "kill",
-    "clickhouse",
-    "rebalance",
-    "replay",
-    "bad-input",
-    "insert-errors",
-];
-
 #[test]
 fn the_short_fault_suite_passes() {
     // Both binaries: the suite runs the debug usage-ingest it finds beside it.
     let suite = services::binary("usage-faults", "usage-faults");
     let _ = services::binary("usage-ingest", "usage-ingest");
-    let mut command = Command::new(&suite);
-    command.arg("--short");
-    for fault in SHORT_SUITE {
-        command.args(["--only", fault]);
-    }
-    let output = command
+    let output = Command::new(&suite)
+        .arg("--short")
         .current_dir(usage_tests::repo_root())
         .output()
         .expect("usage-faults runs");

@@ -5,7 +5,7 @@ use crate::metrics::Metrics;
 use rdkafka::{
     config::ClientConfig,
     consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    error::{KafkaError, KafkaResult},
+    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     producer::FutureProducer,
     statistics::Statistics,
     ClientContext, TopicPartitionList,
@@ -148,7 +148,9 @@ impl ClientContext for IngestContext {
     /// reported here too (`enable.partition.eof`, which the catch-up needs):
     /// routine, not an error.
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
             tracing::trace!(%error, reason, "librdkafka: end of partition");
         } else {
             tracing::error!(%error, reason, "librdkafka");

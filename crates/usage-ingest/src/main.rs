@@ -403,6 +403,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown,
         abandon,
         positions: Default::default(),
+        received: Default::default(),
+        read_floor: Default::default(),
+        usage_held: false,
+        probe: None,
+        probed: None,
         catching_up: None,
     };
     pipeline.run().await.context("the pipeline stopped")?;

@@ -7,6 +7,15 @@
 //! memory stays bounded — and resumes them once the write is through.
 //! Offsets are committed only after the rows and dead letters they cover are
 //! stored; a held-back authorization holds its partition's commit back.
+//!
+//! Reference data before usage, always: before a batch is processed, the
+//! broker is asked for the end offsets of the assigned assignments and
+//! directory partitions (a [`Probe`]); the batch waits until they are read,
+//! and takes only the authorizations received before the question, so no
+//! authorization is stamped ahead of an assignment published before it — a
+//! broker that stalled and then delivers a backlog in any order included.
+//! The same answer tells the processor that a held-back authorization whose
+//! hold ran out has really seen every assignment published meanwhile.
 
 use crate::dlq::DeadLetterQueue;
 use crate::kafka::{IngestConsumer, PartitionNotice};
@@ -14,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::process::{Prepared, ProcessError, Processor, RawMessage, Topic, TopicNames};
 use crate::sink::Sink;
 use futures::FutureExt as _;
+use rdkafka::producer::Producer as _;
 use rdkafka::{
     consumer::{CommitMode, Consumer},
     Message, Offset, TopicPartitionList,
@@ -55,8 +65,44 @@ const PENDING_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// the pipeline's select!.
 const MAX_BURST: usize = 4096;
 
+/// How long a probe of the reference partitions' end offsets may take (a
+/// stalled broker answers nothing: the batch then carries no proof).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a batch waits for the reference messages a probe found unread.
+/// Past it, the partition is taken as read to that offset (a transactional
+/// producer's commit markers take offsets no message ever fills).
+const REFERENCE_WAIT: Duration = Duration::from_secs(2);
+/// How often a batch waiting on reference data looks again.
+const REFERENCE_POLL: Duration = Duration::from_millis(5);
+
 /// Offsets to commit once a batch is stored: per (topic, partition), the next offset to read.
 pub(crate) type Commit = usage_core::FastMap<(Topic, i32), i64>;
+
+/// The broker's end offsets of the assigned reference partitions (assignments
+/// and directory), asked at `at`.
+pub(crate) struct Probe {
+    /// When the question was asked: every reference message the broker held
+    /// then is below `ends`.
+    at: Instant,
+    /// The messages of the batch being filled when it was asked: the
+    /// authorizations among them were received before `at`.
+    cut: usize,
+    /// Whether every reference partition had been read to its end once since
+    /// the assignment (then a partition nothing was read from starts at its end).
+    after_catch_up: bool,
+    ends: Result<Vec<PartitionEnd>, rdkafka::error::KafkaError>,
+}
+
+/// A reference partition and the offset it ends at.
+type PartitionEnd = ((Topic, i32), i64);
+
+/// Whether a batch may be processed now.
+enum Reference {
+    /// Yes; with the instant at which every reference message is known read, if proven.
+    Read(Option<Instant>),
+    /// Not yet: reference messages the probe found are still on their way.
+    Waiting,
+}
 
 struct InFlight {
     handle: JoinHandle<Result<Prepared, PipelineError>>,
@@ -77,8 +123,20 @@ pub(crate) struct Pipeline {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Turns true when the drain took too long: abandon retries.
     pub(crate) abandon: watch::Receiver<bool>,
-    /// Next offset to read per partition, of everything consumed.
+    /// Next offset to read per partition, of everything taken into a batch:
+    /// what a batch's commit covers.
     pub(crate) positions: Commit,
+    /// Next offset to read per reference partition, of everything received.
+    pub(crate) received: Commit,
+    /// Per reference partition nothing was received from: the offset it was
+    /// found to end at after the catch-up (or that a probe waited for in vain).
+    pub(crate) read_floor: Commit,
+    /// Whether the authorizations partitions are paused because a full batch
+    /// waits on reference data.
+    pub(crate) usage_held: bool,
+    /// The probe being asked, and the last one answered, not yet used.
+    pub(crate) probe: Option<JoinHandle<Probe>>,
+    pub(crate) probed: Option<Probe>,
     /// After an assignment: the reference partitions (assignments, directory)
     /// still to be read to their end before authorizations flow again.
     pub(crate) catching_up: Option<CatchUp>,
@@ -112,6 +170,34 @@ impl Filling {
     fn deadline(&self, limits: &BatchLimits) -> Option<Instant> {
         self.opened.map(|o| o + limits.max_wait)
     }
+
+    /// The batch a probe covers: every message but the authorizations
+    /// received after its first `cut` messages, which stay (in order).
+    fn take_covered(&mut self, cut: usize) -> Filling {
+        if cut >= self.messages.len() {
+            return std::mem::take(self);
+        }
+        let (mut taken, mut rest) = (Vec::with_capacity(self.messages.len()), Vec::new());
+        for (i, m) in std::mem::take(&mut self.messages).into_iter().enumerate() {
+            if i >= cut && m.topic == Topic::Authorizations {
+                rest.push(m);
+            } else {
+                taken.push(m);
+            }
+        }
+        let size = |ms: &[RawMessage]| ms.iter().map(|m| m.payload.len()).sum();
+        let covered = Filling {
+            bytes: size(&taken),
+            messages: taken,
+            opened: self.opened,
+        };
+        self.bytes = size(&rest);
+        // The rest starts the next batch: it gets a full wait (a batch of the
+        // few messages that came during the probe would double the inserts).
+        self.opened = (!rest.is_empty()).then(Instant::now);
+        self.messages = rest;
+        covered
+    }
 }
 
 impl Pipeline {
@@ -134,11 +220,40 @@ impl Pipeline {
                 || deadline.is_some_and(|d| Instant::now() >= d)
                 || retry_pending;
             let room = in_flight.len() < self.limits.max_in_flight;
+            // Waiting for the probe's answer (messages keep coming), or for
+            // the reference messages it found unread.
+            let (mut waiting, mut unread) = (false, false);
             if must_flush && room {
-                self.report_consumed(&mut consumed);
-                let flight = self.start_batch(std::mem::take(&mut filling)).await?;
-                in_flight.push_back(flight);
-                last_batch = Instant::now();
+                match self.reference_read() {
+                    None => {
+                        if self.probe.is_none() {
+                            self.probe = Some(self.start_probe(filling.messages.len())?);
+                        }
+                        waiting = true;
+                    }
+                    Some(Reference::Waiting) => (waiting, unread) = (true, true),
+                    Some(Reference::Read(read_at)) => {
+                        let cut = self.probed.take().map_or(usize::MAX, |p| p.cut);
+                        self.report_consumed(&mut consumed);
+                        let batch = filling.take_covered(cut);
+                        let flight = self.start_batch(batch, read_at).await?;
+                        in_flight.push_back(flight);
+                        last_batch = Instant::now();
+                        if self.usage_held {
+                            self.usage_held = false;
+                            if !paused {
+                                self.pause_usage(false)?;
+                            }
+                        }
+                    }
+                }
+            }
+            // A full batch waiting on reference data: usage stops coming (what
+            // librdkafka already fetched still does) so the reference
+            // messages behind it get through.
+            if unread && filling.is_full(&self.limits) && !self.usage_held && !paused {
+                self.usage_held = true;
+                self.pause_usage(true)?;
             }
             let room = in_flight.len() < self.limits.max_in_flight;
             if filling.is_full(&self.limits) && !room && !paused {
@@ -164,6 +279,10 @@ impl Pipeline {
                         self.on_notice(notice, &mut filling).await?;
                     }
                 }
+                answer = async { self.probe.as_mut().expect("guarded").await }, if self.probe.is_some() => {
+                    self.probe = None;
+                    self.probe_answered(answer?);
+                }
                 message = recv_owned(&self.consumer, &self.topics), if !paused => {
                     self.accept(message, &mut filling, &mut consumed).await?;
                     // Take what librdkafka already holds without going round
@@ -180,8 +299,9 @@ impl Pipeline {
                         burst += 1;
                     }
                 }
-                _ = sleep_until(deadline), if deadline.is_some() && room => {}
-                _ = tokio::time::sleep(PENDING_RETRY_INTERVAL), if self.processor.pending_len() > 0 && room => {}
+                _ = sleep_until(deadline), if deadline.is_some() && room && !waiting => {}
+                _ = tokio::time::sleep(REFERENCE_POLL), if waiting && self.probe.is_none() => {}
+                _ = tokio::time::sleep(PENDING_RETRY_INTERVAL), if self.processor.pending_len() > 0 && room && !waiting => {}
             }
         }
         self.drain(filling, in_flight, &mut consumed).await
@@ -214,8 +334,10 @@ impl Pipeline {
         *consumed.entry(raw.topic).or_default() += 1;
         filling.bytes += raw.payload.len();
         filling.opened.get_or_insert_with(Instant::now);
-        self.positions
-            .insert((raw.topic, raw.partition), raw.offset + 1);
+        if raw.topic != Topic::Authorizations {
+            self.received
+                .insert((raw.topic, raw.partition), raw.offset + 1);
+        }
         filling.messages.push(raw);
         Ok(())
     }
@@ -240,9 +362,10 @@ impl Pipeline {
         );
         self.metrics.set_ready(false);
         let mut flights: Vec<InFlight> = in_flight.into();
+        self.probe = None;
         if !filling.messages.is_empty() {
             self.report_consumed(consumed);
-            flights.push(self.start_batch(filling).await?);
+            flights.push(self.start_batch(filling, None).await?);
         }
         for flight in flights {
             match flight.handle.await? {
@@ -258,12 +381,19 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn start_batch(&mut self, filling: Filling) -> Result<InFlight, PipelineError> {
+    async fn start_batch(
+        &mut self,
+        filling: Filling,
+        reference_read_at: Option<Instant>,
+    ) -> Result<InFlight, PipelineError> {
         let started = Instant::now();
         let messages = filling.messages.len();
+        for m in &filling.messages {
+            self.positions.insert((m.topic, m.partition), m.offset + 1);
+        }
         let prepared = self
             .processor
-            .process(filling.messages, &self.warehouse)
+            .process(filling.messages, &self.warehouse, reference_read_at)
             .await?;
         // The commit: everything consumed so far (it is in this batch or an
         // earlier one), except what is held back.
@@ -341,12 +471,143 @@ impl Pipeline {
             );
         } else {
             let resumed = self.partitions(&assignment, |topic| {
-                topic != Topic::Authorizations || self.catching_up.is_none()
+                topic != Topic::Authorizations || (self.catching_up.is_none() && !self.usage_held)
             })?;
             self.consumer.resume(&resumed)?;
             self.metrics
                 .set_paused(assignment.count() - resumed.count());
             tracing::info!(partitions = resumed.count(), "resumed");
+        }
+        Ok(())
+    }
+
+    /// Asks the broker, off the consumer's task, for the end offsets of the
+    /// assigned reference partitions; `cut`: the messages of the batch so far.
+    fn start_probe(&self, cut: usize) -> Result<JoinHandle<Probe>, PipelineError> {
+        let assignment = self.consumer.assignment()?;
+        let partitions: Vec<(Topic, String, i32)> = assignment
+            .elements()
+            .iter()
+            .filter_map(|e| match self.topics.role(e.topic()) {
+                Some(role @ (Topic::Assignments | Topic::Directory)) => {
+                    Some((role, e.topic().to_owned(), e.partition()))
+                }
+                _ => None,
+            })
+            .collect();
+        let producer = self.dlq.producer().clone();
+        let after_catch_up = self.catching_up.is_none();
+        let at = Instant::now();
+        Ok(tokio::task::spawn_blocking(move || {
+            // One question per partition, all at once (each is a round trip).
+            let ends = std::thread::scope(|scope| {
+                let asked: Vec<_> = partitions
+                    .iter()
+                    .map(|(role, topic, partition)| {
+                        let producer = &producer;
+                        scope.spawn(move || {
+                            let (_, end) = producer.client().fetch_watermarks(
+                                topic,
+                                *partition,
+                                PROBE_TIMEOUT,
+                            )?;
+                            Ok(((*role, *partition), end))
+                        })
+                    })
+                    .collect();
+                asked
+                    .into_iter()
+                    .map(|question| {
+                        question
+                            .join()
+                            .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+                    })
+                    .collect()
+            });
+            Probe {
+                at,
+                cut,
+                after_catch_up,
+                ends,
+            }
+        }))
+    }
+
+    fn probe_answered(&mut self, probe: Probe) {
+        tracing::debug!(
+            took_ms = probe.at.elapsed().as_millis() as u64,
+            "reference partitions' ends"
+        );
+        match &probe.ends {
+            Ok(ends) if probe.after_catch_up => {
+                // Read to its end in the catch-up with nothing received: it
+                // started where it ends (unless a message came in between).
+                for (key, end) in ends {
+                    if !self.received.contains_key(key) {
+                        self.read_floor.entry(*key).or_insert(*end);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(
+                %error,
+                "no answer on the reference partitions' ends; the batch goes without"
+            ),
+        }
+        self.probed = Some(probe);
+    }
+
+    /// Whether the batch may be processed (`None`: no probe answered yet).
+    fn reference_read(&mut self) -> Option<Reference> {
+        let probe = self.probed.as_ref()?;
+        let Ok(ends) = &probe.ends else {
+            // The broker did not answer: process what is there (the
+            // authorizations in it came from that broker before it stalled),
+            // but prove nothing about what it may hold.
+            return Some(Reference::Read(None));
+        };
+        let position = |key: &(Topic, i32)| {
+            let received = self.received.get(key).copied().unwrap_or(i64::MIN);
+            received.max(self.read_floor.get(key).copied().unwrap_or(i64::MIN))
+        };
+        let unread: Vec<PartitionEnd> = ends
+            .iter()
+            .filter(|(key, end)| position(key) < *end)
+            .copied()
+            .collect();
+        if unread.is_empty() {
+            return Some(Reference::Read(Some(probe.at)));
+        }
+        if probe.at.elapsed() < REFERENCE_WAIT {
+            return Some(Reference::Waiting);
+        }
+        tracing::warn!(
+            partitions = unread.len(),
+            waited_ms = REFERENCE_WAIT.as_millis() as u64,
+            "reference partitions not read up to the end the broker gave; taking them as read"
+        );
+        for (key, end) in unread {
+            self.read_floor.insert(key, end);
+        }
+        Some(Reference::Read(None))
+    }
+
+    /// Pauses or resumes the authorizations partitions for a batch waiting on
+    /// reference data (never resumes them during a catch-up).
+    fn pause_usage(&self, pause: bool) -> Result<(), PipelineError> {
+        if !pause && self.catching_up.is_some() {
+            return Ok(());
+        }
+        let assignment = self.consumer.assignment()?;
+        let usage = self.partitions(&assignment, |t| t == Topic::Authorizations)?;
+        if pause {
+            self.consumer.pause(&usage)?;
+            tracing::debug!(
+                partitions = usage.count(),
+                "usage paused: the batch waits on reference data"
+            );
+        } else {
+            self.consumer.resume(&usage)?;
         }
         Ok(())
     }
@@ -440,7 +701,13 @@ impl Pipeline {
                 filling
                     .messages
                     .retain(|m| !revoked.contains(&(m.topic, m.partition)));
+                filling.bytes = filling.messages.iter().map(|m| m.payload.len()).sum();
                 self.positions.retain(|k, _| !revoked.contains(k));
+                self.received.retain(|k, _| !revoked.contains(k));
+                self.read_floor.retain(|k, _| !revoked.contains(k));
+                // A probe's cut counts messages of the batch as it was.
+                self.probe = None;
+                self.probed = None;
                 self.processor.partitions_revoked(&revoked);
             }
             PartitionNotice::Assigned(partitions) => {
@@ -479,5 +746,61 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(topic: Topic, offset: i64) -> RawMessage {
+        RawMessage {
+            topic,
+            partition: 0,
+            offset,
+            key: None,
+            payload: vec![b'x'; 10],
+        }
+    }
+
+    fn filling(topics: &[Topic]) -> Filling {
+        let messages: Vec<RawMessage> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| message(*t, i as i64))
+            .collect();
+        Filling {
+            bytes: messages.len() * 10,
+            messages,
+            opened: Some(Instant::now()),
+        }
+    }
+
+    use Topic::{Assignments as Ref, Authorizations as Auth};
+
+    #[test]
+    fn a_probe_covers_the_authorizations_before_it_and_every_reference_message() {
+        let mut f = filling(&[Auth, Ref, Auth, Auth, Ref, Auth]);
+        let covered = f.take_covered(3);
+        let offsets = |ms: &[RawMessage]| ms.iter().map(|m| m.offset).collect::<Vec<_>>();
+        // Reference messages that came after the question go too (they are
+        // read before the batch's usage is stamped); later usage waits.
+        assert_eq!(offsets(&covered.messages), [0, 1, 2, 4]);
+        assert_eq!(covered.bytes, 40);
+        assert_eq!(offsets(&f.messages), [3, 5]);
+        assert_eq!(f.bytes, 20);
+        assert!(f.opened.is_some());
+    }
+
+    #[test]
+    fn a_probe_after_everything_takes_everything() {
+        let mut f = filling(&[Auth, Ref, Auth]);
+        let covered = f.take_covered(usize::MAX);
+        assert_eq!(covered.messages.len(), 3);
+        assert!(f.messages.is_empty() && f.bytes == 0 && f.opened.is_none());
+        let mut f = filling(&[Auth, Ref, Ref]);
+        let covered = f.take_covered(1);
+        assert_eq!(covered.messages.len(), 3);
+        assert!(f.messages.is_empty() && f.opened.is_none());
     }
 }

@@ -228,11 +228,18 @@ impl Processor {
         }
     }
 
-    /// Turns a batch of messages (in consumption order) into rows and dead letters.
+    /// Turns a batch of messages (in consumption order) into rows and dead
+    /// letters. `reference_read_at`: an instant at which every assignment and
+    /// directory message the broker held is known to be read (in this batch
+    /// or an earlier one), if there is one. A held-back authorization whose
+    /// hold ran out is dead-lettered only when that instant is past its
+    /// deadline: a hold that ran out while the broker was unreachable waits
+    /// for the data published meanwhile.
     pub(crate) async fn process(
         &mut self,
         batch: Vec<RawMessage>,
         warehouse: &Warehouse,
+        reference_read_at: Option<Instant>,
     ) -> Result<Prepared, ProcessError> {
         let now = Utc::now();
         let ingested_at = now.trunc_subsecs(0);
@@ -333,6 +340,10 @@ impl Processor {
         );
 
         // 4. Stamp.
+        let checked = Instant::now();
+        let expired = |p: &Pending| {
+            p.deadline <= checked && reference_read_at.is_some_and(|at| p.deadline <= at)
+        };
         let mut stored: Vec<(Pending, Stamp)> = Vec::with_capacity(queue.len());
         // (user, product) pairs with an earlier event held back: their later
         // events wait behind it, so each pair is charged in its own order.
@@ -353,7 +364,7 @@ impl Processor {
                 out.ambiguous_teams += 1;
             }
             let Some(team) = resolution.team() else {
-                if Instant::now() < p.deadline {
+                if !expired(&p) {
                     blocked.insert(pair());
                     self.pending.push(p);
                 } else {
@@ -424,7 +435,7 @@ impl Processor {
                     tokens_milli: 0,
                     opened_window: false,
                 },
-                Charge::UnknownRate { .. } if Instant::now() < p.deadline => {
+                Charge::UnknownRate { .. } if !expired(&p) => {
                     // The rate may still be on its way (the directory topic is
                     // read concurrently): wait for it like for a late assignment.
                     blocked.insert(pair());
