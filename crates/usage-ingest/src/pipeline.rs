@@ -167,6 +167,12 @@ impl Filling {
         self.messages.len() >= limits.max_rows || self.bytes >= limits.max_bytes
     }
 
+    /// Seven eighths full: time to ask for the reference partitions' ends.
+    fn is_nearly_full(&self, limits: &BatchLimits) -> bool {
+        self.messages.len() >= limits.max_rows - limits.max_rows / 8
+            || self.bytes >= limits.max_bytes - limits.max_bytes / 8
+    }
+
     fn deadline(&self, limits: &BatchLimits) -> Option<Instant> {
         self.opened.map(|o| o + limits.max_wait)
     }
@@ -220,6 +226,15 @@ impl Pipeline {
                 || deadline.is_some_and(|d| Instant::now() >= d)
                 || retry_pending;
             let room = in_flight.len() < self.limits.max_in_flight;
+            // A batch near full asks ahead, so the answer is there when it
+            // is full rather than the batch growing while it waits.
+            if room
+                && self.probe.is_none()
+                && self.probed.is_none()
+                && filling.is_nearly_full(&self.limits)
+            {
+                self.probe = Some(self.start_probe(filling.messages.len())?);
+            }
             // Waiting for the probe's answer (messages keep coming), or for
             // the reference messages it found unread.
             let (mut waiting, mut unread) = (false, false);
