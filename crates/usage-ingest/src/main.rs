@@ -406,6 +406,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         received: Default::default(),
         read_floor: Default::default(),
         usage_held: false,
+        stash: Vec::new(),
         probe: None,
         probed: None,
         catching_up: None,

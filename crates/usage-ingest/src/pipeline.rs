@@ -4,7 +4,9 @@
 //! One batch is written while the next one fills. When the next one is full
 //! before the write ends (ClickHouse slow or down), the loop pauses every
 //! assigned partition and keeps polling — so the group keeps this member and
-//! memory stays bounded — and resumes them once the write is through.
+//! memory stays bounded — and resumes them once the write is through. The
+//! same while a batch's processing waits to read enrichment state from
+//! ClickHouse again ([`PollWhileWaiting`]).
 //! Offsets are committed only after the rows and dead letters they cover are
 //! stored; a held-back authorization holds its partition's commit back.
 //!
@@ -134,6 +136,9 @@ pub(crate) struct Pipeline {
     /// Whether the authorizations partitions are paused because a full batch
     /// waits on reference data.
     pub(crate) usage_held: bool,
+    /// Messages received while a batch's processing waited for ClickHouse:
+    /// they go into the batch being filled.
+    pub(crate) stash: Vec<RawMessage>,
     /// The probe being asked, and the last one answered, not yet used.
     pub(crate) probe: Option<JoinHandle<Probe>>,
     pub(crate) probed: Option<Probe>,
@@ -254,6 +259,7 @@ impl Pipeline {
                         let flight = self.start_batch(batch, read_at).await?;
                         in_flight.push_back(flight);
                         last_batch = Instant::now();
+                        self.take_stash(&mut filling, &mut consumed).await?;
                         if self.usage_held {
                             self.usage_held = false;
                             if !paused {
@@ -357,6 +363,35 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The messages received while ClickHouse could not be read go into the
+    /// batch being filled — but only those of partitions still assigned
+    /// (the group may have rebalanced meanwhile).
+    async fn take_stash(
+        &mut self,
+        filling: &mut Filling,
+        consumed: &mut HashMap<Topic, u64>,
+    ) -> Result<(), PipelineError> {
+        if self.stash.is_empty() {
+            return Ok(());
+        }
+        while let Ok(notice) = self.notices.try_recv() {
+            self.on_notice(notice, filling).await?;
+        }
+        let assignment = self.consumer.assignment()?;
+        let owned: std::collections::HashSet<(String, i32)> = assignment
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for raw in std::mem::take(&mut self.stash) {
+            let key = (self.topics.name(raw.topic).to_owned(), raw.partition);
+            if owned.contains(&key) {
+                self.accept(Ok(Some(raw)), filling, consumed).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn report_consumed(&self, consumed: &mut HashMap<Topic, u64>) {
         for (topic, n) in consumed.drain() {
             self.metrics.consumed(self.topics.name(topic), n);
@@ -406,10 +441,48 @@ impl Pipeline {
         for m in &filling.messages {
             self.positions.insert((m.topic, m.partition), m.offset + 1);
         }
-        let prepared = self
+        let mut waiter = PollWhileWaiting {
+            consumer: &self.consumer,
+            topics: &self.topics,
+            metrics: &self.metrics,
+            paused: None,
+            stash: Vec::new(),
+            ends: Vec::new(),
+        };
+        let processed = self
             .processor
-            .process(filling.messages, &self.warehouse, reference_read_at)
-            .await?;
+            .process(
+                filling.messages,
+                &self.warehouse,
+                reference_read_at,
+                &mut waiter,
+            )
+            .await;
+        let PollWhileWaiting {
+            paused,
+            stash,
+            ends,
+            ..
+        } = waiter;
+        if let Some(assignment) = paused {
+            // As the loop had them: usage stays paused during a catch-up or
+            // while a batch waits on reference data.
+            let resumed = self.partitions(&assignment, |topic| {
+                topic != Topic::Authorizations || (self.catching_up.is_none() && !self.usage_held)
+            })?;
+            self.consumer.resume(&resumed)?;
+            self.metrics
+                .set_paused(assignment.count() - resumed.count());
+            tracing::info!(
+                received = stash.len(),
+                "reads of enrichment state succeed again: partitions resumed"
+            );
+        }
+        self.stash = stash;
+        for partition in ends {
+            self.reached_end(partition)?;
+        }
+        let prepared = processed?;
         // The commit: everything consumed so far (it is in this batch or an
         // earlier one), except what is held back.
         let mut commit = self.positions.clone();
@@ -739,6 +812,56 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// The processor's wait between two attempts to read enrichment state
+/// (ClickHouse down): every assigned partition paused, the consumer still
+/// polled — so the group keeps this member however long the outage lasts —
+/// and what librdkafka had already fetched kept for the next batch.
+struct PollWhileWaiting<'a> {
+    consumer: &'a IngestConsumer,
+    topics: &'a TopicNames,
+    metrics: &'a Metrics,
+    /// The partitions paused by the first wait.
+    paused: Option<TopicPartitionList>,
+    /// Messages received meanwhile, in order.
+    stash: Vec<RawMessage>,
+    /// End-of-partition events received meanwhile.
+    ends: Vec<i32>,
+}
+
+impl crate::process::Waiter for PollWhileWaiting<'_> {
+    async fn wait(&mut self, delay: Duration) {
+        if self.paused.is_none() {
+            match self.consumer.assignment() {
+                Ok(assignment) => {
+                    if let Err(error) = self.consumer.pause(&assignment) {
+                        tracing::warn!(%error, "pausing the partitions failed");
+                    }
+                    self.metrics.set_paused(assignment.count());
+                    tracing::info!(
+                        partitions = assignment.count(),
+                        "paused: enrichment state cannot be read"
+                    );
+                    self.paused = Some(assignment);
+                }
+                Err(error) => tracing::warn!(%error, "reading the assignment failed"),
+            }
+        }
+        let until = tokio::time::Instant::now() + delay;
+        while let Ok(message) =
+            tokio::time::timeout_at(until, recv_owned(self.consumer, self.topics)).await
+        {
+            match message {
+                Ok(Some(raw)) => self.stash.push(raw),
+                Ok(None) => {}
+                Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                    self.ends.push(partition)
+                }
+                Err(error) => tracing::warn!(%error, "consumer error"),
+            }
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use usage_store::{StoreError, Warehouse};
 /// answers: a ClickHouse outage slows the pipeline down, it does not stop it.
 /// Gives up (an error) only once the process is told to abandon its work.
 macro_rules! retrying {
-    ($self:ident, $what:expr, $read:expr) => {{
+    ($self:ident, $waiter:ident, $what:expr, $read:expr) => {{
         let mut attempt = 0u32;
         loop {
             match $read.await {
@@ -51,11 +51,18 @@ macro_rules! retrying {
                         "reading {} from ClickHouse failed; retrying",
                         $what
                     );
-                    tokio::time::sleep(delay).await;
+                    $waiter.wait(delay).await;
                 }
             }
         }
     }};
+}
+
+/// What the processor does while a read of enrichment state waits to be
+/// retried (ClickHouse down): the pipeline keeps the consumer polled, its
+/// partitions paused, so the group keeps this member however long it lasts.
+pub(crate) trait Waiter {
+    async fn wait(&mut self, delay: Duration);
 }
 
 /// The inbound topics, by role.
@@ -240,6 +247,7 @@ impl Processor {
         batch: Vec<RawMessage>,
         warehouse: &Warehouse,
         reference_read_at: Option<Instant>,
+        waiter: &mut impl Waiter,
     ) -> Result<Prepared, ProcessError> {
         let now = Utc::now();
         let ingested_at = now.trunc_subsecs(0);
@@ -317,7 +325,12 @@ impl Processor {
         let mut queue = std::mem::take(&mut self.pending);
         queue.extend(authorizations);
         if waiting && self.last_follow.elapsed() >= self.settings.follow_interval {
-            retrying!(self, "assignments and rates", self.refresh(warehouse));
+            retrying!(
+                self,
+                waiter,
+                "assignments and rates",
+                self.refresh(warehouse)
+            );
         }
 
         // 3. The Flex windows that may cover these events.
@@ -335,6 +348,7 @@ impl Processor {
             first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();
         retrying!(
             self,
+            waiter,
             "Flex windows",
             self.enrichment.load_windows(warehouse, &keys)
         );
@@ -393,6 +407,7 @@ impl Processor {
                 // ClickHouse further back, then judge it again.
                 retrying!(
                     self,
+                    waiter,
                     "older Flex windows",
                     self.enrichment.reload_windows(
                         warehouse,
