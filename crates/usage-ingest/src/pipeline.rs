@@ -465,14 +465,7 @@ impl Pipeline {
             ..
         } = waiter;
         if let Some(assignment) = paused {
-            // As the loop had them: usage stays paused during a catch-up or
-            // while a batch waits on reference data.
-            let resumed = self.partitions(&assignment, |topic| {
-                topic != Topic::Authorizations || (self.catching_up.is_none() && !self.usage_held)
-            })?;
-            self.consumer.resume(&resumed)?;
-            self.metrics
-                .set_paused(assignment.count() - resumed.count());
+            self.resume(&assignment)?;
             tracing::info!(
                 received = stash.len(),
                 "reads of enrichment state succeed again: partitions resumed"
@@ -558,15 +551,22 @@ impl Pipeline {
                 "paused: the previous batch is still being written"
             );
         } else {
-            let resumed = self.partitions(&assignment, |topic| {
-                topic != Topic::Authorizations || (self.catching_up.is_none() && !self.usage_held)
-            })?;
-            self.consumer.resume(&resumed)?;
-            self.metrics
-                .set_paused(assignment.count() - resumed.count());
-            tracing::info!(partitions = resumed.count(), "resumed");
+            let resumed = self.resume(&assignment)?;
+            tracing::info!(partitions = resumed, "resumed");
         }
         Ok(())
+    }
+
+    /// Resumes the partitions of `assignment`, except usage during a
+    /// catch-up or while a batch waits on reference data; how many resumed.
+    fn resume(&self, assignment: &TopicPartitionList) -> Result<usize, PipelineError> {
+        let resumed = self.partitions(assignment, |topic| {
+            topic != Topic::Authorizations || (self.catching_up.is_none() && !self.usage_held)
+        })?;
+        self.consumer.resume(&resumed)?;
+        self.metrics
+            .set_paused(assignment.count() - resumed.count());
+        Ok(resumed.count())
     }
 
     /// Asks the broker, off the consumer's task, for the end offsets of the
