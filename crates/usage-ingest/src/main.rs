@@ -407,6 +407,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         read_floor: Default::default(),
         usage_held: false,
         stash: Vec::new(),
+        last_reference: std::time::Instant::now(),
         probe: None,
         probed: None,
         catching_up: None,

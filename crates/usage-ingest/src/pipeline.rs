@@ -70,8 +70,8 @@ const MAX_BURST: usize = 4096;
 /// How long a probe of the reference partitions' end offsets may take (a
 /// stalled broker answers nothing: the batch then carries no proof).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a batch waits for the reference messages a probe found unread.
-/// Past it, the partition is taken as read to that offset (a transactional
+/// How long a batch waits for the reference messages a probe found unread
+/// when none comes. Past it, the partition is taken as read to that offset (a transactional
 /// producer's commit markers take offsets no message ever fills).
 const REFERENCE_WAIT: Duration = Duration::from_secs(2);
 /// How often a batch waiting on reference data looks again.
@@ -86,8 +86,8 @@ pub(crate) struct Probe {
     /// When the question was asked: every reference message the broker held
     /// then is below `ends`.
     at: Instant,
-    /// The messages of the batch being filled when it was asked: the
-    /// authorizations among them were received before `at`.
+    /// The authorizations in the batch being filled when it was asked:
+    /// received before `at`.
     cut: usize,
     /// Whether every reference partition had been read to its end once since
     /// the assignment (then a partition nothing was read from starts at its end).
@@ -136,6 +136,8 @@ pub(crate) struct Pipeline {
     /// Whether the authorizations partitions are paused because a full batch
     /// waits on reference data.
     pub(crate) usage_held: bool,
+    /// When the last reference message was received.
+    pub(crate) last_reference: Instant,
     /// Messages received while a batch's processing waited for ClickHouse:
     /// they go into the batch being filled.
     pub(crate) stash: Vec<RawMessage>,
@@ -165,6 +167,8 @@ struct Filling {
     messages: Vec<RawMessage>,
     bytes: usize,
     opened: Option<Instant>,
+    /// How many of the messages are authorizations.
+    usage: usize,
 }
 
 impl Filling {
@@ -182,33 +186,69 @@ impl Filling {
         self.opened.map(|o| o + limits.max_wait)
     }
 
-    /// The batch a probe covers: every message but the authorizations
-    /// received after its first `cut` messages, which stay (in order).
+    /// Twice full: a batch waiting on reference data that keeps receiving it
+    /// writes what it has of it.
+    fn is_overfull(&self, limits: &BatchLimits) -> bool {
+        self.messages.len() >= limits.max_rows.saturating_mul(2)
+            || self.bytes >= limits.max_bytes.saturating_mul(2)
+    }
+
+    fn push(&mut self, message: RawMessage) {
+        self.bytes += message.payload.len();
+        self.usage += usize::from(message.topic == Topic::Authorizations);
+        self.opened.get_or_insert_with(Instant::now);
+        self.messages.push(message);
+    }
+
+    /// Keeps the messages `keep` says yes to.
+    fn retain(&mut self, keep: impl Fn(&RawMessage) -> bool) {
+        self.messages.retain(keep);
+        self.bytes = self.messages.iter().map(|m| m.payload.len()).sum();
+        self.usage = self
+            .messages
+            .iter()
+            .filter(|m| m.topic == Topic::Authorizations)
+            .count();
+    }
+
+    /// The batch a probe covers: every reference message, and the first
+    /// `cut` authorizations (those received before the question); the later
+    /// authorizations stay, in order.
     fn take_covered(&mut self, cut: usize) -> Filling {
-        if cut >= self.messages.len() {
+        if cut >= self.usage {
             return std::mem::take(self);
         }
-        let (mut taken, mut rest) = (Vec::with_capacity(self.messages.len()), Vec::new());
-        for (i, m) in std::mem::take(&mut self.messages).into_iter().enumerate() {
-            if i >= cut && m.topic == Topic::Authorizations {
+        let all = std::mem::take(&mut self.messages);
+        let (mut covered, mut rest) = (Filling::default(), Filling::default());
+        covered.messages.reserve(all.len());
+        for m in all {
+            if m.topic == Topic::Authorizations && covered.usage >= cut {
                 rest.push(m);
             } else {
-                taken.push(m);
+                covered.push(m);
             }
         }
-        let size = |ms: &[RawMessage]| ms.iter().map(|m| m.payload.len()).sum();
-        let covered = Filling {
-            bytes: size(&taken),
-            messages: taken,
-            opened: self.opened,
-        };
-        self.bytes = size(&rest);
+        covered.opened = self.opened;
         // The rest starts the next batch: it gets a full wait (a batch of the
         // few messages that came during the probe would double the inserts).
-        self.opened = (!rest.is_empty()).then(Instant::now);
-        self.messages = rest;
+        *self = rest;
         covered
     }
+}
+
+/// What the loop does with the batch being filled.
+enum Flush {
+    /// Nothing yet: the probe's answer, or reference messages it found
+    /// unread, are awaited (`unread`).
+    Wait { unread: bool },
+    /// Process the messages a probe covers: `cut` authorizations, every
+    /// reference message; `read_at` as [`Processor::process`] takes it;
+    /// `hold_usage`: stamp nothing (a batch of reference data only).
+    Batch {
+        cut: usize,
+        read_at: Option<Instant>,
+        hold_usage: bool,
+    },
 }
 
 impl Pipeline {
@@ -238,29 +278,24 @@ impl Pipeline {
                 && self.probed.is_none()
                 && filling.is_nearly_full(&self.limits)
             {
-                self.probe = Some(self.start_probe(filling.messages.len())?);
+                self.probe = Some(self.start_probe(filling.usage)?);
             }
-            // Waiting for the probe's answer (messages keep coming), or for
-            // the reference messages it found unread.
-            let (mut waiting, mut unread) = (false, false);
+            let mut unread = false;
             if must_flush && room {
-                match self.reference_read() {
-                    None => {
-                        if self.probe.is_none() {
-                            self.probe = Some(self.start_probe(filling.messages.len())?);
-                        }
-                        waiting = true;
-                    }
-                    Some(Reference::Waiting) => (waiting, unread) = (true, true),
-                    Some(Reference::Read(read_at)) => {
-                        let cut = self.probed.take().map_or(usize::MAX, |p| p.cut);
+                match self.flush(&filling)? {
+                    Flush::Wait { unread: u } => unread = u,
+                    Flush::Batch {
+                        cut,
+                        read_at,
+                        hold_usage,
+                    } => {
                         self.report_consumed(&mut consumed);
                         let batch = filling.take_covered(cut);
-                        let flight = self.start_batch(batch, read_at).await?;
+                        let flight = self.start_batch(batch, read_at, hold_usage).await?;
                         in_flight.push_back(flight);
                         last_batch = Instant::now();
                         self.take_stash(&mut filling, &mut consumed).await?;
-                        if self.usage_held {
+                        if self.usage_held && !hold_usage {
                             self.usage_held = false;
                             if !paused {
                                 self.pause_usage(false)?;
@@ -269,6 +304,7 @@ impl Pipeline {
                     }
                 }
             }
+            let waiting = must_flush && room && (unread || self.probed.is_none());
             // A full batch waiting on reference data: usage stops coming (what
             // librdkafka already fetched still does) so the reference
             // messages behind it get through.
@@ -353,13 +389,12 @@ impl Pipeline {
             }
         };
         *consumed.entry(raw.topic).or_default() += 1;
-        filling.bytes += raw.payload.len();
-        filling.opened.get_or_insert_with(Instant::now);
         if raw.topic != Topic::Authorizations {
             self.received
                 .insert((raw.topic, raw.partition), raw.offset + 1);
+            self.last_reference = Instant::now();
         }
-        filling.messages.push(raw);
+        filling.push(raw);
         Ok(())
     }
 
@@ -415,7 +450,7 @@ impl Pipeline {
         self.probe = None;
         if !filling.messages.is_empty() {
             self.report_consumed(consumed);
-            flights.push(self.start_batch(filling, None).await?);
+            flights.push(self.start_batch(filling, None, false).await?);
         }
         for flight in flights {
             match flight.handle.await? {
@@ -435,6 +470,7 @@ impl Pipeline {
         &mut self,
         filling: Filling,
         reference_read_at: Option<Instant>,
+        hold_usage: bool,
     ) -> Result<InFlight, PipelineError> {
         let started = Instant::now();
         let messages = filling.messages.len();
@@ -455,6 +491,7 @@ impl Pipeline {
                 filling.messages,
                 &self.warehouse,
                 reference_read_at,
+                hold_usage,
                 &mut waiter,
             )
             .await;
@@ -570,7 +607,7 @@ impl Pipeline {
     }
 
     /// Asks the broker, off the consumer's task, for the end offsets of the
-    /// assigned reference partitions; `cut`: the messages of the batch so far.
+    /// assigned reference partitions; `cut`: the authorizations of the batch so far.
     fn start_probe(&self, cut: usize) -> Result<JoinHandle<Probe>, PipelineError> {
         let assignment = self.consumer.assignment()?;
         let partitions: Vec<(Topic, String, i32)> = assignment
@@ -645,6 +682,40 @@ impl Pipeline {
         self.probed = Some(probe);
     }
 
+    /// What to do with the batch being filled, now that it is due.
+    fn flush(&mut self, filling: &Filling) -> Result<Flush, PipelineError> {
+        // Nothing to stamp: no need to know where the reference data ends.
+        if filling.usage == 0 && self.processor.pending_len() == 0 {
+            self.probed = None;
+            return Ok(Flush::Batch {
+                cut: 0,
+                read_at: None,
+                hold_usage: false,
+            });
+        }
+        match self.reference_read() {
+            None => {
+                if self.probe.is_none() {
+                    self.probe = Some(self.start_probe(filling.usage)?);
+                }
+                Ok(Flush::Wait { unread: false })
+            }
+            // Reference data keeps coming while usage waits (its partitions
+            // paused): write it, stamp nothing yet.
+            Some(Reference::Waiting) if filling.is_overfull(&self.limits) => Ok(Flush::Batch {
+                cut: 0,
+                read_at: None,
+                hold_usage: true,
+            }),
+            Some(Reference::Waiting) => Ok(Flush::Wait { unread: true }),
+            Some(Reference::Read(read_at)) => Ok(Flush::Batch {
+                cut: self.probed.take().map_or(usize::MAX, |p| p.cut),
+                read_at,
+                hold_usage: false,
+            }),
+        }
+    }
+
     /// Whether the batch may be processed (`None`: no probe answered yet).
     fn reference_read(&mut self) -> Option<Reference> {
         let probe = self.probed.as_ref()?;
@@ -666,7 +737,8 @@ impl Pipeline {
         if unread.is_empty() {
             return Some(Reference::Read(Some(probe.at)));
         }
-        if probe.at.elapsed() < REFERENCE_WAIT {
+        // Waiting as long as reference messages keep coming.
+        if probe.at.max(self.last_reference).elapsed() < REFERENCE_WAIT {
             return Some(Reference::Waiting);
         }
         tracing::warn!(
@@ -786,10 +858,7 @@ impl Pipeline {
                 // Uncommitted work of revoked partitions is dropped: the new
                 // owner consumes it again from the last commit, and every
                 // write is idempotent, so nothing is lost or counted twice.
-                filling
-                    .messages
-                    .retain(|m| !revoked.contains(&(m.topic, m.partition)));
-                filling.bytes = filling.messages.iter().map(|m| m.payload.len()).sum();
+                filling.retain(|m| !revoked.contains(&(m.topic, m.partition)));
                 self.positions.retain(|k, _| !revoked.contains(k));
                 self.received.retain(|k, _| !revoked.contains(k));
                 self.read_floor.retain(|k, _| !revoked.contains(k));
@@ -909,6 +978,7 @@ mod tests {
             .collect();
         Filling {
             bytes: messages.len() * 10,
+            usage: messages.iter().filter(|m| m.topic == Auth).count(),
             messages,
             opened: Some(Instant::now()),
         }
@@ -919,15 +989,22 @@ mod tests {
     #[test]
     fn a_probe_covers_the_authorizations_before_it_and_every_reference_message() {
         let mut f = filling(&[Auth, Ref, Auth, Auth, Ref, Auth]);
-        let covered = f.take_covered(3);
+        // Two authorizations had come when the question was asked.
+        let covered = f.take_covered(2);
         let offsets = |ms: &[RawMessage]| ms.iter().map(|m| m.offset).collect::<Vec<_>>();
         // Reference messages that came after the question go too (they are
         // read before the batch's usage is stamped); later usage waits.
         assert_eq!(offsets(&covered.messages), [0, 1, 2, 4]);
         assert_eq!(covered.bytes, 40);
+        assert_eq!(covered.usage, 2);
         assert_eq!(offsets(&f.messages), [3, 5]);
-        assert_eq!(f.bytes, 20);
+        assert_eq!((f.bytes, f.usage), (20, 2));
         assert!(f.opened.is_some());
+        // A batch of reference data only leaves every authorization.
+        let mut f = filling(&[Auth, Ref, Auth, Ref]);
+        let covered = f.take_covered(0);
+        assert_eq!(offsets(&covered.messages), [1, 3]);
+        assert_eq!(offsets(&f.messages), [0, 2]);
     }
 
     #[test]
@@ -939,6 +1016,6 @@ mod tests {
         let mut f = filling(&[Auth, Ref, Ref]);
         let covered = f.take_covered(1);
         assert_eq!(covered.messages.len(), 3);
-        assert!(f.messages.is_empty() && f.opened.is_none());
+        assert!(f.messages.is_empty() && f.opened.is_none() && f.usage == 0);
     }
 }

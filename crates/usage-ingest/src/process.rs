@@ -241,12 +241,14 @@ impl Processor {
     /// or an earlier one), if there is one. A held-back authorization whose
     /// hold ran out is dead-lettered only when that instant is past its
     /// deadline: a hold that ran out while the broker was unreachable waits
-    /// for the data published meanwhile.
+    /// for the data published meanwhile. `hold_usage`: stamp nothing (every
+    /// authorization, of the batch or held back, waits for the next batch).
     pub(crate) async fn process(
         &mut self,
         batch: Vec<RawMessage>,
         warehouse: &Warehouse,
         reference_read_at: Option<Instant>,
+        hold_usage: bool,
         waiter: &mut impl Waiter,
     ) -> Result<Prepared, ProcessError> {
         let now = Utc::now();
@@ -321,9 +323,17 @@ impl Processor {
 
         // 2. Held-back authorizations first (they are older), then this batch's.
         // Events held back wait for data another instance may have stored.
-        let waiting = !self.pending.is_empty();
-        let mut queue = std::mem::take(&mut self.pending);
-        queue.extend(authorizations);
+        let waiting = !self.pending.is_empty() && !hold_usage;
+        let queue = if hold_usage {
+            // A batch of reference data only, while usage waits for the rest
+            // of it: nothing is stamped.
+            self.pending.extend(authorizations);
+            Vec::new()
+        } else {
+            let mut queue = std::mem::take(&mut self.pending);
+            queue.extend(authorizations);
+            queue
+        };
         if waiting && self.last_follow.elapsed() >= self.settings.follow_interval {
             retrying!(
                 self,
