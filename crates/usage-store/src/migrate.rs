@@ -165,44 +165,29 @@ struct AppliedMigration {
     checksum: String,
 }
 
-/// ClickHouse 18.16 now and then answers a DDL statement that runs next to
-/// others (databases created and dropped in parallel) with a file-system
-/// exception (`Code: 1000 … File not found: …/metadata/<db>`); the same
-/// statement succeeds a moment later. Such statements are tried again, a few
-/// times; any other error is returned at once.
-async fn execute_ddl(
-    query: impl Fn() -> clickhouse::query::Query,
-) -> Result<(), clickhouse::error::Error> {
-    let mut attempt = 0;
-    loop {
-        match query().execute().await {
-            Err(clickhouse::error::Error::BadResponse(message))
-                if attempt < 4 && message.contains("Code: 1000") =>
-            {
-                attempt += 1;
-                tracing::warn!(%message, attempt, "ClickHouse file-system error on DDL; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Creates the database and the record table, then applies every pending migration.
 pub async fn apply(
     warehouse: &Warehouse,
     migrations: &[Migration],
 ) -> Result<MigrationReport, StoreError> {
     let version = warehouse.server_version().await?;
-    let create_database = format!("CREATE DATABASE IF NOT EXISTS {}", warehouse.database());
-    execute_ddl(|| warehouse.server_client().query(&create_database)).await?;
+    warehouse
+        .server_client()
+        .query(&format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            warehouse.database()
+        ))
+        .execute()
+        .await?;
     let client = warehouse.client();
-    let create_table = format!(
-        "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (\
-            version UInt32, name String, checksum String, applied_at DateTime('UTC')\
-         ) ENGINE = ReplacingMergeTree ORDER BY version"
-    );
-    execute_ddl(|| client.query(&create_table)).await?;
+    client
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (\
+                version UInt32, name String, checksum String, applied_at DateTime('UTC')\
+             ) ENGINE = ReplacingMergeTree ORDER BY version"
+        ))
+        .execute()
+        .await?;
     let applied = applied_migrations(warehouse).await?;
     let mut report = MigrationReport::default();
     for migration in migrations {
@@ -219,15 +204,12 @@ pub async fn apply(
             continue;
         }
         for (index, statement) in migration.statements.iter().enumerate() {
-            let query = || {
-                let query = client.query_raw(statement);
-                if version.is_legacy() {
-                    query.with_setting("allow_experimental_low_cardinality_type", "1")
-                } else {
-                    query
-                }
-            };
-            execute_ddl(query)
+            let mut query = client.query_raw(statement);
+            if version.is_legacy() {
+                query = query.with_setting("allow_experimental_low_cardinality_type", "1");
+            }
+            query
+                .execute()
                 .await
                 .map_err(|source| StoreError::MigrationFailed {
                     version: migration.version,
