@@ -257,3 +257,96 @@ async fn a_small_stream_lands_in_every_rollup() {
     db.drop_database().await;
     topics.delete().await;
 }
+
+/// An assignment that changes again and again, each change in its own batch
+/// and several batches within a second: every state row the ingest writes
+/// has its own version, so the newest state is the one read — by
+/// `argMax(.., version)` (the report) and by `FINAL` (the analyst view) —
+/// and no tie can bring an older state back.
+#[tokio::test(flavor = "multi_thread")]
+async fn quick_assignment_changes_keep_the_newest_state() {
+    let topics = Topics::create("flips", 1).await;
+    let db = ScratchDatabase::create("flips").await;
+    let mut ingest = Ingest::start(
+        &topics,
+        db.name(),
+        &services::unique("group"),
+        &["--batch-max-wait-ms", "20"],
+    );
+    // assign (Jan 2), unassign (Feb 3), assign (Mar 2), ... : 7 changes, the
+    // last an assign, published 300 ms apart: several batches, and more of
+    // them than the seconds they span.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", services::brokers())
+        .create()
+        .expect("producer");
+    let changes = 7;
+    for i in 0..changes {
+        let action = if i % 2 == 0 { "assign" } else { "unassign" };
+        let event = format!(
+            r#"{{"event_id":"flip-{i}","occurred_at":"2026-{month:02}-0{day}T00:00:00Z","action":"{action}","team_id":"t-1","user_id":"u-1","product":"autocad","access":"seat","via":"direct"}}"#,
+            month = i + 1,
+            day = 2 + i % 2,
+        );
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&topics.assignments)
+                    .key("u-1")
+                    .payload(&event),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("published");
+        if i == 0 {
+            // The ingest is reading from here on.
+            let first = eventually(Duration::from_secs(60), || async {
+                db.count("SELECT count() FROM assignment_state").await == 1
+            })
+            .await;
+            assert!(first, "log:\n{}", ingest.log_tail());
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let all_written = eventually(Duration::from_secs(60), || async {
+        db.count("SELECT uniqExact(event_id) FROM assignment_events")
+            .await
+            == changes
+    })
+    .await;
+    assert!(all_written, "log:\n{}", ingest.log_tail());
+
+    let key = "FROM assignment_state WHERE user_id = 'u-1' AND product = 'autocad'";
+    let rows = db.count(&format!("SELECT count() {key}")).await;
+    assert!(rows >= 2, "one state row per batch that changed it: {rows}");
+    assert_eq!(
+        db.count(&format!("SELECT uniqExact(version) {key}")).await,
+        rows,
+        "every state row has its own version"
+    );
+    // The newest change: assigned since Jul 2 (flip-6).
+    for _ in 0..5 {
+        assert_eq!(
+            db.count(&format!("SELECT toUInt64(argMax(assigned, version)) {key}"))
+                .await,
+            1
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT toUInt64(argMax(assigned_date, version) = toDate('2026-07-02')) {key}"
+            ))
+            .await,
+            1
+        );
+    }
+    assert_eq!(
+        db.count("SELECT toUInt64(assigned_date = toDate('2026-07-02')) FROM current_assignments WHERE user_id = 'u-1'")
+            .await,
+        1
+    );
+
+    ingest.signal("TERM");
+    assert_eq!(ingest.wait_exit(Duration::from_secs(30)), Some(0));
+    db.drop_database().await;
+    topics.delete().await;
+}

@@ -10,7 +10,7 @@
 
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
 use crate::metrics::Metrics;
-use crate::rowbinary::RowBinary;
+use crate::rowbinary::{micros, RowBinary};
 use crate::rows;
 use crate::sink::{RetryPolicy, Table, TableRows};
 use crate::state::Enrichment;
@@ -154,6 +154,8 @@ pub(crate) struct Processor {
     pending: Vec<Pending>,
     policy: DeadLetterPolicy,
     last_follow: Instant,
+    /// Versions of the `assignment_state` rows this process writes.
+    state_versions: StateVersions,
     /// Turns true when the process abandons its work (drain timeout).
     stop: watch::Receiver<bool>,
     metrics: Metrics,
@@ -184,6 +186,7 @@ impl Processor {
             pending: Vec::new(),
             policy,
             last_follow: Instant::now(),
+            state_versions: StateVersions::default(),
             stop,
             metrics,
         }
@@ -554,8 +557,15 @@ impl Processor {
             }
         }
 
-        // 6. The current assignment of every key this batch touched.
+        // 6. The current assignment of every key this batch touched, under a
+        // version above every earlier batch's (two batches in one second
+        // must not tie: readers keep the highest version).
         let latest = DateTime::<Utc>::MAX_UTC;
+        let version = if touched_assignments.is_empty() {
+            0
+        } else {
+            self.state_versions.next(now)
+        };
         for ((team_id, user_id, product, access), via) in &touched_assignments {
             let current = self
                 .enrichment
@@ -569,12 +579,31 @@ impl Processor {
                 *access,
                 current,
                 *via,
-                ingested_at,
+                version,
             );
         }
 
         out.tables = tables.finish();
         Ok(out)
+    }
+}
+
+/// Versions of `assignment_state` rows: the wall clock in microseconds,
+/// strictly increasing within a process even when batches follow each other
+/// within a microsecond or the clock steps back. A key's newest state is
+/// computed from the most complete history, so the highest version is the
+/// one readers must keep (`argMax(.., version)`, `ReplacingMergeTree(version)`).
+/// The rows of one key are written by the instance that owns its assignments
+/// partition, which after a rebalance is a later writer.
+#[derive(Debug, Default)]
+struct StateVersions {
+    last: u64,
+}
+
+impl StateVersions {
+    fn next(&mut self, now: DateTime<Utc>) -> u64 {
+        self.last = micros(now).max(self.last.saturating_add(1));
+        self.last
     }
 }
 
@@ -602,5 +631,27 @@ impl Tables {
                 data: rb.into_bytes(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn state_versions_increase_within_one_second_and_when_the_clock_steps_back() {
+        let mut versions = StateVersions::default();
+        let t = Utc
+            .timestamp_opt(1_795_931_568, 0)
+            .single()
+            .expect("a valid instant");
+        let first = versions.next(t);
+        assert_eq!(first, micros(t));
+        let second = versions.next(t);
+        let third = versions.next(t - chrono::TimeDelta::seconds(3));
+        assert!(first < second && second < third, "{first} {second} {third}");
+        let later = t + chrono::TimeDelta::seconds(1);
+        assert_eq!(versions.next(later), micros(later));
     }
 }

@@ -180,7 +180,8 @@ pub(crate) fn assignment_event(rb: &mut RowBinary, a: &Assignment, ingested_at: 
         .end_row();
 }
 
-/// The current assignment of a key (or its absence), as of its newest event.
+/// The current assignment of a key (or its absence), as of its newest event,
+/// under `version` (see `process::StateVersions`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assignment_state(
     rb: &mut RowBinary,
@@ -190,7 +191,7 @@ pub(crate) fn assignment_state(
     access: Access,
     current: Option<CurrentAssignment<'_>>,
     last_via: AssignmentVia,
-    version: DateTime<Utc>,
+    version: u64,
 ) {
     rb.string(team_id)
         .string(user_id)
@@ -200,7 +201,7 @@ pub(crate) fn assignment_state(
         .date(current.map_or(NaiveDate::default(), |c| c.since.date_naive()))
         .enum8(via_code(current.map_or(last_via, |c| c.via)))
         .string(current.and_then(|c| c.group_id).unwrap_or(""))
-        .u64(micros(version))
+        .u64(version)
         .end_row();
 }
 
