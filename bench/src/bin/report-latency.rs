@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use usage_loadgen::{Message, PublishConfig, Scenario, ScenarioConfig, Topic, Topics};
+use usage_loadgen::{
+    DateRange, Message, Oracle, PublishConfig, Scenario, ScenarioConfig, Topic, Topics,
+};
 
 const TOKEN: &str = "bench-token-0123456789";
 
@@ -91,6 +93,12 @@ struct Args {
     /// Give up on ingestion after this many seconds.
     #[arg(long, default_value_t = 1800)]
     ingest_timeout_secs: u64,
+    /// After the timing, check the served numbers: every team's overview
+    /// and all teams', over three ranges, against the load generator's
+    /// oracle of the same scenario (generated again: about 3 minutes and
+    /// 2 GB at the default size). A difference fails the run.
+    #[arg(long)]
+    check_oracle: bool,
 }
 
 /// What the dataset was built from, and what it holds.
@@ -183,6 +191,18 @@ struct Results {
     requests_wall_secs: f64,
     report_cpu_secs: Option<f64>,
     clickhouse_cpu_secs: Option<f64>,
+    /// With `--check-oracle`: the overviews compared with the oracle.
+    oracle_check: Option<OracleCheck>,
+}
+
+#[derive(Debug, Serialize)]
+struct OracleCheck {
+    /// Overviews compared (teams and all teams, times ranges).
+    overviews: usize,
+    /// `query: field served != oracle`, one per difference.
+    differences: Vec<String>,
+    /// Generating the scenario and its oracle.
+    oracle_secs: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -1105,13 +1125,7 @@ async fn run(args: Args) -> Result<()> {
         .pool_max_idle_per_host(1)
         .build()?;
     let (report, base) = start_report(&args, &http).await?;
-    let teams: TeamsAnswer = http
-        .get(format!("{base}/v1/teams"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+    let teams: TeamsAnswer = get_json(&http, &format!("{base}/v1/teams"))
         .await
         .context("reading /v1/teams")?;
     if !teams.teams.iter().any(|t| t.team_id == largest_team) {
@@ -1173,6 +1187,12 @@ async fn run(args: Args) -> Result<()> {
     let clickhouse_cpu_secs = delta(cpu_secs(ch_pid), cpu_before.1);
     let loadavg_after = loadavg();
     let (hwm, rss) = memory_kb(report.pid());
+    let oracle_check = if args.check_oracle {
+        let teams: Vec<String> = teams.teams.iter().map(|t| t.team_id.clone()).collect();
+        Some(check_oracle(&http, &base, &dataset.scenario, &teams).await?)
+    } else {
+        None
+    };
     report.terminate(Duration::from_secs(30))?;
 
     let results = Results {
@@ -1194,6 +1214,7 @@ async fn run(args: Args) -> Result<()> {
         requests_wall_secs,
         report_cpu_secs,
         clickhouse_cpu_secs,
+        oracle_check,
     };
     print_table(&results);
     if let Some(dir) = args.out.parent() {
@@ -1202,7 +1223,117 @@ async fn run(args: Args) -> Result<()> {
     std::fs::write(&args.out, serde_json::to_vec_pretty(&results)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("results: {}", args.out.display());
+    if let Some(check) = &results.oracle_check {
+        for d in &check.differences {
+            println!("differs from the oracle: {d}");
+        }
+        println!(
+            "oracle check: {} overviews, {} differences (oracle built in {:.0}s)",
+            check.overviews,
+            check.differences.len(),
+            check.oracle_secs
+        );
+        if !check.differences.is_empty() {
+            bail!("the served overviews differ from the oracle");
+        }
+    }
     Ok(())
+}
+
+/// `url`'s JSON, as the benchmark's admin.
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T> {
+    Ok(http
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// Every team's overview, and all teams', over the last 30 days, the last 3
+/// months and a custom range, next to the oracle's summary of the range the
+/// service says it used.
+async fn check_oracle(
+    http: &reqwest::Client,
+    base: &str,
+    config: &ScenarioConfig,
+    teams: &[String],
+) -> Result<OracleCheck> {
+    say("oracle check: generating the scenario and its oracle");
+    let t = Instant::now();
+    let config = config.clone();
+    let oracle = tokio::task::spawn_blocking(move || -> Result<Oracle> {
+        let scenario = Scenario::generate(&config)?;
+        Ok(Oracle::from_scenario(&scenario)?)
+    })
+    .await??;
+    let oracle_secs = t.elapsed().as_secs_f64();
+    let today = chrono::Utc::now().date_naive();
+    let custom = format!(
+        "range=custom&from={}&to={}",
+        today - chrono::Days::new(59),
+        today - chrono::Days::new(10)
+    );
+    let mut differences = Vec::new();
+    let mut overviews = 0;
+    for range in ["range=last_30_days", "range=last_3_months", custom.as_str()] {
+        for team in teams.iter().map(Some).chain([None]) {
+            let q = format!("team={}&{range}", team.map_or("all", String::as_str));
+            let o: serde_json::Value = get_json(http, &format!("{base}/v1/report/overview?{q}"))
+                .await
+                .with_context(|| format!("overview {q}"))?;
+            let date = |field: &str| -> Result<chrono::NaiveDate> {
+                let v = o["range"][field].as_str().unwrap_or_default();
+                chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .with_context(|| format!("overview {q}: range.{field} {v:?}"))
+            };
+            let range = DateRange::new(date("from")?, date("to")?);
+            let want = oracle.team_summary(team.map(String::as_str), range, chrono::Utc::now());
+            let s = &o["subscriptions"];
+            let f = &o["flex"];
+            let tokens_milli = f["tokens_consumed"]
+                .as_f64()
+                .map(|t| (t * 1000.0).round() as u64);
+            let fields = [
+                (
+                    "assigned_seats",
+                    s["assigned_seats"].as_u64(),
+                    Some(want.seats_assigned),
+                ),
+                ("active", s["active"].as_u64(), Some(want.seats_active)),
+                ("inactive", s["inactive"].as_u64(), want.seats_inactive),
+                (
+                    "not_yet_active",
+                    s["not_yet_active"].as_u64(),
+                    Some(want.seats_not_yet_active),
+                ),
+                (
+                    "tokens_consumed (thousandths)",
+                    tokens_milli,
+                    Some(want.flex_tokens_milli),
+                ),
+                ("flex users", f["users"].as_u64(), Some(want.flex_users)),
+                (
+                    "flex days_used",
+                    f["days_used"].as_u64(),
+                    Some(want.flex_days_used),
+                ),
+            ];
+            for (name, served, expected) in fields {
+                if served != expected {
+                    differences.push(format!("{q}: {name} {served:?} != {expected:?}"));
+                }
+            }
+            overviews += 1;
+        }
+    }
+    Ok(OracleCheck {
+        overviews,
+        differences,
+        oracle_secs,
+    })
 }
 
 #[tokio::main]
