@@ -142,23 +142,48 @@ fn admin() -> AdminClient<DefaultClientContext> {
         .expect("admin client")
 }
 
-/// Publishes `(topic, key, payload)` messages in order, each acknowledged.
-pub async fn publish<P: AsRef<[u8]>>(messages: &[(&str, &str, P)]) {
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    for (topic, key, payload) in messages {
-        producer
+/// Publishes messages in order, each acknowledged, through one producer
+/// (for a test that spaces its messages in time).
+pub struct Publisher {
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl Publisher {
+    pub fn new() -> Publisher {
+        Publisher {
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .set("enable.idempotence", "true")
+                .create()
+                .expect("producer"),
+        }
+    }
+
+    /// Publishes `payload` to `topic` under `key` and waits for the acknowledgement.
+    pub async fn send(&self, topic: &str, key: &str, payload: impl AsRef<[u8]>) {
+        self.producer
             .send(
                 rdkafka::producer::FutureRecord::to(topic)
-                    .key(*key)
+                    .key(key)
                     .payload(payload.as_ref()),
                 Duration::from_secs(10),
             )
             .await
             .expect("published");
+    }
+}
+
+impl Default for Publisher {
+    fn default() -> Publisher {
+        Publisher::new()
+    }
+}
+
+/// Publishes `(topic, key, payload)` messages in order, each acknowledged.
+pub async fn publish<P: AsRef<[u8]>>(messages: &[(&str, &str, P)]) {
+    let publisher = Publisher::new();
+    for (topic, key, payload) in messages {
+        publisher.send(topic, key, payload).await;
     }
 }
 

@@ -276,10 +276,7 @@ async fn quick_assignment_changes_keep_the_newest_state() {
     // assign (Jan 2), unassign (Feb 3), assign (Mar 2), ... : 7 changes, the
     // last an assign, published 300 ms apart: several batches, and more of
     // them than the seconds they span.
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", services::brokers())
-        .create()
-        .expect("producer");
+    let publisher = services::Publisher::new();
     let changes = 7;
     for i in 0..changes {
         let action = if i % 2 == 0 { "assign" } else { "unassign" };
@@ -288,15 +285,7 @@ async fn quick_assignment_changes_keep_the_newest_state() {
             month = i + 1,
             day = 2 + i % 2,
         );
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::to(&topics.assignments)
-                    .key("u-1")
-                    .payload(&event),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("published");
+        publisher.send(&topics.assignments, "u-1", &event).await;
         if i == 0 {
             // The ingest is reading from here on.
             let first = eventually(Duration::from_secs(60), || async {

@@ -561,11 +561,7 @@ impl Processor {
         // version above every earlier batch's (two batches in one second
         // must not tie: readers keep the highest version).
         let latest = DateTime::<Utc>::MAX_UTC;
-        let version = if touched_assignments.is_empty() {
-            0
-        } else {
-            self.state_versions.next(now)
-        };
+        let version = self.state_versions.next(now);
         for ((team_id, user_id, product, access), via) in &touched_assignments {
             let current = self
                 .enrichment
