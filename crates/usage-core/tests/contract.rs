@@ -137,6 +137,14 @@ fn normalise(kind: &Kind, example: &Value) -> Value {
             ("occurred_at" | "effective_from", Value::String(t)) => Value::String(
                 format_timestamp(&parse_timestamp(t).expect("valid timestamp")),
             ),
+            // JSON Schema counts 1446.0 as an integer, and so does the
+            // decoder, which writes it back as 1446.
+            (_, Value::Number(n)) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 2f64.powi(53) => {
+                    Value::from(f as i64)
+                }
+                _ => value.clone(),
+            },
             _ => value.clone(),
         };
         out.insert(key.clone(), value);
