@@ -4,6 +4,7 @@
 //! tests use. Stopped (`scripts/services down`) when dropped.
 
 use anyhow::{bail, ensure, Context, Result};
+use rand::Rng;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,10 +21,35 @@ pub(crate) struct PrivateServices {
     stopped: bool,
 }
 
-/// A port nothing listens on now (the kernel's choice).
+/// A port nothing listens on now, below the kernel's ephemeral range.
+///
+/// A port the kernel picks (`bind(0)`) comes from the range it also uses for
+/// the local end of outgoing connections: while ClickHouse was down for
+/// fault 2, a client socket took its interserver port and ClickHouse could
+/// not listen there again ("Address already in use"). Below the range, only
+/// another listener can take a port.
 pub(crate) fn free_port() -> Result<u16> {
+    let high = ephemeral_low();
+    let low = high.saturating_sub(20_000).max(1_024);
+    if low + 100 < high {
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let port = rng.random_range(low..high);
+            if port_free(port) {
+                return Ok(port);
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// The first port of the kernel's ephemeral range (32768 when unreadable).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 fn port_free(port: u16) -> bool {
@@ -51,8 +77,13 @@ impl PrivateServices {
                 let ports = (free_port().ok()?, free_port().ok()?, free_port().ok()?);
                 let distinct = ports.0 != ports.1 && ports.1 != ports.2 && ports.0 != ports.2;
                 let interserver = ports.1.checked_add(9)?;
-                (distinct && port_free(interserver) && ![ports.0, ports.2].contains(&interserver))
-                    .then_some(ports)
+                // Below the ephemeral range too, unless free_port fell back to it.
+                let ephemeral = ephemeral_low();
+                (distinct
+                    && (interserver < ephemeral || ports.1 >= ephemeral)
+                    && port_free(interserver)
+                    && ![ports.0, ports.2].contains(&interserver))
+                .then_some(ports)
             })
             .context("no free ports for the private services")?;
         let services = PrivateServices {
