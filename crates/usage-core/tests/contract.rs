@@ -137,8 +137,9 @@ fn normalise(kind: &Kind, example: &Value) -> Value {
             ("occurred_at" | "effective_from", Value::String(t)) => Value::String(
                 format_timestamp(&parse_timestamp(t).expect("valid timestamp")),
             ),
-            // JSON Schema counts 1446.0 as an integer, and so does the
-            // decoder, which writes it back as 1446.
+            // A number the decoder keeps exactly (flex_tokens_per_day, in
+            // thousandths) is written back without a zero fraction:
+            // 1446.0 comes back as 1446.
             (_, Value::Number(n)) => match n.as_f64() {
                 Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 2f64.powi(53) => {
                     Value::from(f as i64)
