@@ -72,13 +72,13 @@ impl PrivateServices {
                 .with_context(|| format!("linking {}", shared_tansu.display()))?;
         }
         // ClickHouse also listens on tcp + 9 (interserver): all four must be free.
+        let ephemeral = ephemeral_low();
         let (http_port, tcp_port, kafka_port) = (0..50)
             .find_map(|_| {
                 let ports = (free_port().ok()?, free_port().ok()?, free_port().ok()?);
                 let distinct = ports.0 != ports.1 && ports.1 != ports.2 && ports.0 != ports.2;
                 let interserver = ports.1.checked_add(9)?;
                 // Below the ephemeral range too, unless free_port fell back to it.
-                let ephemeral = ephemeral_low();
                 (distinct
                     && (interserver < ephemeral || ports.1 >= ephemeral)
                     && port_free(interserver)
