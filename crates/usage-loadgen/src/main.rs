@@ -213,9 +213,18 @@ fn run_verify(args: VerifyArgs) -> Result<()> {
             differences.push(format!("the {name} tiles differ from the oracle's"));
         }
     }
+    // Rows the oracle knows that hold nothing (assigned once, unassigned,
+    // never used): the warehouse has no row for them, and they are compared
+    // as empty.
+    let empty_rows = expected
+        .rows
+        .iter()
+        .filter(|r| r.assignment.is_none() && r.days_used == 0 && r.windows == 0)
+        .count();
     println!(
-        "rows compared: {} expected, {} in the warehouse; authorizations stored: {} (expected {}); dead letters expected: {:?}",
+        "rows compared: {} expected ({} of them empty: unassigned and never used), {} in the warehouse; authorizations stored: {} (expected {}); dead letters expected: {:?}",
         expected.rows.len(),
+        empty_rows,
         observed.rows.len(),
         observed.events_counted,
         expected.totals.events_counted,
