@@ -1,0 +1,112 @@
+//! The usage report: rows and tiles, from the rollups, for one admin.
+//!
+//! ClickHouse aggregates one line per (current team, user, product, access)
+//! ([`RowsQuery::rows`](crate::queries::RowsQuery::rows)); the rules are
+//! applied here by the domain core — status ([`usage_core::status::status`]),
+//! the Subscriptions tile ([`usage_core::status::subscription_tile`]), the
+//! monthly average, PII hashing ([`usage_core::privacy`]) and team merges
+//! ([`usage_core::merge::TeamMerges`]) — so the API, the exports and the
+//! schedules share one definition of each.
+//!
+//! A request reads top to bottom through the modules:
+//!
+//! - `scope`: the directory (merges, team privacy) and who a request
+//!   covers: the team (or all the admin's teams) and the stored teams in
+//!   their history; whether identities are hashed (rule 7); the teams an
+//!   admin can pick;
+//! - `rows`: the report's lines: the aggregates joined, status, group and
+//!   search filters, profiles and groups filled in, and a line as JSON shows it;
+//! - `order`: the sort order, a page of the users table, every row for
+//!   exports;
+//! - `overview`: the tiles and the daily chart;
+//! - `raw`: the raw day-by-day seat and window-by-window token exports;
+//! - `unassign`: the assignment an unassign request is about.
+
+mod order;
+mod overview;
+mod raw;
+mod rows;
+mod scope;
+mod unassign;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::NaiveDate;
+use clickhouse::Client;
+use usage_core::event::Access;
+use usage_core::privacy::UserHasher;
+use usage_core::range::DateRange;
+
+use crate::error::ApiError;
+use crate::model::RangeDates;
+
+pub use raw::{SeatUsageDay, TokenUsageWindow};
+pub use scope::TeamInfo;
+pub use unassign::HeldAssignment;
+
+/// Reads the report from ClickHouse.
+#[derive(Clone)]
+pub struct Reporter {
+    client: Client,
+    hasher: UserHasher,
+    /// user id -> keyed hash: the hash is a pure function of the id, and a
+    /// report of every team hashes every user.
+    keys: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// Past this many cached user keys the cache starts over (memory bound).
+const MAX_CACHED_KEYS: usize = 1_000_000;
+
+fn warehouse(e: clickhouse::error::Error) -> ApiError {
+    ApiError::unavailable("ClickHouse", &e)
+}
+
+fn day(days: u16) -> NaiveDate {
+    NaiveDate::default() + chrono::TimeDelta::days(i64::from(days))
+}
+
+fn access_of(s: &str) -> Access {
+    if s == "flex" {
+        Access::Flex
+    } else {
+        Access::Seat
+    }
+}
+
+impl Reporter {
+    pub fn new(client: Client, hasher: UserHasher) -> Reporter {
+        Reporter {
+            client,
+            hasher,
+            keys: Arc::default(),
+        }
+    }
+
+    /// The keyed hash of `user_id` (cached).
+    fn hash(&self, user_id: &str) -> String {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = keys.get(user_id) {
+            return key.clone();
+        }
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        let key = self.hasher.hash(user_id);
+        keys.insert(user_id.to_owned(), key.clone());
+        key
+    }
+
+    /// The ClickHouse client (for the readiness probe).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The date range of a report, as JSON shows it.
+pub fn range_dates(range: &DateRange) -> RangeDates {
+    RangeDates {
+        from: range.from(),
+        to: range.to(),
+    }
+}

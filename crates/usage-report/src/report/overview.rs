@@ -1,0 +1,121 @@
+//! The overview: the Subscriptions and Flex tiles, folded from the report's
+//! lines, and the daily chart.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use usage_core::event::{Access, Tokens};
+use usage_core::status;
+use usage_core::team::TeamScope;
+
+use super::order::View;
+use super::{day, range_dates, warehouse, Reporter};
+use crate::admins::Admin;
+use crate::error::ApiError;
+use crate::model::{
+    Daily, DailyPoint, FlexTile, Overview, RangeDates, ReportFilters, Sort, SubscriptionsTile,
+    TeamSelection,
+};
+use crate::queries::{DailyTokensRow, DailyUsageRow};
+
+impl Reporter {
+    /// The overview tiles.
+    pub async fn overview(
+        &self,
+        admin: &Admin,
+        filters: ReportFilters,
+    ) -> Result<Overview, ApiError> {
+        let range = filters.dates;
+        let scope = match &filters.team {
+            TeamSelection::All => TeamScope::All,
+            TeamSelection::Team(t) => TeamScope::Team(t),
+        };
+        let rows = self
+            .rows(admin, filters.clone(), Sort::default(), View::Tiles)
+            .await?;
+        let held_access = rows
+            .lines
+            .iter()
+            .filter(|l| l.since.is_some())
+            .map(|l| (l.access, l.status));
+        let tile = status::subscription_tile(held_access, scope);
+        let mut flex_users: HashSet<&str> = HashSet::new();
+        let (mut tokens, mut flex_days) = (0u64, 0u64);
+        for line in rows.lines.iter().filter(|l| l.access == Access::Flex) {
+            tokens += line.tokens_milli;
+            if line.days > 0 {
+                flex_users.insert(&line.user_id);
+                flex_days += u64::from(line.days);
+            }
+        }
+        Ok(Overview {
+            subscriptions: SubscriptionsTile {
+                assigned_seats: tile.assigned,
+                active: tile.active,
+                inactive: tile.inactive,
+                not_yet_active: tile.not_yet_active,
+            },
+            flex: FlexTile {
+                tokens_consumed: Tokens::from_millis(tokens),
+                users: flex_users.len() as u64,
+                days_used: flex_days,
+            },
+            range: RangeDates {
+                from: range.from(),
+                to: range.to(),
+            },
+        })
+    }
+
+    /// The daily chart: per date of the range, active users, days used and
+    /// tokens, for the team, product and access filters (the row filters —
+    /// status, group, search — do not apply: the chart is of the team).
+    pub async fn daily(&self, admin: &Admin, filters: &ReportFilters) -> Result<Daily, ApiError> {
+        let dir = self.directory().await?;
+        let scope = Self::scope(admin, &filters.team, &dir)?;
+        let query = Self::rows_query(&dir, &scope, filters);
+        let usage = query
+            .daily_usage()
+            .query(&self.client)
+            .fetch_all::<DailyUsageRow>()
+            .await
+            .map_err(warehouse)?;
+        let tokens = if filters.access == Some(Access::Seat) {
+            Vec::new()
+        } else {
+            query
+                .daily_tokens()
+                .query(&self.client)
+                .fetch_all::<DailyTokensRow>()
+                .await
+                .map_err(warehouse)?
+        };
+        let usage: HashMap<NaiveDate, (u64, u64)> = usage
+            .into_iter()
+            .map(|r| (day(r.day), (r.users, r.pairs)))
+            .collect();
+        let tokens: HashMap<NaiveDate, u64> = tokens
+            .into_iter()
+            .map(|r| (day(r.day), r.tokens_milli))
+            .collect();
+        let range = filters.dates;
+        let days = range
+            .from()
+            .iter_days()
+            .take_while(|d| *d <= range.to())
+            .map(|date| {
+                let (active_users, days_used) = usage.get(&date).copied().unwrap_or((0, 0));
+                DailyPoint {
+                    date,
+                    active_users,
+                    days_used,
+                    tokens: Tokens::from_millis(tokens.get(&date).copied().unwrap_or(0)),
+                }
+            })
+            .collect();
+        Ok(Daily {
+            days,
+            range: range_dates(&range),
+        })
+    }
+}
