@@ -1,5 +1,5 @@
 //! Report administration rules: export retention, schedules, unassign
-//! (DESIGN.md rules 8, 9, 10).
+//! (docs/rules.md rules 8, 9, 10).
 
 use chrono::{DateTime, TimeDelta, Utc};
 

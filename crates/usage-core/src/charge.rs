@@ -1,7 +1,7 @@
-//! Flex token charges: 24-hour usage windows (DESIGN.md rule 4).
+//! Flex token charges: 24-hour usage windows (docs/rules.md rule 4).
 //!
 //! > *Flex is designed to offer flexible access to more than 100 products by
-//! > using prepaid tokens for each day of use.* — the seed.
+//! > using prepaid tokens for each day of use.* — the vendor's help page.
 //!
 //! Per **(user, product)** — any product version, any team — the first online
 //! Flex authorization that no open usage window covers **opens** a window

@@ -1,10 +1,10 @@
-//! Groups are current state (DESIGN.md rule 3).
+//! Groups are current state (docs/rules.md rule 3).
 //!
 //! > *The usage report reflects the current state of the group (or multiple
 //! > groups) to which an end user belongs. Groups shown in the usage report
 //! > can change if and when an admin updates the group membership.* and
 //! > *As group assignment is optional for user management, the group field
-//! > may be blank.* — the seed.
+//! > may be blank.* — the vendor's help page.
 //!
 //! Unlike the team (stamped on each usage at ingest), the groups shown for a
 //! (team, user) are read from the **latest** membership facts: for each

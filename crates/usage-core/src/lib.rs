@@ -2,7 +2,8 @@
 //!
 //! Nothing in this crate does I/O, spawns tasks or reads a clock: time is
 //! always an argument. The ingest consumers and the report service are thin
-//! edges around it; this is where correctness lives.
+//! edges around it; this is where correctness lives. "Rule N" below and in
+//! the modules is rule N of `docs/rules.md`.
 //!
 //! - [`event`]: the inbound event contract (the Rust side of `schemas/events/`).
 //! - [`validate`]: raw message bytes to typed events, or a dead-letter [`validate::Reason`].

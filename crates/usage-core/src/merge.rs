@@ -1,4 +1,4 @@
-//! Team merges, resolved at read time (DESIGN.md rule 2, the one exception).
+//! Team merges, resolved at read time (docs/rules.md rule 2, the one exception).
 //!
 //! > *Team assignment is permanently associated with each usage transaction
 //! > and won't change over time (with one exception, a team merge event).*

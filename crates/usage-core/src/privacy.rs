@@ -1,10 +1,11 @@
-//! Privacy: keyed hashing of user identity (DESIGN.md rule 7).
+//! Privacy: keyed hashing of user identity (docs/rules.md rule 7).
 //!
 //! > *If your team's personal data (PII) is selected (On), user's names,
 //! > email addresses, and profile images are displayed. If personal data isn't
 //! > selected (Off), then that team's user's personal data will be hashed. If
 //! > personal data is set to Off for one or more teams and All Teams is
-//! > selected, then hashed data values are shown for all teams.* — the seed.
+//! > selected, then hashed data values are shown for all teams.*
+//! > — the vendor's help page.
 //!
 //! - The hash is **HMAC-SHA-256** keyed with the deployment's secret, over the
 //!   UTF-8 bytes of the `user_id` alone, as 64 lowercase hex digits

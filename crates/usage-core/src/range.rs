@@ -1,4 +1,4 @@
-//! Report date ranges (DESIGN.md rule 5).
+//! Report date ranges (docs/rules.md rule 5).
 //!
 //! All dates are **UTC dates**, both ends **inclusive**. "Today" is the UTC
 //! date of the `now` passed in (no clock is read here).

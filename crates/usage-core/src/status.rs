@@ -1,6 +1,7 @@
-//! Activity status and the Subscriptions summary (DESIGN.md rule 6).
+//! Activity status and the Subscriptions summary (docs/rules.md rule 6).
 //!
-//! For a (team, user, product) over a report range, as of now — quoting the seed:
+//! For a (team, user, product) over a report range, as of now — quoting the
+//! vendor's help page:
 //!
 //! - [`Status::Active`]: *"Active users are currently assigned to the product
 //!   and have used that product in the selected date range."*

@@ -1,4 +1,4 @@
-//! Team resolution at event time (DESIGN.md rule 2).
+//! Team resolution at event time (docs/rules.md rule 2).
 //!
 //! > *Team assignment is permanently associated with each usage transaction and
 //! > won't change over time (with one exception, a team merge event).*
@@ -15,13 +15,14 @@
 //! - [`Resolution::Ambiguous`]: several teams hold it at that instant. The
 //!   rule is deterministic: the **most recently assigned** team wins (the
 //!   greatest start of the current continuous assignment), ties broken by the
-//!   smallest `team_id`. Rationale: the seed notes that a user with
-//!   entitlements in several teams is typically *"inactive on one team and
-//!   active on another team"*; attributing every use to one consistent team
-//!   gives exactly that picture, and the newest assignment is the one an admin
-//!   most recently made for this user (a move between teams is usually
-//!   "assign in the new team, then unassign in the old"). Refusing instead
-//!   would drop real usage from the report for a fact no later data can fix.
+//!   smallest `team_id`. Rationale: the vendor's help page notes that a
+//!   user with entitlements in several teams is typically *"inactive on one
+//!   team and active on another team"*; attributing every use to one
+//!   consistent team gives exactly that picture, and the newest assignment
+//!   is the one an admin most recently made for this user (a move between
+//!   teams is usually "assign in the new team, then unassign in the old").
+//!   Refusing instead would drop real usage from the report for a fact no
+//!   later data can fix.
 //!   The variant keeps all candidates so the ingest can count it.
 //!
 //! ## The assignment state

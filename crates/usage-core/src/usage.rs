@@ -1,7 +1,7 @@
-//! Days used, last accessed, monthly average, Flex tile (DESIGN.md rules 1, 5).
+//! Days used, last accessed, monthly average, Flex tile (docs/rules.md rules 1, 5).
 //!
 //! > *Last accessed date represents the most recent date (using UTC) on which
-//! > a license authorization call was made.* — the seed.
+//! > a license authorization call was made.* — the vendor's help page.
 //!
 //! - Only online usage counts ([`is_reportable`], rule 1): *"offline usage
 //!   isn't reported in the Usage Report"*.

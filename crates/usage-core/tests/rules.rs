@@ -1,6 +1,6 @@
-//! The usage report's rules, table-driven. Every case quotes the sentence of
-//! the domain source (`seeds/000_7913b2c41efe2997.txt`, "the seed") or the
-//! DESIGN.md rule it checks.
+//! The usage report's rules (docs/rules.md), table-driven. Every case quotes
+//! the sentence of the vendor's help page it checks ("the seed": the page the
+//! rules come from, see docs/rules.md) or names the rule of docs/rules.md.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use usage_core::admin::{
@@ -161,7 +161,7 @@ fn status_follows_the_seed_definitions() {
             Some(Status::Inactive),
         ),
         (
-            "inactive = seat, assigned since on or before the range start (DESIGN rule 6): assigned on the start date",
+            "inactive = seat, assigned since on or before the range start (docs/rules.md rule 6): assigned on the start date",
             held(Access::Seat, "2026-02-01T23:59:59Z"),
             false,
             Some(Status::Inactive),
