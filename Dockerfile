@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
 # One image with the pipeline's three binaries:
-#   usage-ingest   Kafka -> ClickHouse consumers (`run`), schema migrations (`migrate`)
-#   usage-report   the report HTTP service (`serve`)
-#   usage-loadgen  scenario generator (`publish`)
+#   usage-ingest   Kafka -> ClickHouse consumers (`run`), schema migrations
+#                  (`migrate`), dead-letter replay (`replay-dlq`)
+#   usage-report   the report HTTP service (no subcommand: `usage-report`)
+#   usage-loadgen  scenario generator (`publish`, `expected`, `verify`)
 #
 #   docker build -t usage-pipeline:local .     (or: docker compose build)
 #
@@ -19,10 +20,10 @@
 ############################## build ##########################################
 # Toolchain: the one this project's machines and CI use (1.95), on the same
 # Debian release as the runtime image (the binaries need its glibc).
-# Not 1.85 (the workspace's declared rust-version): Cargo.lock already holds
-# crates that need newer compilers (clickhouse 0.15.3 and uuid 1.29.3 need
-# 1.89, icu_* 1.88), and cargo refuses to build them with an older rustc.
-# Never go below the highest `rust-version` in Cargo.lock.
+# The workspace declares rust-version 1.89 (Cargo.toml): the highest
+# `rust-version` of the locked dependencies (clickhouse 0.15.3 and uuid
+# 1.29.3 need 1.89, icu_* 1.88); cargo refuses to build them with an older
+# rustc. Never go below it.
 FROM rust:1.95-bookworm AS builder
 
 # rdkafka (default features + "tokio") builds librdkafka from source with
