@@ -114,7 +114,7 @@ pub enum Status {
     /// Seat, currently assigned since after the range start, not used.
     NotYetActive,
     /// Flex, currently assigned, not used in the range (Flex is never
-    /// inactive; the brief's "none"; the pipeline's `flex_unused`).
+    /// inactive, docs/rules.md rule 6; the pipeline's `flex_unused`).
     FlexUnused,
     /// Used in the range, not currently assigned.
     Unassigned,
