@@ -1,0 +1,87 @@
+//! Scheduled report exports (docs/rules.md rule 9): what an admin asks for,
+//! when each one runs, and their store in ClickHouse (`report_schedules`,
+//! migration 0005).
+//!
+//! Only primary, secondary and SSO admins may schedule, at most
+//! [`MAX_SCHEDULES_PER_ADMIN`](usage_core::admin::MAX_SCHEDULES_PER_ADMIN)
+//! each, and only the admin who made a schedule can see, edit or delete it:
+//! another admin's schedule reads as absent, so callers answer 404 and its
+//! existence is not revealed.
+//!
+//! - `calendar`: when a schedule runs, a pure rule ([`next_run_date`]);
+//! - `input`: what an admin asks for ([`ScheduleInput`]) and its checks;
+//! - `store`: [`ScheduleStore`], the schedules in ClickHouse. It writes one
+//!   row per change and reads the latest version of each schedule with
+//!   `argMax(col, version)`; a deleted schedule is a tombstone row.
+
+mod calendar;
+mod input;
+mod store;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ExportFormat, ExportKind, ReportParams};
+
+pub use calendar::{is_due, next_run_date, Frequency};
+pub use input::{ScheduleInput, LAST_START_DATE, MAX_NAME_CHARS};
+pub use store::{statements_for_compatibility, ScheduleStore};
+
+/// A scheduled export, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// A UUID v4.
+    pub schedule_id: String,
+    /// The admin who made it, the only one who sees it.
+    pub owner_admin_id: String,
+    pub name: String,
+    pub start_date: NaiveDate,
+    pub frequency: Frequency,
+    pub format: ExportFormat,
+    pub kind: ExportKind,
+    pub filters: ReportParams,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The UTC date it last ran on; `null` when it has not run yet (or since
+    /// its start date or frequency changed).
+    pub last_run_date: Option<NaiveDate>,
+    /// When it runs next ([`next_run_date`]).
+    pub next_run_date: NaiveDate,
+}
+
+impl Schedule {
+    fn with_next_run(mut self) -> Schedule {
+        self.next_run_date = next_run_date(self.start_date, self.frequency, self.last_run_date);
+        self
+    }
+}
+
+/// Dates, times and inputs for the tests of the calendar, the input and the
+/// store.
+#[cfg(test)]
+mod fixtures {
+    use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+    use super::{Frequency, ScheduleInput};
+    use crate::model::{ExportFormat, ExportKind, ReportParams};
+
+    pub(super) fn d(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a date")
+    }
+
+    pub(super) fn at(text: &str) -> DateTime<Utc> {
+        let day = d(text);
+        Utc.from_utc_datetime(&day.and_hms_opt(12, 0, 0).expect("noon"))
+    }
+
+    pub(super) fn input(name: &str, start: &str) -> ScheduleInput {
+        ScheduleInput {
+            name: name.to_owned(),
+            start_date: d(start),
+            frequency: Frequency::Weekly,
+            format: ExportFormat::Csv,
+            kind: ExportKind::Report,
+            filters: ReportParams::default(),
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The schedules in ClickHouse (`report_schedules`, migration 0005): one
+//! row per change, read back as the latest version of each schedule with
+//! `argMax(col, version)`; a deleted schedule is a tombstone row. Only the
+//! admin who made a schedule sees it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+use usage_core::admin::{can_add_schedule, can_schedule, MAX_SCHEDULES_PER_ADMIN};
+
+use super::calendar::is_due;
+use super::{Frequency, Schedule, ScheduleInput, LAST_START_DATE};
+use crate::admins::Admin;
+use crate::error::ApiError;
+use crate::model::{ExportFormat, ExportKind, ReportParams};
+
+/// The last version handed out in this process.
+static LAST_VERSION: AtomicU64 = AtomicU64::new(0);
+
+/// The version of a row written at `now`: microseconds since the epoch,
+/// strictly increasing within the process.
+fn next_version(now: DateTime<Utc>) -> u64 {
+    let now_us = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+    let mut prev = LAST_VERSION.load(Ordering::Relaxed);
+    loop {
+        let next = now_us.max(prev.saturating_add(1));
+        match LAST_VERSION.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => prev = actual,
+        }
+    }
+}
+
+const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+/// A stored row; fields in table column order.
+#[derive(Debug, Clone, clickhouse::Row, Serialize)]
+struct ScheduleRow {
+    schedule_id: String,
+    owner_admin_id: String,
+    name: String,
+    /// Days since 1970-01-01.
+    start_date: u16,
+    frequency: i8,
+    kind: i8,
+    format: i8,
+    filters: String,
+    /// Seconds since the epoch.
+    created_at: u32,
+    updated_at: u32,
+    /// Days since 1970-01-01; 0 = never.
+    last_run_date: u16,
+    deleted: u8,
+    version: u64,
+}
+
+/// The latest version of a schedule, as read back (see [`SELECT`]).
+#[derive(Debug, Clone, clickhouse::Row, Deserialize)]
+struct StoredRow {
+    schedule_id: String,
+    owner_admin_id: String,
+    name: String,
+    start_date: u16,
+    frequency: String,
+    kind: String,
+    format: String,
+    filters: String,
+    created_at: u32,
+    updated_at: u32,
+    last_run_date: u16,
+}
+
+/// The latest version of every schedule that is not deleted, in creation
+/// order (the first version orders ties within a second). `{WHERE}` is
+/// replaced by a fixed condition.
+const SELECT: &str = "SELECT schedule_id, owner_admin_id, \
+     argMax(name, version) AS s_name, \
+     toUInt16(argMax(start_date, version)) AS s_start, \
+     toString(argMax(frequency, version)) AS s_frequency, \
+     toString(argMax(kind, version)) AS s_kind, \
+     toString(argMax(format, version)) AS s_format, \
+     argMax(filters, version) AS s_filters, \
+     toUInt32(argMax(created_at, version)) AS s_created, \
+     toUInt32(argMax(updated_at, version)) AS s_updated, \
+     toUInt16(argMax(last_run_date, version)) AS s_last_run \
+     FROM report_schedules {WHERE} \
+     GROUP BY schedule_id, owner_admin_id \
+     HAVING argMax(deleted, version) = 0 \
+     ORDER BY s_created, min(version), schedule_id";
+
+/// The store's read statement with each of its conditions, values written as
+/// literals: for the compatibility check on a current ClickHouse.
+pub fn statements_for_compatibility() -> Vec<String> {
+    ["", "WHERE owner_admin_id = 'it\\'s'"]
+        .iter()
+        .map(|condition| SELECT.replace("{WHERE}", condition))
+        .collect()
+}
+
+/// Why a stored row could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("stored schedule {schedule_id} is unreadable: {reason}")]
+struct Unreadable {
+    schedule_id: String,
+    reason: String,
+}
+
+fn days(date: NaiveDate) -> Result<u16, ApiError> {
+    u16::try_from((date - EPOCH).num_days()).map_err(|_| {
+        ApiError::invalid(
+            "start_date",
+            format!("dates must be from 1970-01-01 to {LAST_START_DATE}"),
+        )
+    })
+}
+
+fn date(days: u16) -> NaiveDate {
+    EPOCH
+        .checked_add_days(Days::new(u64::from(days)))
+        .unwrap_or(EPOCH)
+}
+
+fn seconds(at: DateTime<Utc>) -> u32 {
+    u32::try_from(at.timestamp()).unwrap_or(0)
+}
+
+/// `at` to the second, as stored.
+fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+}
+
+fn kind_code(kind: ExportKind) -> i8 {
+    match kind {
+        ExportKind::Report => 1,
+        ExportKind::SeatUsage => 2,
+        ExportKind::TokenUsage => 3,
+    }
+}
+
+fn format_code(format: ExportFormat) -> i8 {
+    match format {
+        ExportFormat::Csv => 1,
+        ExportFormat::Xlsx => 2,
+    }
+}
+
+impl StoredRow {
+    fn into_schedule(self) -> Result<Schedule, ApiError> {
+        let bad = |reason: String| {
+            ApiError::internal(&Unreadable {
+                schedule_id: self.schedule_id.clone(),
+                reason,
+            })
+        };
+        let frequency = Frequency::parse(&self.frequency)
+            .ok_or_else(|| bad(format!("frequency {:?}", self.frequency)))?;
+        let kind = [
+            ExportKind::Report,
+            ExportKind::SeatUsage,
+            ExportKind::TokenUsage,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == self.kind)
+        .ok_or_else(|| bad(format!("kind {:?}", self.kind)))?;
+        let format = [ExportFormat::Csv, ExportFormat::Xlsx]
+            .into_iter()
+            .find(|f| f.as_str() == self.format)
+            .ok_or_else(|| bad(format!("format {:?}", self.format)))?;
+        let filters: ReportParams =
+            serde_json::from_str(&self.filters).map_err(|e| bad(format!("filters: {e}")))?;
+        let at = |s: u32| DateTime::from_timestamp(i64::from(s), 0).unwrap_or_default();
+        let schedule = Schedule {
+            start_date: date(self.start_date),
+            frequency,
+            format,
+            kind,
+            filters,
+            created_at: at(self.created_at),
+            updated_at: at(self.updated_at),
+            last_run_date: (self.last_run_date != 0).then(|| date(self.last_run_date)),
+            next_run_date: EPOCH,
+            name: self.name,
+            schedule_id: self.schedule_id,
+            owner_admin_id: self.owner_admin_id,
+        };
+        Ok(schedule.with_next_run())
+    }
+}
+
+fn unavailable(e: &clickhouse::error::Error) -> ApiError {
+    ApiError::unavailable("ClickHouse", e)
+}
+
+/// The schedules in ClickHouse (`report_schedules`).
+#[derive(Clone)]
+pub struct ScheduleStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for ScheduleStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleStore").finish_non_exhaustive()
+    }
+}
+
+impl ScheduleStore {
+    /// A store over `client` (bound to the pipeline's database).
+    pub fn new(client: Client) -> ScheduleStore {
+        ScheduleStore { client }
+    }
+
+    async fn read(&self, condition: &str, params: &[&str]) -> Result<Vec<Schedule>, ApiError> {
+        let mut query = self.client.query(&SELECT.replace("{WHERE}", condition));
+        for param in params {
+            query = query.bind(*param);
+        }
+        query
+            .fetch_all::<StoredRow>()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .into_iter()
+            .map(StoredRow::into_schedule)
+            .collect()
+    }
+
+    async fn write(
+        &self,
+        schedule: &Schedule,
+        deleted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let filters =
+            serde_json::to_string(&schedule.filters).map_err(|e| ApiError::internal(&e))?;
+        let row = ScheduleRow {
+            schedule_id: schedule.schedule_id.clone(),
+            owner_admin_id: schedule.owner_admin_id.clone(),
+            name: schedule.name.clone(),
+            start_date: days(schedule.start_date)?,
+            frequency: schedule.frequency.code(),
+            kind: kind_code(schedule.kind),
+            format: format_code(schedule.format),
+            filters,
+            created_at: seconds(schedule.created_at),
+            updated_at: seconds(schedule.updated_at),
+            last_run_date: schedule.last_run_date.map(days).transpose()?.unwrap_or(0),
+            deleted: u8::from(deleted),
+            version: next_version(now),
+        };
+        let mut insert = self
+            .client
+            .insert::<ScheduleRow>("report_schedules")
+            .await
+            .map_err(|e| unavailable(&e))?;
+        insert.write(&row).await.map_err(|e| unavailable(&e))?;
+        insert.end().await.map_err(|e| unavailable(&e))
+    }
+
+    /// The schedules of `owner`, oldest first.
+    pub async fn list(&self, owner: &str) -> Result<Vec<Schedule>, ApiError> {
+        self.read("WHERE owner_admin_id = ?", &[owner]).await
+    }
+
+    /// The schedule `id` if `owner` made it (another admin's schedule is
+    /// `None`, as is a deleted one).
+    pub async fn get(&self, owner: &str, id: &str) -> Result<Option<Schedule>, ApiError> {
+        Ok(self
+            .read("WHERE owner_admin_id = ? AND schedule_id = ?", &[owner, id])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Adds a schedule for `admin`: refused (403) unless the admin is a
+    /// primary, secondary or SSO admin, when the input is not valid (400), and
+    /// when the admin already has [`MAX_SCHEDULES_PER_ADMIN`] (409).
+    ///
+    /// Two creates racing past the count (two instances) are settled after
+    /// the write: the ones beyond the limit in creation order are deleted
+    /// again and refused.
+    pub async fn create(
+        &self,
+        admin: &Admin,
+        input: ScheduleInput,
+        now: DateTime<Utc>,
+    ) -> Result<Schedule, ApiError> {
+        if !can_schedule(admin.role.admin_role()) {
+            return Err(ApiError::forbidden(
+                "only primary, secondary and SSO admins can schedule reports",
+            ));
+        }
+        input.validate(now)?;
+        if !can_add_schedule(self.list(&admin.id).await?.len()) {
+            return Err(ApiError::schedule_limit(MAX_SCHEDULES_PER_ADMIN));
+        }
+        let at = truncate(now);
+        let schedule = Schedule {
+            schedule_id: uuid::Uuid::new_v4().to_string(),
+            owner_admin_id: admin.id.clone(),
+            name: input.name.trim().to_owned(),
+            start_date: input.start_date,
+            frequency: input.frequency,
+            format: input.format,
+            kind: input.kind,
+            filters: input.filters,
+            created_at: at,
+            updated_at: at,
+            last_run_date: None,
+            next_run_date: input.start_date,
+        }
+        .with_next_run();
+        self.write(&schedule, false, now).await?;
+        let position = self
+            .list(&admin.id)
+            .await?
+            .iter()
+            .position(|s| s.schedule_id == schedule.schedule_id);
+        if position.is_some_and(|p| p >= MAX_SCHEDULES_PER_ADMIN) {
+            self.write(&schedule, true, now).await?;
+            return Err(ApiError::schedule_limit(MAX_SCHEDULES_PER_ADMIN));
+        }
+        Ok(schedule)
+    }
+
+    /// Replaces the schedule `id` of `admin` with `input`; `None` when the
+    /// admin has no such schedule. Keeps its creation time and its last run,
+    /// unless the start date or the frequency changed: then it has not run
+    /// yet (its next run is the new start date). An unchanged start date may
+    /// have passed.
+    pub async fn update(
+        &self,
+        admin: &Admin,
+        id: &str,
+        input: ScheduleInput,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Schedule>, ApiError> {
+        let Some(current) = self.get(&admin.id, id).await? else {
+            return Ok(None);
+        };
+        input.validate_update(current.start_date, now)?;
+        let rescheduled =
+            input.start_date != current.start_date || input.frequency != current.frequency;
+        let schedule = Schedule {
+            name: input.name.trim().to_owned(),
+            start_date: input.start_date,
+            frequency: input.frequency,
+            format: input.format,
+            kind: input.kind,
+            filters: input.filters,
+            updated_at: truncate(now),
+            last_run_date: if rescheduled {
+                None
+            } else {
+                current.last_run_date
+            },
+            ..current
+        }
+        .with_next_run();
+        self.write(&schedule, false, now).await?;
+        Ok(Some(schedule))
+    }
+
+    /// Deletes the schedule `id` of `admin`; `false` when the admin has no
+    /// such schedule.
+    pub async fn delete(&self, admin: &Admin, id: &str) -> Result<bool, ApiError> {
+        let Some(current) = self.get(&admin.id, id).await? else {
+            return Ok(false);
+        };
+        self.write(&current, true, Utc::now()).await?;
+        Ok(true)
+    }
+
+    /// Every admin's schedules that are due on `today` ([`is_due`]), for the
+    /// scheduler.
+    pub async fn due(&self, today: NaiveDate) -> Result<Vec<Schedule>, ApiError> {
+        Ok(self
+            .read("", &[])
+            .await?
+            .into_iter()
+            .filter(|s| is_due(s, today))
+            .collect())
+    }
+
+    /// Records that `schedule` ran on `run_date` (the date it actually ran,
+    /// not the date it was due: see [`next_run_date`](super::next_run_date)).
+    /// Nothing is written when it was deleted, or given a new start date or
+    /// frequency, since it was read; any other edit made meanwhile is kept.
+    pub async fn mark_run(
+        &self,
+        schedule: &Schedule,
+        run_date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let Some(current) = self
+            .get(&schedule.owner_admin_id, &schedule.schedule_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        if current.start_date != schedule.start_date || current.frequency != schedule.frequency {
+            return Ok(());
+        }
+        let last_run_date = current.last_run_date.max(Some(run_date));
+        let marked = Schedule {
+            last_run_date,
+            ..current
+        }
+        .with_next_run();
+        self.write(&marked, false, now).await
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::fixtures::{at, d};
+
+    #[test]
+    fn versions_strictly_increase() {
+        let now = at("2026-03-15");
+        let a = next_version(now);
+        let b = next_version(now);
+        let c = next_version(at("2020-01-01"));
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(next_version(at("2200-01-01")) > c);
+    }
+
+    #[test]
+    fn dates_round_trip_through_their_stored_form() {
+        for text in ["1970-01-01", "2026-02-28", "2099-12-31"] {
+            assert_eq!(date(days(d(text)).expect("fits")), d(text));
+        }
+        assert!(days(d("1969-12-31")).is_err());
+    }
+}
