@@ -68,11 +68,11 @@ const USERS_PARAMETERS: [&str; 12] = [
 /// Errors any `/v1` operation may answer.
 const V1_ERRORS: [&str; 3] = ["unauthorized", "unavailable", "internal"];
 
-/// How long an export is kept, in days (DESIGN.md rule 8).
+/// How long an export is kept, in days (docs/rules.md rule 8).
 const EXPORT_RETENTION_DAYS: i64 = EXPORT_RETENTION.num_days();
 /// How long after its creation a swept export still answers 410, in days.
 const TOMBSTONE_DAYS: i64 = TOMBSTONE_RETENTION.num_days();
-/// The most schedules one admin may have (DESIGN.md rule 9).
+/// The most schedules one admin may have (docs/rules.md rule 9).
 const MAX_SCHEDULES: usize = MAX_SCHEDULES_PER_ADMIN;
 /// Default topic of the unassign requests sent upstream.
 const COMMANDS_TOPIC: &str = "usage.commands";
