@@ -6,6 +6,7 @@ mod metrics;
 mod pipeline;
 mod process;
 mod replay;
+mod retry;
 mod rowbinary;
 mod rows;
 mod sink;
@@ -294,7 +295,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.migrate {
         apply_migrations(&warehouse, &args.migrations_dir).await?;
     }
-    let retry = sink::RetryPolicy {
+    let retry = retry::RetryPolicy {
         initial: Duration::from_millis(args.retry_initial_ms.max(1)),
         max: Duration::from_millis(args.retry_max_ms.max(1)),
     };
@@ -418,27 +419,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Reads from ClickHouse at start-up, retrying with backoff until it answers.
-async fn until_available<T, E, F, Fut>(retry: sink::RetryPolicy, what: &str, mut read: F) -> T
+async fn until_available<T, E: std::fmt::Display, Fut>(
+    policy: retry::RetryPolicy,
+    what: &str,
+    mut read: impl FnMut() -> Fut,
+) -> T
 where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        match read().await {
-            Ok(value) => return value,
-            Err(error) => {
-                attempt += 1;
-                let delay = retry.delay(attempt);
-                tracing::warn!(
-                    %error,
-                    attempt,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "reading {what} from ClickHouse failed; waiting for it"
-                );
-                tokio::time::sleep(delay).await;
-            }
-        }
+    let waited = retry::retry(
+        policy,
+        &mut retry::Sleep,
+        |_| read(),
+        |error, attempt, delay| {
+            tracing::warn!(
+                %error,
+                attempt,
+                retry_in_ms = delay.as_millis() as u64,
+                "reading {what} from ClickHouse failed; waiting for it"
+            );
+        },
+    )
+    .await;
+    match waited {
+        Ok(value) => value,
+        Err(_) => unreachable!("a sleep never gives up"),
     }
 }

@@ -901,7 +901,7 @@ struct PollWhileWaiting<'a> {
 }
 
 impl crate::process::Waiter for PollWhileWaiting<'_> {
-    async fn wait(&mut self, delay: Duration) {
+    async fn wait(&mut self, delay: Duration) -> bool {
         if self.paused.is_none() {
             match self.consumer.assignment() {
                 Ok(assignment) => {
@@ -931,6 +931,7 @@ impl crate::process::Waiter for PollWhileWaiting<'_> {
                 Err(error) => tracing::warn!(%error, "consumer error"),
             }
         }
+        true
     }
 }
 

@@ -10,9 +10,10 @@
 
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
 use crate::metrics::Metrics;
+use crate::retry::{retry_with, RetryPolicy, UnlessStopped};
 use crate::rowbinary::{micros, RowBinary};
 use crate::rows;
-use crate::sink::{RetryPolicy, Table, TableRows};
+use crate::sink::{Table, TableRows};
 use crate::state::Enrichment;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -28,42 +29,10 @@ use usage_core::validate::{
 use usage_core::{FastMap, FastSet};
 use usage_store::{StoreError, Warehouse};
 
-/// Reads enrichment state from ClickHouse, retrying with backoff until it
-/// answers: a ClickHouse outage slows the pipeline down, it does not stop it.
-/// Gives up (an error) only once the process is told to abandon its work.
-macro_rules! retrying {
-    ($self:ident, $waiter:ident, $what:expr, $read:expr) => {{
-        let mut attempt = 0u32;
-        loop {
-            match $read.await {
-                Ok(value) => break value,
-                Err(error) => {
-                    attempt += 1;
-                    $self.metrics.clickhouse_error("enrichment_state");
-                    if *$self.stop.borrow() {
-                        return Err(ProcessError::State(error));
-                    }
-                    let delay = $self.settings.retry.delay(attempt);
-                    tracing::warn!(
-                        %error,
-                        attempt,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "reading {} from ClickHouse failed; retrying",
-                        $what
-                    );
-                    $waiter.wait(delay).await;
-                }
-            }
-        }
-    }};
-}
-
 /// What the processor does while a read of enrichment state waits to be
 /// retried (ClickHouse down): the pipeline keeps the consumer polled, its
 /// partitions paused, so the group keeps this member however long it lasts.
-pub(crate) trait Waiter {
-    async fn wait(&mut self, delay: Duration);
-}
+pub(crate) use crate::retry::Wait as Waiter;
 
 /// The inbound topics, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,9 +125,53 @@ pub(crate) struct Processor {
     last_follow: Instant,
     /// Versions of the `assignment_state` rows this process writes.
     state_versions: StateVersions,
+    reads: Reads,
+}
+
+/// Reads of enrichment state from ClickHouse, each retried with backoff
+/// until it answers: a ClickHouse outage slows the pipeline down, it does
+/// not stop it. Given up on (an error) only once the process is told to
+/// abandon its work.
+struct Reads {
+    retry: RetryPolicy,
     /// Turns true when the process abandons its work (drain timeout).
     stop: watch::Receiver<bool>,
     metrics: Metrics,
+}
+
+impl Reads {
+    async fn retry<'e, T, Fut>(
+        &self,
+        what: &str,
+        waiter: &mut impl Waiter,
+        enrichment: &'e mut Enrichment,
+        read: impl FnMut(&'e mut Enrichment, u32) -> Fut,
+    ) -> Result<T, ProcessError>
+    where
+        Fut: std::future::Future<Output = (&'e mut Enrichment, Result<T, StoreError>)>,
+    {
+        let mut wait = UnlessStopped {
+            stop: &self.stop,
+            inner: waiter,
+        };
+        retry_with(
+            self.retry,
+            &mut wait,
+            enrichment,
+            read,
+            |error, attempt, delay| {
+                self.metrics.clickhouse_error("enrichment_state");
+                tracing::warn!(
+                    %error,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "reading {what} from ClickHouse failed; retrying"
+                );
+            },
+        )
+        .await
+        .map_err(ProcessError::State)
+    }
 }
 
 /// The stamps of one authorization.
@@ -180,15 +193,18 @@ impl Processor {
         metrics: Metrics,
     ) -> Processor {
         Processor {
-            settings,
             topics,
             enrichment,
             pending: Vec::new(),
             policy,
             last_follow: Instant::now(),
+            reads: Reads {
+                retry: settings.retry,
+                stop,
+                metrics,
+            },
+            settings,
             state_versions: StateVersions::default(),
-            stop,
-            metrics,
         }
     }
 
@@ -338,12 +354,21 @@ impl Processor {
             queue
         };
         if waiting && self.last_follow.elapsed() >= self.settings.follow_interval {
-            retrying!(
-                self,
-                waiter,
-                "assignments and rates",
-                self.refresh(warehouse)
-            );
+            self.reads
+                .retry(
+                    "assignments and rates",
+                    waiter,
+                    &mut self.enrichment,
+                    |enrichment, _| async move {
+                        let read = match enrichment.follow_assignments(warehouse).await {
+                            Ok(_) => enrichment.reload_rates(warehouse).await,
+                            Err(error) => Err(error),
+                        };
+                        (enrichment, read)
+                    },
+                )
+                .await?;
+            self.last_follow = Instant::now();
         }
 
         // 3. The Flex windows that may cover these events.
@@ -359,12 +384,18 @@ impl Processor {
         }
         let keys: Vec<(&str, &str, DateTime<Utc>)> =
             first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();
-        retrying!(
-            self,
-            waiter,
-            "Flex windows",
-            self.enrichment.load_windows(warehouse, &keys)
-        );
+        let keys = &keys;
+        self.reads
+            .retry(
+                "Flex windows",
+                waiter,
+                &mut self.enrichment,
+                |enrichment, _| async move {
+                    let read = enrichment.load_windows(warehouse, keys).await;
+                    (enrichment, read)
+                },
+            )
+            .await?;
 
         // 4. Stamp.
         let checked = Instant::now();
@@ -418,17 +449,24 @@ impl Processor {
             if charge == Charge::BeyondHorizon {
                 // Older than the windows held in memory: read its history from
                 // ClickHouse further back, then judge it again.
-                retrying!(
-                    self,
-                    waiter,
-                    "older Flex windows",
-                    self.enrichment.reload_windows(
-                        warehouse,
-                        &p.auth.user_id,
-                        &p.auth.product,
-                        p.auth.occurred_at,
-                    )
+                let (user, product, at) = (
+                    p.auth.user_id.as_str(),
+                    p.auth.product.as_str(),
+                    p.auth.occurred_at,
                 );
+                self.reads
+                    .retry(
+                        "older Flex windows",
+                        waiter,
+                        &mut self.enrichment,
+                        |enrichment, _| async move {
+                            let read = enrichment
+                                .reload_windows(warehouse, user, product, at)
+                                .await;
+                            (enrichment, read)
+                        },
+                    )
+                    .await?;
                 charge = self
                     .enrichment
                     .charges

@@ -5,10 +5,10 @@
 //! not committed.
 
 use crate::metrics::Metrics;
+use crate::retry::{retry, RetryPolicy, SleepUnlessStopped};
 use bytes::Bytes;
 use clickhouse::Client;
-use rand::Rng;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// A destination table and its column list, in the order rows are encoded.
@@ -24,26 +24,6 @@ pub(crate) struct TableRows {
     pub(crate) table: Table,
     pub(crate) rows: usize,
     pub(crate) data: Bytes,
-}
-
-/// How failed inserts are retried.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RetryPolicy {
-    pub(crate) initial: Duration,
-    pub(crate) max: Duration,
-}
-
-impl RetryPolicy {
-    /// The delay before retry number `attempt` (1-based): exponential, capped, with full jitter
-    /// over its upper half so that instances restarting together do not retry in lockstep.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let capped = exp.min(self.max);
-        let half = capped / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
-    }
 }
 
 /// The process is stopping: the write was abandoned (its offsets stay uncommitted).
@@ -93,45 +73,31 @@ impl Sink {
         rows: &TableRows,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Abandoned> {
-        let mut attempt = 0u32;
-        loop {
-            let started = Instant::now();
-            match self.insert_once(rows).await {
-                Ok(()) => {
-                    self.metrics.observe_insert(
-                        rows.table.name,
-                        rows.rows,
-                        rows.data.len(),
-                        started.elapsed(),
-                    );
-                    return Ok(());
-                }
-                Err(error) => {
-                    attempt += 1;
-                    let delay = self.retry.delay(attempt);
-                    self.metrics.clickhouse_error(rows.table.name);
-                    tracing::warn!(
-                        table = rows.table.name,
-                        rows = rows.rows,
-                        attempt,
-                        retry_in_ms = delay.as_millis() as u64,
-                        error = %error,
-                        "insert failed; retrying the identical batch"
-                    );
-                    if *stop.borrow() {
-                        return Err(Abandoned {
-                            table: rows.table.name,
-                        });
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.wait_for(|s| *s) => {
-                            return Err(Abandoned { table: rows.table.name });
-                        }
-                    }
-                }
-            }
-        }
+        let table = rows.table.name;
+        retry(
+            self.retry,
+            &mut SleepUnlessStopped(stop),
+            |_| async move {
+                let started = Instant::now();
+                self.insert_once(rows).await?;
+                self.metrics
+                    .observe_insert(table, rows.rows, rows.data.len(), started.elapsed());
+                Ok(())
+            },
+            |error: &clickhouse::error::Error, attempt, delay| {
+                self.metrics.clickhouse_error(table);
+                tracing::warn!(
+                    table,
+                    rows = rows.rows,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %error,
+                    "insert failed; retrying the identical batch"
+                );
+            },
+        )
+        .await
+        .map_err(|_| Abandoned { table })
     }
 
     async fn insert_once(&self, rows: &TableRows) -> Result<(), clickhouse::error::Error> {
@@ -142,24 +108,5 @@ impl Sink {
         let mut insert = self.client.insert_formatted_with(sql);
         insert.send(rows.data.clone()).await?;
         insert.end().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let policy = RetryPolicy {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        };
-        for attempt in 1..30 {
-            let d = policy.delay(attempt);
-            let ceiling = (Duration::from_millis(100) * 2u32.pow((attempt - 1).min(16)))
-                .min(Duration::from_secs(5));
-            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
-        }
     }
 }
