@@ -1,20 +1,21 @@
-//! The HTTP API: routes, bearer-token authentication, and the handlers,
-//! each a thin edge over [`Reporter`], [`ExportStore`] and [`ScheduleStore`].
-//! Errors answer JSON `{error, message}` ([`ApiError`]). Logs name the
-//! route, the status and the admin id: never a token, a query string or PII.
+//! The HTTP API: the routes and their handlers, each a thin edge
+//! over [`Reporter`], [`ExportStore`] and [`ScheduleStore`].
+//! Errors answer JSON `{error, message}` ([`ApiError`]). What every request
+//! goes through (its span, its metrics, the bearer token) is in
+//! [`crate::request`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
-use axum::http::{header, request::Parts, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use tower_http::trace::TraceLayer;
 use usage_core::admin::{can_schedule, check_unassign};
 use usage_core::event::Access;
 use usage_report::admins::{Admin, Admins, Role};
@@ -26,6 +27,7 @@ use usage_report::schedule::{Schedule, ScheduleInput, ScheduleStore};
 
 use crate::commands::{Publisher, UnassignRequest};
 use crate::metrics::Metrics;
+use crate::request::{observe, request_span, Authed};
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -64,50 +66,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/assignments/unassign", post(unassign))
         .fallback(|| async { ApiError::not_found("no such route (see /openapi.json)") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(
+            // The span of each request; `observe` logs the request in it, so
+            // tower-http's own events are off (none of them would add to it).
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
         .with_state(state)
-}
-
-/// Counts and times every request by route; logs route, status, duration.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    state.metrics.request(&route, status, seconds);
-    tracing::debug!(%method, %route, status, ms = seconds * 1000.0, "request");
-    response
-}
-
-/// The authenticated admin of a request (`Authorization: Bearer <token>`).
-pub(crate) struct Authed(pub(crate) Admin);
-
-impl FromRequestParts<AppState> for Authed {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
-        let admin = state
-            .admins
-            .authenticate(token)
-            .cloned()
-            .ok_or_else(ApiError::unauthorized)?;
-        tracing::Span::current().record("admin", admin.id.as_str());
-        Ok(Authed(admin))
-    }
 }
 
 fn params(query: Result<Query<ReportParams>, QueryRejection>) -> Result<ReportParams, ApiError> {

@@ -6,6 +6,7 @@ mod api;
 mod background;
 mod commands;
 mod metrics;
+mod request;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
