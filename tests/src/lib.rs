@@ -1,17 +1,11 @@
 //! Support for the end-to-end tests: the real services they talk to, scratch
-//! topics and databases of their own, and the project's binaries as processes.
+//! topics and databases of their own, and the project's binaries as
+//! processes (started with `usage-testkit`, the harness helpers tests,
+//! benchmarks and the fault suite share).
 
 pub mod modern_clickhouse;
 pub mod report;
 pub mod scenario;
 pub mod services;
 
-use std::path::PathBuf;
-
-/// The repository's root directory.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
+pub use usage_testkit::repo_root;

@@ -4,19 +4,17 @@
 //! ([`Fixture::want`]) and the comparison ([`compare`]).
 
 use crate::scenario::Published;
-use crate::services::{
-    self, binary, brokers, clickhouse_url, unique, Ingest, ScratchDatabase, Topics,
-};
+use crate::services::{self, binary, unique, Ingest, ScratchDatabase, Topics};
 use chrono::NaiveDate;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use usage_core::privacy::UserHasher;
 use usage_loadgen::oracle::{CurrentAssignment, DateRange};
 use usage_loadgen::{Access, Oracle, ScenarioConfig};
+use usage_testkit::report::{Admin, ReportRun};
 
 /// The HMAC key the tests give the service (so they can recompute hashes).
 pub const HMAC_KEY: &str = "report-tests-hmac-key-0123456789abcdef";
@@ -35,6 +33,16 @@ impl TestAdmin {
     pub fn token(&self) -> String {
         format!("token-of-{}-0123456789", self.id)
     }
+
+    /// The admin as the admins file holds it.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            id: self.id.to_owned(),
+            role: self.role.to_owned(),
+            teams: self.teams.clone(),
+            token: self.token(),
+        }
+    }
 }
 
 /// Options of one service.
@@ -48,105 +56,52 @@ pub struct ReportOptions {
 
 /// A running `usage-report`, killed when dropped.
 pub struct Report {
-    child: Child,
-    pub port: u16,
-    pub log: PathBuf,
+    report: usage_testkit::report::Report,
     pub exports_dir: PathBuf,
     client: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Report {
     /// Starts the service on `database` with `admins`, and waits until it answers.
     pub async fn start(database: &str, admins: &[TestAdmin], options: ReportOptions) -> Report {
-        let bin = binary("usage-report", "usage-report");
-        let base = std::env::temp_dir().join(unique("report"));
-        std::fs::create_dir_all(&base).expect("a scratch directory");
-        let admins_file = base.join("admins.toml");
-        let mut text = String::new();
-        for a in admins {
-            let teams: Vec<String> = a.teams.iter().map(|t| format!("{t:?}")).collect();
-            text.push_str(&format!(
-                "[[admin]]\nid = {:?}\nemail = \"{}@example.com\"\nrole = {:?}\nteams = [{}]\ntoken = {:?}\n\n",
-                a.id,
-                a.id,
-                a.role,
-                teams.join(", "),
-                a.token()
-            ));
-        }
-        std::fs::write(&admins_file, text).expect("admins file");
-        let key_file = base.join("hmac.key");
-        std::fs::write(&key_file, HMAC_KEY).expect("key file");
-        let exports_dir = base.join("exports");
-        let log = base.join("report.log");
-        let port = free_port();
-        let mut command = Command::new(bin);
-        command
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--clickhouse-url", &clickhouse_url()])
-            .args(["--clickhouse-database", database])
-            .args(["--kafka-brokers", &brokers()])
-            .arg("--admins-file")
-            .arg(&admins_file)
-            .arg("--hmac-key-file")
-            .arg(&key_file)
-            .arg("--exports-dir")
-            .arg(&exports_dir)
-            .args([
-                "--scheduler-interval-secs",
-                &options.scheduler_interval_secs.unwrap_or(0).to_string(),
-                "--sweep-interval-secs",
-                &options.sweep_interval_secs.unwrap_or(3600).to_string(),
-            ]);
+        let dir = std::env::temp_dir().join(unique("report"));
+        let mut args = vec![
+            "--sweep-interval-secs".to_owned(),
+            options.sweep_interval_secs.unwrap_or(3600).to_string(),
+        ];
         if let Some(topic) = &options.commands_topic {
-            command.args(["--commands-topic", topic]);
+            args.extend(["--commands-topic".to_owned(), topic.clone()]);
         }
         if let Some(topic) = &options.notifications_topic {
-            command.args(["--notifications-topic", topic]);
+            args.extend(["--notifications-topic".to_owned(), topic.clone()]);
         }
-        let child = command
-            .env("RUST_LOG", "info,usage_report=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("usage-report starts");
-        let report = Report {
-            child,
-            port,
-            log,
-            exports_dir,
+        let report = ReportRun::new(
+            binary("usage-report", "usage-report"),
+            &services::local(),
+            database,
+            dir,
+        )
+        .admins(admins.iter().map(TestAdmin::admin))
+        .hmac_key(HMAC_KEY)
+        .scheduler_interval_secs(options.scheduler_interval_secs.unwrap_or(0))
+        .args(args)
+        .env("RUST_LOG", "info,usage_report=debug")
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("usage-report starts: {e:#}"));
+        Report {
+            exports_dir: report.exports_dir.clone(),
+            report,
             client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = report.client.get(report.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "usage-report did not come up:\n{}",
-                report.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        report
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.report.url(path)
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.report.process.log_text()
     }
 
     /// GET as `admin` (None: no token): status and JSON body (Null if not JSON).
@@ -201,13 +156,6 @@ impl Report {
     }
 }
 
-impl Drop for Report {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The oracle's report
 
@@ -251,7 +199,7 @@ pub fn config(seed: u64) -> ScenarioConfig {
 pub async fn fixture(tag: &str, seed: u64) -> Fixture {
     let published = Published::generate(config(seed));
     let oracle = Oracle::from_scenario(&published.scenario).expect("oracle");
-    let topics = Topics::create(tag, 2).await;
+    let topics = services::scratch_topics(tag, 2).await;
     let db = ScratchDatabase::create(tag).await;
     published.publish(&topics).await;
     let ingest = Ingest::start(

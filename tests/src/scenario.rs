@@ -26,11 +26,7 @@ impl Published {
     /// Publishes every message of the scenario to `topics` (again, if called twice).
     pub async fn publish(&self, topics: &Topics) {
         let config = PublishConfig {
-            topics: usage_loadgen::Topics {
-                authorizations: topics.authorizations.clone(),
-                assignments: topics.assignments.clone(),
-                directory: topics.directory.clone(),
-            },
+            topics: topics.inbound(),
             ..PublishConfig::new(crate::services::brokers())
         };
         usage_loadgen::publish_scenario(&config, &self.scenario, |_| {})

@@ -10,9 +10,7 @@ use std::time::Duration;
 use usage_store::migrate;
 use usage_tests::modern_clickhouse::{self, Statement};
 use usage_tests::report::{Report, ReportOptions, TestAdmin};
-use usage_tests::services::{
-    self, eventually, metric_value, publish, Ingest, ScratchDatabase, Topics,
-};
+use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase};
 
 const PROMETHEUS_UID: &str = "prometheus";
 const CLICKHOUSE_UID: &str = "clickhouse";
@@ -372,7 +370,7 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
     // A real usage-ingest, fed one valid authorization so that every series
     // the dashboard reads (histograms and labelled vectors appear only once
     // observed) is there; statistics often, so the lag gauge is set soon.
-    let topics = Topics::create("dashboards", 1).await;
+    let topics = services::scratch_topics("dashboards", 1).await;
     let db = ScratchDatabase::create("dashboards").await;
     let group = services::unique("dashboards");
     let ingest = Ingest::start(
@@ -388,7 +386,11 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
     );
     assert!(
         eventually(Duration::from_secs(60), || async {
-            metric_value(&ingest.metrics(), "usage_ingest_assigned_partitions") >= 3.0
+            ingest
+                .metrics()
+                .await
+                .sum("usage_ingest_assigned_partitions")
+                >= 3.0
         })
         .await,
         "usage-ingest owns the three inbound partitions:\n{}",
@@ -415,6 +417,8 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
         eventually(Duration::from_secs(30), || async {
             ingest
                 .metrics()
+                .await
+                .text()
                 .lines()
                 .filter(|l| l.starts_with("usage_ingest_consumer_lag_messages{"))
                 .count()
@@ -422,10 +426,10 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
         })
         .await,
         "the consumer lag of each partition is reported:\n{}\n{}",
-        ingest.metrics(),
+        ingest.metrics().await,
         ingest.log_tail()
     );
-    let ingest_metrics = ingest.metrics();
+    let ingest_metrics = ingest.metrics().await.text().to_owned();
     let ingest_exposed = exposed(&ingest_metrics);
     assert!(
         !ingest.log().contains("Could not parse statistics JSON"),
@@ -470,7 +474,7 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
 
     drop(report);
     drop(ingest);
-    topics.delete().await;
+    services::drop_topics(&topics).await;
     db.drop_database().await;
 }
 

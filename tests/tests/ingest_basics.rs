@@ -6,7 +6,7 @@ use rdkafka::message::Headers;
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase, Topics};
+use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase};
 
 /// Reads the dead-letter topic: reason header -> count.
 async fn dead_letter_reasons(topic: &str, expected: usize) -> BTreeMap<String, usize> {
@@ -45,7 +45,7 @@ fn auth(id: &str, at: &str, user: &str, product: &str, access: &str, extra: &str
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_small_stream_lands_in_every_rollup() {
-    let topics = Topics::create("basics", 2).await;
+    let topics = services::scratch_topics("basics", 2).await;
     let db = ScratchDatabase::create("basics").await;
     let t = &topics;
     let mut messages: Vec<(&str, &str, String)> = vec![
@@ -238,9 +238,9 @@ async fn a_small_stream_lands_in_every_rollup() {
     .collect();
     assert_eq!(reasons, expected);
 
-    let metrics = ingest.metrics();
+    let metrics = ingest.metrics().await;
     assert_eq!(
-        services::metric_value(&metrics, "usage_ingest_events_offline_total"),
+        metrics.sum("usage_ingest_events_offline_total"),
         1.0,
         "{metrics}"
     );
@@ -255,7 +255,7 @@ async fn a_small_stream_lands_in_every_rollup() {
     );
 
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }
 
 /// An assignment that changes again and again, each change in its own batch
@@ -265,7 +265,7 @@ async fn a_small_stream_lands_in_every_rollup() {
 /// and no tie can bring an older state back.
 #[tokio::test(flavor = "multi_thread")]
 async fn quick_assignment_changes_keep_the_newest_state() {
-    let topics = Topics::create("flips", 1).await;
+    let topics = services::scratch_topics("flips", 1).await;
     let db = ScratchDatabase::create("flips").await;
     let mut ingest = Ingest::start(
         &topics,
@@ -337,5 +337,5 @@ async fn quick_assignment_changes_keep_the_newest_state() {
     ingest.signal("TERM");
     assert_eq!(ingest.wait_exit(Duration::from_secs(30)), Some(0));
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }

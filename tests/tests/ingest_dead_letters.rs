@@ -5,11 +5,11 @@
 
 use std::process::Command;
 use std::time::Duration;
-use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase, Topics};
+use usage_tests::services::{self, eventually, publish, Ingest, ScratchDatabase};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn late_assignments_are_replayed_from_the_dead_letter_topic() {
-    let topics = Topics::create("replaydlq", 2).await;
+    let topics = services::scratch_topics("replaydlq", 2).await;
     let db = ScratchDatabase::create("replaydlq").await;
     let t = &topics;
     publish(&[
@@ -25,7 +25,11 @@ async fn late_assignments_are_replayed_from_the_dead_letter_topic() {
         &["--unresolved-hold-secs", "1", "--batch-max-wait-ms", "200"],
     );
     let dead = eventually(Duration::from_secs(60), || async {
-        services::metric_value(&ingest.metrics(), "usage_ingest_dead_letters_total") >= 3.0
+        ingest
+            .metrics()
+            .await
+            .sum("usage_ingest_dead_letters_total")
+            >= 3.0
     })
     .await;
     assert!(
@@ -87,12 +91,12 @@ async fn late_assignments_are_replayed_from_the_dead_letter_topic() {
     );
     drop(ingest);
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_bad_input_stops_the_consumer_instead_of_filling_the_dlq() {
-    let topics = Topics::create("flood", 1).await;
+    let topics = services::scratch_topics("flood", 1).await;
     let db = ScratchDatabase::create("flood").await;
     let garbage: Vec<(&str, &str, String)> = (0..30)
         .map(|i| (topics.authorizations.as_str(), "k", format!("not json {i}")))
@@ -115,5 +119,5 @@ async fn a_flood_of_bad_input_stops_the_consumer_instead_of_filling_the_dlq() {
         ingest.log_tail()
     );
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }

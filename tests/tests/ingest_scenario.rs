@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 use usage_loadgen::ScenarioConfig;
+use usage_testkit::metrics::Metrics;
 use usage_tests::scenario::Published;
-use usage_tests::services::{self, eventually, Ingest, ScratchDatabase, Topics};
+use usage_tests::services::{self, eventually, Ingest, ScratchDatabase};
 
 fn config(seed: u64) -> ScenarioConfig {
     ScenarioConfig {
@@ -46,7 +47,7 @@ fn show(differences: &[String]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rollups_equal_the_oracle() {
     let published = Published::generate(config(7));
-    let topics = Topics::create("scenario", 4).await;
+    let topics = services::scratch_topics("scenario", 4).await;
     let db = ScratchDatabase::create("scenario").await;
     published.publish(&topics).await;
     let ingest = Ingest::start(&topics, db.name(), &services::unique("group"), TEST_OPTIONS);
@@ -66,30 +67,27 @@ async fn the_rollups_equal_the_oracle() {
         .iter()
         .map(|(reason, n)| (reason.as_str().to_owned(), *n))
         .collect();
-    let dead_letters = |metrics: &str| -> Vec<(String, u64)> {
+    let dead_letters = |metrics: &Metrics| -> Vec<(String, u64)> {
         expected
             .iter()
             .map(|(reason, _)| {
                 let series = format!("usage_ingest_dead_letters_total{{reason=\"{reason}\"");
-                (
-                    reason.clone(),
-                    services::metric_value(metrics, &series) as u64,
-                )
+                (reason.clone(), metrics.sum(&series) as u64)
             })
             .collect()
     };
     let all_there = eventually(Duration::from_secs(30), || async {
-        dead_letters(&ingest.metrics()) == expected
+        dead_letters(&ingest.metrics().await) == expected
     })
     .await;
     assert!(
         all_there,
         "dead letters by reason: {:?}, expected {expected:?}",
-        dead_letters(&ingest.metrics())
+        dead_letters(&ingest.metrics().await)
     );
     drop(ingest);
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,7 +96,7 @@ async fn a_killed_consumer_restarts_without_loss_or_double_counting() {
         users: 400,
         ..config(11)
     });
-    let topics = Topics::create("killed", 4).await;
+    let topics = services::scratch_topics("killed", 4).await;
     let db = ScratchDatabase::create("killed").await;
     published.publish(&topics).await;
     let group = services::unique("group");
@@ -128,13 +126,13 @@ async fn a_killed_consumer_restarts_without_loss_or_double_counting() {
     );
     drop(second);
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_from_offset_zero_and_republished_duplicates_change_nothing() {
     let published = Published::generate(config(23));
-    let topics = Topics::create("replay", 4).await;
+    let topics = services::scratch_topics("replay", 4).await;
     let db = ScratchDatabase::create("replay").await;
     published.publish(&topics).await;
     let first = Ingest::start(&topics, db.name(), &services::unique("group"), TEST_OPTIONS);
@@ -156,8 +154,10 @@ async fn a_replay_from_offset_zero_and_republished_duplicates_change_nothing() {
     );
     let twice = published.events_counted();
     let reread = eventually(Duration::from_secs(120), || async {
-        let consumed =
-            services::metric_value(&replay.metrics(), "usage_ingest_events_consumed_total");
+        let consumed = replay
+            .metrics()
+            .await
+            .sum("usage_ingest_events_consumed_total");
         consumed as u64 >= 2 * published.scenario.count().messages
     })
     .await;
@@ -177,7 +177,7 @@ async fn a_replay_from_offset_zero_and_republished_duplicates_change_nothing() {
     );
     drop(replay);
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,7 +186,7 @@ async fn two_instances_in_one_group_give_the_results_of_one() {
         users: 300,
         ..config(31)
     });
-    let topics = Topics::create("pair", 4).await;
+    let topics = services::scratch_topics("pair", 4).await;
     let db = ScratchDatabase::create("pair").await;
     published.publish(&topics).await;
     let group = services::unique("group");
@@ -205,5 +205,5 @@ async fn two_instances_in_one_group_give_the_results_of_one() {
     );
     drop((first, second));
     db.drop_database().await;
-    topics.delete().await;
+    services::drop_topics(&topics).await;
 }
