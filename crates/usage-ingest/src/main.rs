@@ -52,7 +52,7 @@ enum Command {
     Run(Box<RunArgs>),
     /// Create the database and apply pending schema migrations (safe to run twice, or concurrently).
     Migrate(MigrateArgs),
-    /// Re-publish replayable dead letters (unresolved team, unknown rate) to their source topic.
+    /// Re-publish replayable dead letters (unresolved_team, unknown_rate, future_timestamp) to their source topic.
     ReplayDlq(replay::ReplayArgs),
 }
 
@@ -299,10 +299,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         initial: Duration::from_millis(args.retry_initial_ms.max(1)),
         max: Duration::from_millis(args.retry_max_ms.max(1)),
     };
+    let metrics = metrics::Metrics::new().context("registering metrics")?;
     // ClickHouse may not be up yet: wait for it rather than exit.
-    let version = until_available(retry, "the schema version", || {
-        migrate::schema_version(&warehouse)
-    })
+    let table = "schema_migrations";
+    let version = until_available(
+        retry,
+        &metrics,
+        "the schema version",
+        table,
+        &warehouse,
+        |warehouse| async move { (warehouse, migrate::schema_version(warehouse).await) },
+    )
     .await;
     anyhow::ensure!(
         version.is_some(),
@@ -310,15 +317,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         warehouse.database()
     );
 
-    let metrics = metrics::Metrics::new().context("registering metrics")?;
     let topic_names = process::TopicNames {
         authorizations: args.kafka.authorizations_topic.clone(),
         assignments: args.kafka.assignments_topic.clone(),
         directory: args.kafka.directory_topic.clone(),
     };
     let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-    let table_names: Vec<&str> = rows::ALL.iter().map(|t| t.name).collect();
-    metrics.register_labels(&args.kafka.inbound_topics(), &table_names, &reasons);
+    let written: Vec<&str> = rows::ALL.iter().map(|t| t.name).collect();
+    let read = [
+        "schema_migrations",
+        rows::ASSIGNMENT_EVENTS.name,
+        rows::PRODUCT_RATES.name,
+        rows::FLEX_WINDOWS.name,
+    ];
+    metrics.register_labels(
+        &args.kafka.inbound_topics(),
+        &args.kafka.authorizations_topic,
+        &written,
+        &read,
+        &reasons,
+    );
     let bound = metrics::serve(args.metrics_addr, metrics.clone())
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
@@ -327,9 +345,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         retain_windows: args.retain_windows.max(1),
         retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
     };
-    let enrichment = until_available(retry, "the enrichment state", || {
-        state::Enrichment::load(&warehouse, charge_config)
-    })
+    let mut enrichment = state::Enrichment::new(charge_config);
+    let reading = &warehouse;
+    let table = rows::ASSIGNMENT_EVENTS.name;
+    until_available(
+        retry,
+        &metrics,
+        "the assignment history",
+        table,
+        &mut enrichment,
+        |enrichment| async move {
+            let read = enrichment.follow_assignments(reading).await;
+            (enrichment, read)
+        },
+    )
+    .await;
+    let table = rows::PRODUCT_RATES.name;
+    until_available(
+        retry,
+        &metrics,
+        "the rates",
+        table,
+        &mut enrichment,
+        |enrichment| async move {
+            let read = enrichment.reload_rates(reading).await;
+            (enrichment, read)
+        },
+    )
     .await;
     let limits = Limits {
         max_message_bytes: args.max_message_bytes,
@@ -418,20 +460,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads from ClickHouse at start-up, retrying with backoff until it answers.
-async fn until_available<T, E: std::fmt::Display, Fut>(
+/// Reads `what` from `table` at start-up, retrying with backoff until
+/// ClickHouse answers.
+async fn until_available<S, T, E: std::fmt::Display, Fut>(
     policy: retry::RetryPolicy,
+    metrics: &metrics::Metrics,
     what: &str,
-    mut read: impl FnMut() -> Fut,
+    table: &str,
+    state: S,
+    mut read: impl FnMut(S) -> Fut,
 ) -> T
 where
-    Fut: std::future::Future<Output = Result<T, E>>,
+    Fut: std::future::Future<Output = (S, Result<T, E>)>,
 {
-    let waited = retry::retry(
+    let waited = retry::retry_with(
         policy,
         &mut retry::Sleep,
-        |_| read(),
+        state,
+        |state, _| read(state),
         |error, attempt, delay| {
+            metrics.clickhouse_error(metrics::Request::Read, table);
             tracing::warn!(
                 %error,
                 attempt,

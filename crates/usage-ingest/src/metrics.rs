@@ -19,6 +19,26 @@ use std::{
 
 const NAMESPACE: &str = "usage_ingest";
 
+/// What a ClickHouse request does (the `operation` label of
+/// `usage_ingest_clickhouse_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// An insert of a batch's rows.
+    Insert,
+    /// A read: enrichment state (assignments, rates, Flex windows), or the
+    /// schema version at start-up.
+    Read,
+}
+
+impl Request {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Request::Insert => "insert",
+            Request::Read => "read",
+        }
+    }
+}
+
 /// Every metric of the process. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Metrics(Arc<Inner>);
@@ -34,6 +54,7 @@ struct Inner {
     dead_letters: IntCounterVec,
     insert_retries: IntCounterVec,
     clickhouse_errors: IntCounterVec,
+    ambiguous_teams: IntCounterVec,
     paused_partitions: IntGauge,
     assigned_partitions: IntGaugeVec,
     pending_events: IntGauge,
@@ -112,13 +133,20 @@ impl Metrics {
         )?;
         let insert_retries = counter(
             "insert_retries_total",
-            "Inserts retried after a failure, by table.",
+            "Inserts retried after a failure (the identical rows again), by table.",
             &["table"],
         )?;
         let clickhouse_errors = counter(
             "clickhouse_errors_total",
-            "Failed ClickHouse requests, by table.",
-            &["table"],
+            "Failed ClickHouse requests, by operation (insert, or read of enrichment state and \
+             of the schema version) and table.",
+            &["operation", "table"],
+        )?;
+        let ambiguous_teams = counter(
+            "ambiguous_teams_total",
+            "Authorizations stamped with one of several teams holding the product at that \
+             instant (the most recently assigned).",
+            &["topic"],
         )?;
         let late_flex_windows = counter(
             "late_flex_windows_total",
@@ -169,6 +197,7 @@ impl Metrics {
             dead_letters,
             insert_retries,
             clickhouse_errors,
+            ambiguous_teams,
             paused_partitions,
             assigned_partitions,
             pending_events,
@@ -180,18 +209,35 @@ impl Metrics {
         })))
     }
 
-    /// Pre-creates the labelled series so dashboards see zeros, not gaps.
-    pub(crate) fn register_labels(&self, topics: &[&str], tables: &[&str], reasons: &[&str]) {
+    /// Pre-creates the labelled series so dashboards see zeros, not gaps:
+    /// per inbound topic (`authorizations`: the authorizations topic), per
+    /// table written, per table read, per dead-letter reason.
+    pub(crate) fn register_labels(
+        &self,
+        topics: &[&str],
+        authorizations: &str,
+        written: &[&str],
+        read: &[&str],
+        reasons: &[&str],
+    ) {
         for topic in topics {
             self.0.events_consumed.with_label_values(&[topic]);
             for reason in reasons {
                 self.0.dead_letters.with_label_values(&[topic, reason]);
             }
         }
-        for table in tables {
+        self.0.ambiguous_teams.with_label_values(&[authorizations]);
+        for table in written {
             self.0.rows_inserted.with_label_values(&[table]);
             self.0.insert_retries.with_label_values(&[table]);
-            self.0.clickhouse_errors.with_label_values(&[table]);
+            self.0
+                .clickhouse_errors
+                .with_label_values(&[Request::Insert.as_str(), table]);
+        }
+        for table in read {
+            self.0
+                .clickhouse_errors
+                .with_label_values(&[Request::Read.as_str(), table]);
         }
     }
 
@@ -241,12 +287,25 @@ impl Metrics {
         self.0.healthy_inserts.store(true, Ordering::Relaxed);
     }
 
-    /// A failed ClickHouse request for `table` (or `enrichment_state` for
-    /// reads of reference data); each is retried.
-    pub(crate) fn clickhouse_error(&self, table: &str) {
-        self.0.clickhouse_errors.with_label_values(&[table]).inc();
-        self.0.insert_retries.with_label_values(&[table]).inc();
+    /// A failed ClickHouse request: an insert into `table`, or a read of
+    /// it. Not ready until an insert succeeds.
+    pub(crate) fn clickhouse_error(&self, request: Request, table: &str) {
+        self.0
+            .clickhouse_errors
+            .with_label_values(&[request.as_str(), table])
+            .inc();
         self.0.healthy_inserts.store(false, Ordering::Relaxed);
+    }
+
+    /// An insert into `table` made again after it failed.
+    pub(crate) fn insert_retried(&self, table: &str) {
+        self.0.insert_retries.with_label_values(&[table]).inc();
+    }
+
+    pub(crate) fn ambiguous_teams(&self, topic: &str, n: u64) {
+        if n > 0 {
+            self.0.ambiguous_teams.with_label_values(&[topic]).inc_by(n);
+        }
     }
 
     pub(crate) fn freshness(&self, topic: &str, seconds: f64) {
@@ -341,4 +400,61 @@ pub(crate) async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(metrics: &Metrics, name: &str) -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn failed_requests_and_retried_inserts_are_distinct_series() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.register_labels(&["auth"], "auth", &["daily_usage"], &["flex_windows"], &[]);
+        // Zeros from the start, for the dashboards.
+        assert_eq!(
+            series(&metrics, "usage_ingest_clickhouse_errors_total"),
+            [
+                r#"usage_ingest_clickhouse_errors_total{operation="insert",table="daily_usage"} 0"#,
+                r#"usage_ingest_clickhouse_errors_total{operation="read",table="flex_windows"} 0"#,
+            ]
+        );
+        assert_eq!(
+            series(&metrics, "usage_ingest_ambiguous_teams_total"),
+            [r#"usage_ingest_ambiguous_teams_total{topic="auth"} 0"#]
+        );
+        // A failed read is an error, not an insert retry.
+        metrics.clickhouse_error(Request::Read, "flex_windows");
+        metrics.clickhouse_error(Request::Insert, "daily_usage");
+        metrics.insert_retried("daily_usage");
+        metrics.ambiguous_teams("auth", 2);
+        assert_eq!(
+            series(&metrics, "usage_ingest_clickhouse_errors_total"),
+            [
+                r#"usage_ingest_clickhouse_errors_total{operation="insert",table="daily_usage"} 1"#,
+                r#"usage_ingest_clickhouse_errors_total{operation="read",table="flex_windows"} 1"#,
+            ]
+        );
+        assert_eq!(
+            series(&metrics, "usage_ingest_insert_retries_total"),
+            [r#"usage_ingest_insert_retries_total{table="daily_usage"} 1"#]
+        );
+        assert_eq!(
+            series(&metrics, "usage_ingest_ambiguous_teams_total"),
+            [r#"usage_ingest_ambiguous_teams_total{topic="auth"} 2"#]
+        );
+        // Not ready until an insert succeeds.
+        metrics.set_ready(true);
+        assert!(!metrics.is_ready());
+        metrics.observe_insert("daily_usage", 1, 10, Duration::from_millis(1));
+        assert!(metrics.is_ready());
+    }
 }

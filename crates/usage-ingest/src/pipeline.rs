@@ -555,6 +555,8 @@ impl Pipeline {
         }
         self.metrics.offline(authorizations, prepared.offline);
         self.metrics
+            .ambiguous_teams(authorizations, prepared.ambiguous_teams);
+        self.metrics
             .late_windows(authorizations, prepared.late_windows);
         if let Some(oldest) = prepared.oldest_authorization {
             let age = (chrono::Utc::now() - oldest).num_milliseconds() as f64 / 1000.0;

@@ -9,7 +9,7 @@
 //! more authorizations resolvable, never changes a resolved one.
 
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Request};
 use crate::retry::{retry_with, RetryPolicy, UnlessStopped};
 use crate::rowbinary::{micros, RowBinary};
 use crate::rows;
@@ -92,6 +92,7 @@ pub(crate) struct Prepared {
     pub(crate) oldest_authorization: Option<DateTime<Utc>>,
     pub(crate) offline: u64,
     pub(crate) late_windows: u64,
+    /// Authorizations stamped with one of several teams holding the product.
     pub(crate) ambiguous_teams: u64,
 }
 
@@ -140,9 +141,11 @@ struct Reads {
 }
 
 impl Reads {
+    /// Reads `what` from `table` (its label in the metrics) into `enrichment`.
     async fn retry<'e, T, Fut>(
         &self,
         what: &str,
+        table: &str,
         waiter: &mut impl Waiter,
         enrichment: &'e mut Enrichment,
         read: impl FnMut(&'e mut Enrichment, u32) -> Fut,
@@ -160,7 +163,7 @@ impl Reads {
             enrichment,
             read,
             |error, attempt, delay| {
-                self.metrics.clickhouse_error("enrichment_state");
+                self.metrics.clickhouse_error(Request::Read, table);
                 tracing::warn!(
                     %error,
                     attempt,
@@ -171,6 +174,19 @@ impl Reads {
         )
         .await
         .map_err(ProcessError::State)
+    }
+
+    /// One attempt to read from `table`, its failure counted.
+    async fn once<T>(
+        &self,
+        table: &str,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = read.await;
+        if result.is_err() {
+            self.metrics.clickhouse_error(Request::Read, table);
+        }
+        result
     }
 }
 
@@ -233,10 +249,14 @@ impl Processor {
         self.enrichment.forget_windows();
     }
 
-    /// Reads assignments and rates other instances wrote, now.
+    /// Reads assignments and rates other instances wrote, now (once).
     pub(crate) async fn refresh(&mut self, warehouse: &Warehouse) -> Result<(), StoreError> {
-        self.enrichment.follow_assignments(warehouse).await?;
-        self.enrichment.reload_rates(warehouse).await?;
+        let follow = self.enrichment.follow_assignments(warehouse);
+        self.reads
+            .once(rows::ASSIGNMENT_EVENTS.name, follow)
+            .await?;
+        let rates = self.enrichment.reload_rates(warehouse);
+        self.reads.once(rows::PRODUCT_RATES.name, rates).await?;
         self.last_follow = Instant::now();
         Ok(())
     }
@@ -356,14 +376,24 @@ impl Processor {
         if waiting && self.last_follow.elapsed() >= self.settings.follow_interval {
             self.reads
                 .retry(
-                    "assignments and rates",
+                    "assignments",
+                    rows::ASSIGNMENT_EVENTS.name,
                     waiter,
                     &mut self.enrichment,
                     |enrichment, _| async move {
-                        let read = match enrichment.follow_assignments(warehouse).await {
-                            Ok(_) => enrichment.reload_rates(warehouse).await,
-                            Err(error) => Err(error),
-                        };
+                        let read = enrichment.follow_assignments(warehouse).await;
+                        (enrichment, read)
+                    },
+                )
+                .await?;
+            self.reads
+                .retry(
+                    "rates",
+                    rows::PRODUCT_RATES.name,
+                    waiter,
+                    &mut self.enrichment,
+                    |enrichment, _| async move {
+                        let read = enrichment.reload_rates(warehouse).await;
                         (enrichment, read)
                     },
                 )
@@ -388,6 +418,7 @@ impl Processor {
         self.reads
             .retry(
                 "Flex windows",
+                rows::FLEX_WINDOWS.name,
                 waiter,
                 &mut self.enrichment,
                 |enrichment, _| async move {
@@ -418,9 +449,7 @@ impl Processor {
                 continue;
             }
             let resolution = self.enrichment.assignments.resolve(&p.auth);
-            if let Resolution::Ambiguous { .. } = resolution {
-                out.ambiguous_teams += 1;
-            }
+            let ambiguous = matches!(resolution, Resolution::Ambiguous { .. });
             let Some(team) = resolution.team() else {
                 if !expired(&p) {
                     blocked.insert(pair());
@@ -457,6 +486,7 @@ impl Processor {
                 self.reads
                     .retry(
                         "older Flex windows",
+                        rows::FLEX_WINDOWS.name,
                         waiter,
                         &mut self.enrichment,
                         |enrichment, _| async move {
@@ -540,6 +570,7 @@ impl Processor {
                     continue;
                 }
             };
+            out.ambiguous_teams += u64::from(ambiguous);
             stored.push((p, stamp));
         }
 

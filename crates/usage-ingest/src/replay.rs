@@ -1,8 +1,9 @@
 //! `usage-ingest replay-dlq`: re-publishes replayable dead letters — those
 //! that failed for want of data the pipeline had not seen yet (an unresolved
-//! team, an unknown Flex rate) — to the topic they came from, with their
-//! original key and bytes, once that data is there. Other dead letters are
-//! left alone: the same bytes would fail the same way.
+//! team, an unknown Flex rate) or too early (a future timestamp, accepted
+//! once its time has come) — to the topic they came from, with their
+//! original key and bytes. Other dead letters are left alone: the same bytes
+//! would fail the same way.
 
 use crate::dlq::header;
 use crate::kafka::KafkaArgs;
@@ -29,7 +30,8 @@ pub(crate) struct ReplayArgs {
         default_value = "usage-ingest-replay-dlq"
     )]
     replay_group_id: String,
-    /// Reasons to replay (default: every replayable reason).
+    /// Reasons to replay (default: every replayable reason: unresolved_team, unknown_rate,
+    /// future_timestamp).
     #[arg(long = "reason", value_delimiter = ',')]
     reasons: Vec<String>,
     /// Stop after this long without a new dead letter.

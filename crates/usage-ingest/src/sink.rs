@@ -4,7 +4,7 @@
 //! is either in ClickHouse or still owned by the caller, whose offsets are
 //! not committed.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Request};
 use crate::retry::{retry, RetryPolicy, SleepUnlessStopped};
 use bytes::Bytes;
 use clickhouse::Client;
@@ -77,7 +77,10 @@ impl Sink {
         retry(
             self.retry,
             &mut SleepUnlessStopped(stop),
-            |_| async move {
+            |attempt| async move {
+                if attempt > 1 {
+                    self.metrics.insert_retried(table);
+                }
                 let started = Instant::now();
                 self.insert_once(rows).await?;
                 self.metrics
@@ -85,7 +88,7 @@ impl Sink {
                 Ok(())
             },
             |error: &clickhouse::error::Error, attempt, delay| {
-                self.metrics.clickhouse_error(table);
+                self.metrics.clickhouse_error(Request::Insert, table);
                 tracing::warn!(
                     table,
                     rows = rows.rows,

@@ -100,21 +100,16 @@ struct WindowRow {
 const FOLLOW_OVERLAP_SECONDS: u32 = 5;
 
 impl Enrichment {
-    /// Loads the assignment history and the rates.
-    pub(crate) async fn load(
-        warehouse: &Warehouse,
-        charge_config: ChargeConfig,
-    ) -> Result<Enrichment, StoreError> {
-        let mut enrichment = Enrichment {
+    /// An empty state: fill it with [`Enrichment::follow_assignments`] (the
+    /// whole history, the first time) and [`Enrichment::reload_rates`].
+    pub(crate) fn new(charge_config: ChargeConfig) -> Enrichment {
+        Enrichment {
             assignments: AssignmentState::new(),
             rates: RateTable::new(),
             charges: ChargeState::new(charge_config),
             loaded_from: FastMap::default(),
             assignments_read_until: 0,
-        };
-        enrichment.follow_assignments(warehouse).await?;
-        enrichment.reload_rates(warehouse).await?;
-        Ok(enrichment)
+        }
     }
 
     /// Reads assignment events other instances (or earlier runs) wrote since
