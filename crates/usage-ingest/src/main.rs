@@ -2,6 +2,7 @@
 
 mod dlq;
 mod kafka;
+mod message;
 mod metrics;
 mod pipeline;
 mod process;
@@ -317,7 +318,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         warehouse.database()
     );
 
-    let topic_names = process::TopicNames {
+    let topic_names = message::TopicNames {
         authorizations: args.kafka.authorizations_topic.clone(),
         assignments: args.kafka.assignments_topic.clone(),
         directory: args.kafka.directory_topic.clone(),

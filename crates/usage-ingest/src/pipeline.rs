@@ -21,8 +21,9 @@
 
 use crate::dlq::DeadLetterQueue;
 use crate::kafka::{IngestConsumer, PartitionNotice};
+use crate::message::{RawMessage, Topic, TopicNames};
 use crate::metrics::Metrics;
-use crate::process::{Prepared, ProcessError, Processor, RawMessage, Topic, TopicNames};
+use crate::process::{Prepared, ProcessError, Processor};
 use crate::sink::Sink;
 use futures::FutureExt as _;
 use rdkafka::producer::Producer as _;

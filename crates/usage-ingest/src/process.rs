@@ -9,6 +9,7 @@
 //! more authorizations resolvable, never changes a resolved one.
 
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
+use crate::message::{RawMessage, Topic, TopicNames};
 use crate::metrics::{Metrics, Request};
 use crate::retry::{retry_with, RetryPolicy, UnlessStopped};
 use crate::rowbinary::{micros, RowBinary};
@@ -33,48 +34,6 @@ use usage_store::{StoreError, Warehouse};
 /// retried (ClickHouse down): the pipeline keeps the consumer polled, its
 /// partitions paused, so the group keeps this member however long it lasts.
 pub(crate) use crate::retry::Wait as Waiter;
-
-/// The inbound topics, by role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Topic {
-    Authorizations,
-    Assignments,
-    Directory,
-}
-
-/// The configured names of the inbound topics.
-#[derive(Debug, Clone)]
-pub(crate) struct TopicNames {
-    pub(crate) authorizations: String,
-    pub(crate) assignments: String,
-    pub(crate) directory: String,
-}
-
-impl TopicNames {
-    pub(crate) fn name(&self, topic: Topic) -> &str {
-        match topic {
-            Topic::Authorizations => &self.authorizations,
-            Topic::Assignments => &self.assignments,
-            Topic::Directory => &self.directory,
-        }
-    }
-
-    pub(crate) fn role(&self, name: &str) -> Option<Topic> {
-        [Topic::Authorizations, Topic::Assignments, Topic::Directory]
-            .into_iter()
-            .find(|t| self.name(*t) == name)
-    }
-}
-
-/// One consumed message, owned.
-#[derive(Debug, Clone)]
-pub(crate) struct RawMessage {
-    pub(crate) topic: Topic,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) payload: Vec<u8>,
-}
 
 /// An authorization waiting for the assignment that explains it.
 struct Pending {
