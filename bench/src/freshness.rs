@@ -12,8 +12,6 @@
 //! every 2 s.
 
 use anyhow::Context;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Serialize;
@@ -23,12 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
-use usage_loadgen::{PublishConfig, PublishReport, Topics};
+use usage_loadgen::{PublishConfig, PublishReport};
+use usage_testkit::clickhouse::execute;
+use usage_testkit::ingest::{self, IngestRun};
+use usage_testkit::memory;
+use usage_testkit::metrics::Metrics;
+use usage_testkit::services::Services;
+use usage_testkit::stats::{median, percentile};
+use usage_testkit::topics::Topics;
 
-use crate::support::{
-    clean_scenario, create_topics, execute, free_port, median, percentile, proc_status_bytes,
-    query_count, topic_names, Ingest, Metrics,
-};
+use crate::support::{clean_scenario, query_count};
 
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 const POLL_EVERY: Duration = Duration::from_millis(20);
@@ -131,21 +133,15 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-pub(crate) async fn run(
-    cfg: &Config<'_>,
-    server: &clickhouse::Client,
-    admin: &AdminClient<DefaultClientContext>,
-) -> anyhow::Result<Report> {
-    let prefix = format!("{}.fresh", cfg.tag);
-    let (topics, dlq) = create_topics(admin, &prefix).await?;
+pub(crate) async fn run(cfg: &Config<'_>, server: &clickhouse::Client) -> anyhow::Result<Report> {
+    let topics = Topics::named(&format!("{}.fresh", cfg.tag));
+    topics.create(cfg.brokers, 4).await?;
     let db = format!("{}_fresh", cfg.tag);
-    let result = phase(cfg, server, &topics, &dlq, &db).await;
+    let result = phase(cfg, server, &topics, &db).await;
     if !cfg.keep_databases {
         let _ = execute(server, &format!("DROP DATABASE IF EXISTS {db}")).await;
     }
-    let _ = admin
-        .delete_topics(&topic_names(&topics, &dlq), &AdminOptions::new())
-        .await;
+    let _ = topics.delete(cfg.brokers).await;
     result
 }
 
@@ -153,7 +149,6 @@ async fn phase(
     cfg: &Config<'_>,
     server: &clickhouse::Client,
     topics: &Topics,
-    dlq: &str,
     db: &str,
 ) -> anyhow::Result<Report> {
     let soak_secs = cfg.soak_secs.max(cfg.freshness_secs);
@@ -175,24 +170,22 @@ async fn phase(
         .map_or("photoshop", |p| *p)
         .to_owned();
 
-    let ingest = Ingest {
-        bin_dir: cfg.bin_dir,
-        brokers: cfg.brokers,
-        clickhouse_url: cfg.clickhouse_url,
-        topics,
-        dlq,
-        logs: cfg.logs,
+    let binary = cfg.bin_dir.join("usage-ingest");
+    let migrate_log = cfg.logs.join(format!("{db}-migrate.log"));
+    ingest::migrate(&binary, cfg.clickhouse_url, db, &migrate_log)?;
+    let services = Services {
+        brokers: cfg.brokers.to_owned(),
+        clickhouse_url: cfg.clickhouse_url.to_owned(),
     };
-    ingest.migrate(db)?;
-    let port = free_port()?;
-    let mut child = ingest.spawn("fresh-ingest", db, &format!("{db}_group"), port)?;
-    let http = reqwest::Client::new();
+    let ingest = IngestRun::new(&binary, &services, db, topics, &format!("{db}_group"))
+        .spawn(&cfg.logs.join("fresh-ingest.log"))?;
+    let (mut child, port) = (ingest.process, ingest.metrics_port);
 
     // Joined: it owns the four authorizations partitions.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         child.check_alive()?;
-        let owned = Metrics::scrape(&http, port)
+        let owned = Metrics::scrape(port)
             .await
             .and_then(|m| m.by_topic("usage_ingest_assigned_partitions", &topics.authorizations));
         if owned.is_some_and(|n| n >= 4.0) {
@@ -212,7 +205,7 @@ async fn phase(
     let mut background = {
         let sent = sent.clone();
         let config = PublishConfig {
-            topics: topics.clone(),
+            topics: topics.inbound(),
             rate: cfg.rate,
             ..PublishConfig::new(cfg.brokers)
         };
@@ -290,7 +283,7 @@ async fn phase(
         soak(pid, t0, Duration::from_secs(soak_secs)),
     )?;
     child.check_alive()?;
-    let peak_bytes = proc_status_bytes(pid, "VmHWM").unwrap_or(0);
+    let peak_bytes = memory::peak_bytes(pid).unwrap_or(0);
     let sent_end = sent.load(Ordering::Relaxed);
     let ended_early = if background.0.is_finished() {
         Some(match (&mut background.0).await {
@@ -537,11 +530,11 @@ impl Poller<'_> {
                     .filter(|p| p.visible.is_none() && !p.failed)
                     .count(),
                 send_errors,
-                p50_ms: percentile(&sorted, 0.5),
-                p99_ms: percentile(&sorted, 0.99),
+                p50_ms: percentile(&sorted, 50.0),
+                p99_ms: percentile(&sorted, 99.0),
                 max_ms: sorted.last().copied().unwrap_or(0.0),
                 mean_ms: sorted.iter().sum::<f64>() / sorted.len().max(1) as f64,
-                ack_p50_ms: percentile(&acks, 0.5),
+                ack_p50_ms: percentile(&acks, 50.0),
                 poll_query_p50_ms: median(query_ms.clone()),
                 poll_query_max_ms: query_ms.iter().copied().fold(0.0, f64::max),
                 poll_errors,
@@ -594,7 +587,7 @@ async fn soak(pid: u32, t0: Instant, length: Duration) -> anyhow::Result<Vec<(f6
         if at > length + Duration::from_millis(500) {
             return Ok(samples);
         }
-        let rss = proc_status_bytes(pid, "VmRSS")
+        let rss = memory::rss_bytes(pid)
             .context("usage-ingest exited during the freshness/soak phase")?;
         samples.push((at.as_secs_f64(), rss));
     }

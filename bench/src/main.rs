@@ -23,19 +23,22 @@ mod support;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use usage_loadgen::{Oracle, PublishConfig, Topics};
+use usage_loadgen::{Oracle, PublishConfig};
+use usage_testkit::clickhouse::execute;
+use usage_testkit::host;
+use usage_testkit::ingest::{self, IngestRun};
+use usage_testkit::memory;
+use usage_testkit::metrics::Metrics;
+use usage_testkit::process::Process as Child;
+use usage_testkit::services::Services;
+use usage_testkit::stats::median;
+use usage_testkit::topics::Topics;
 
-use support::{
-    clean_scenario, create_topics, execute, free_ports, mb, median, proc_status_bytes, query_count,
-    topic_names, Ingest, Killed, Metrics,
-};
+use support::{clean_scenario, mb, query_count};
 
 #[derive(Debug, Parser)]
 #[command(name = "usage-bench")]
@@ -159,7 +162,6 @@ struct Fill {
 
 /// Instances whose assigned partitions are read when a fill crosses 10 % and 90 %.
 struct Watch<'a> {
-    http: &'a reqwest::Client,
     ports: &'a [u16],
     topic: &'a str,
 }
@@ -169,7 +171,7 @@ impl Watch<'_> {
         let mut out = Vec::new();
         for &port in self.ports {
             out.push(
-                Metrics::scrape(self.http, port)
+                Metrics::scrape(port)
                     .await
                     .and_then(|m| m.by_topic("usage_ingest_assigned_partitions", self.topic)),
             );
@@ -185,7 +187,7 @@ async fn time_fill(
     client: &clickhouse::Client,
     sql: &str,
     target: u64,
-    children: &mut [Killed],
+    children: &mut [Child],
     watch: Option<&Watch<'_>>,
 ) -> anyhow::Result<Fill> {
     let deadline = Instant::now() + Duration::from_secs(900);
@@ -235,21 +237,13 @@ fn spread(v: &[f64]) -> (f64, f64, f64) {
     (min, median(v.to_vec()), max)
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// What every measurement of a run shares.
 struct Bench<'a> {
     args: &'a Args,
     tag: &'a str,
     topics: &'a Topics,
-    dlq: &'a str,
     logs: &'a Path,
     server: clickhouse::Client,
-    http: reqwest::Client,
     published_auth: u64,
     /// Authorizations usage-ingest stores (the online ones).
     counted: u64,
@@ -275,19 +269,20 @@ impl Bench<'_> {
             ),
         )
         .await?;
-        let child = Command::new(args.bin_dir.join("raw-path"))
-            .args([
-                "--brokers",
-                &args.brokers,
-                "--topic",
-                &self.topics.authorizations,
-            ])
-            .args(["--group", &format!("{db}_group"), "--database", &db])
-            .args(["--clickhouse-url", &args.clickhouse_url])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting raw-path")?;
-        let mut raw = [Killed::new(child, "raw-path", None)];
+        let mut raw = [Child::spawn(
+            "raw-path",
+            Command::new(args.bin_dir.join("raw-path"))
+                .args([
+                    "--brokers",
+                    &args.brokers,
+                    "--topic",
+                    &self.topics.authorizations,
+                ])
+                .args(["--group", &format!("{db}_group"), "--database", &db])
+                .args(["--clickhouse-url", &args.clickhouse_url])
+                .stdout(Stdio::null()),
+            None,
+        )?];
         let fill = time_fill(
             &self.server,
             &format!("SELECT count() FROM {db}.raw_authorizations"),
@@ -327,26 +322,27 @@ impl Bench<'_> {
         instances: usize,
     ) -> anyhow::Result<Measurement> {
         let args = self.args;
-        let ingest = Ingest {
-            bin_dir: &args.bin_dir,
-            brokers: &args.brokers,
-            clickhouse_url: &args.clickhouse_url,
-            topics: self.topics,
-            dlq: self.dlq,
-            logs: self.logs,
+        let binary = args.bin_dir.join("usage-ingest");
+        let migrate_log = self.logs.join(format!("{db}-migrate.log"));
+        ingest::migrate(&binary, &args.clickhouse_url, db, &migrate_log)?;
+        let services = Services {
+            brokers: args.brokers.clone(),
+            clickhouse_url: args.clickhouse_url.clone(),
         };
-        ingest.migrate(db)?;
         let group = format!("{db}_group");
-        let ports = free_ports(instances)?;
         // Started together, so both members are in the group's first
         // generation (checked below through their partitions).
-        let mut children = ports
-            .iter()
-            .enumerate()
-            .map(|(i, &port)| ingest.spawn(&format!("{db}-{i}"), db, &group, port))
-            .collect::<anyhow::Result<Vec<Killed>>>()?;
+        let (mut children, ports): (Vec<Child>, Vec<u16>) = (0..instances)
+            .map(|i| {
+                let log = self.logs.join(format!("{db}-{i}.log"));
+                IngestRun::new(&binary, &services, db, self.topics, &group)
+                    .spawn(&log)
+                    .map(|ingest| (ingest.process, ingest.metrics_port))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let watch = Watch {
-            http: &self.http,
             ports: &ports,
             topic: &self.topics.authorizations,
         };
@@ -377,10 +373,10 @@ impl Bench<'_> {
         };
         let mut processes = Vec::new();
         for (i, (child, &port)) in children.iter().zip(&ports).enumerate() {
-            let metrics = Metrics::scrape(&self.http, port).await;
+            let metrics = Metrics::scrape(port).await;
             let topic = &self.topics.authorizations;
             processes.push(Process {
-                peak_rss_bytes: proc_status_bytes(child.pid(), "VmHWM"),
+                peak_rss_bytes: memory::peak_bytes(child.pid()),
                 authorizations_partitions: [
                     fill.partitions_low.get(i).copied().flatten(),
                     fill.partitions_high.get(i).copied().flatten(),
@@ -423,14 +419,10 @@ async fn main() -> anyhow::Result<()> {
     let tag = format!("bench{}", chrono::Utc::now().timestamp());
     let logs = std::env::temp_dir().join(format!("usage-bench-{tag}"));
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .create()?;
-    let (topics, dlq) = create_topics(&admin, &tag).await?;
-    let result = bench(&args, &tag, &topics, &dlq, &logs, &admin).await;
-    let _ = admin
-        .delete_topics(&topic_names(&topics, &dlq), &AdminOptions::new())
-        .await;
+    let topics = Topics::named(&tag);
+    topics.create(&args.brokers, 4).await?;
+    let result = bench(&args, &tag, &topics, &logs).await;
+    let _ = topics.delete(&args.brokers).await;
     match &result {
         Ok(()) => {
             if args.keep_logs {
@@ -444,15 +436,8 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn bench(
-    args: &Args,
-    tag: &str,
-    topics: &Topics,
-    dlq: &str,
-    logs: &Path,
-    admin: &AdminClient<DefaultClientContext>,
-) -> anyhow::Result<()> {
-    let load_before = load_average();
+async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::Result<()> {
+    let load_before = host::load_average();
     let scenario = clean_scenario(1, args.users, args.days)?;
     let oracle = Oracle::from_scenario(&scenario)?;
     let counted = oracle.totals().events_counted;
@@ -468,7 +453,7 @@ async fn bench(
     eprintln!("usage-bench: publishing {published_auth} authorizations ({payload_bytes} bytes) and their reference data");
     let report = usage_loadgen::publish_scenario(
         &PublishConfig {
-            topics: topics.clone(),
+            topics: topics.inbound(),
             ..PublishConfig::new(args.brokers.clone())
         },
         &scenario,
@@ -484,14 +469,10 @@ async fn bench(
         args,
         tag,
         topics,
-        dlq,
         logs,
         server: clickhouse::Client::default()
             .with_url(&args.clickhouse_url)
             .with_validation(false),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?,
         published_auth,
         counted,
     };
@@ -520,7 +501,7 @@ async fn bench(
             measurements.push(m);
         }
     }
-    let load_after_throughput = load_average();
+    let load_after_throughput = host::load_average();
 
     let rates = |path: &str| -> Vec<f64> {
         measurements
@@ -580,9 +561,9 @@ async fn bench(
             authorizations_per_user_day: published_auth as f64 / (args.users.max(1) as f64 * days),
             keep_databases: args.keep_databases,
         };
-        Some(freshness::run(&config, &bench.server, admin).await?)
+        Some(freshness::run(&config, &bench.server).await?)
     };
-    let load_end = load_average();
+    let load_end = host::load_average();
 
     println!(
         "\n{published_auth} authorizations ({:.0} MB), {} runs, 4 partitions, each from offset 0 with a new group",
@@ -681,14 +662,7 @@ async fn bench(
 
     let report = Report {
         date: chrono::Utc::now().to_rfc3339(),
-        machine: std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default(),
+        machine: host::cpu_model(),
         load_average: [load_before, load_after_throughput, load_end],
         users: args.users,
         days: args.days,

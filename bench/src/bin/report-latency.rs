@@ -19,17 +19,20 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use usage_loadgen::{
-    DateRange, Message, Oracle, PublishConfig, Scenario, ScenarioConfig, Topic, Topics,
-};
+use usage_loadgen::{DateRange, Message, Oracle, PublishConfig, Scenario, ScenarioConfig, Topic};
+use usage_testkit::host;
+use usage_testkit::ingest::IngestRun;
+use usage_testkit::memory;
+use usage_testkit::report::{Admin, Report, ReportRun};
+use usage_testkit::services::Services;
+use usage_testkit::stats::percentile;
+use usage_testkit::topics::{self, Topics};
 
 const TOKEN: &str = "bench-token-0123456789";
 
@@ -212,82 +215,8 @@ struct Machine {
     mem_total_kb: Option<u64>,
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped, unless stopped first.
-struct Killed {
-    child: Child,
-    name: &'static str,
-}
-
-impl Killed {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Killed> {
-        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        Ok(Killed { child, name })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited ({status})", self.name);
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, then waits up to `grace` for the exit (SIGKILL after it).
-    fn terminate(mut self, grace: Duration) -> Result<Duration> {
-        let started = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .context("running kill -TERM")?;
-        if !status.success() {
-            bail!("kill -TERM {} failed", self.pid());
-        }
-        while started.elapsed() < grace {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    eprintln!("report-latency: {} exited with {status}", self.name);
-                }
-                return Ok(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "{} did not stop within {}s of SIGTERM",
-            self.name,
-            grace.as_secs()
-        )
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
 fn say(msg: impl AsRef<str>) {
     eprintln!("report-latency: {}", msg.as_ref());
-}
-
-/// `VmHWM` and `VmRSS` of a process, in kB.
-fn memory_kb(pid: u32) -> (Option<u64>, Option<u64>) {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// CPU seconds (user + system) of a process so far.
@@ -308,22 +237,7 @@ fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / tck)
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_default();
     let mem_total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()
             .find(|l| l.starts_with("MemTotal:"))
@@ -331,7 +245,7 @@ fn machine() -> Machine {
             .and_then(|v| v.parse().ok())
     });
     Machine {
-        cpu,
+        cpu: host::cpu_model(),
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         mem_total_kb,
     }
@@ -347,19 +261,11 @@ struct Ch {
 
 impl Ch {
     async fn execute(&self, sql: &str) -> Result<()> {
-        self.client
-            .query(sql)
-            .execute()
-            .await
-            .with_context(|| sql.to_owned())
+        usage_testkit::clickhouse::execute(&self.client, sql).await
     }
 
     async fn u64(&self, sql: &str) -> Result<u64> {
-        self.client
-            .query(sql)
-            .fetch_one::<u64>()
-            .await
-            .with_context(|| sql.to_owned())
+        usage_testkit::clickhouse::number(&self.client, sql).await
     }
 
     async fn count(&self, table: &str) -> Result<u64> {
@@ -520,9 +426,17 @@ async fn reusable(args: &Args, ch: &Ch, config: &ScenarioConfig) -> Result<Optio
 
 const TOPIC_PREFIX: &str = "reportbench";
 
+/// The broker and ClickHouse of the run.
+fn services(args: &Args) -> Services {
+    Services {
+        brokers: args.brokers.clone(),
+        clickhouse_url: args.clickhouse_url.clone(),
+    }
+}
+
 /// Deletes the topics of earlier builds (all named `reportbench<time>.*`):
 /// the local broker keeps them in memory.
-async fn delete_stale_topics(args: &Args, admin: &AdminClient<DefaultClientContext>) -> Result<()> {
+async fn delete_stale_topics(args: &Args) -> Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .create()?;
@@ -539,20 +453,13 @@ async fn delete_stale_topics(args: &Args, admin: &AdminClient<DefaultClientConte
         return Ok(());
     }
     say(format!("deleting {} topics of earlier builds", stale.len()));
-    delete_topics(admin, &stale).await;
+    delete_topics(args, &stale).await;
     Ok(())
 }
 
-async fn delete_topics(admin: &AdminClient<DefaultClientContext>, names: &[&str]) {
-    match admin.delete_topics(names, &AdminOptions::new()).await {
-        Ok(rs) => {
-            for r in rs {
-                if let Err((t, e)) = r {
-                    say(format!("could not delete topic {t}: {e}"));
-                }
-            }
-        }
-        Err(e) => say(format!("could not delete the topics: {e}")),
+async fn delete_topics(args: &Args, names: &[&str]) {
+    if let Err(e) = topics::delete_topics(&args.brokers, names).await {
+        say(format!("could not delete the topics: {e:#}"));
     }
 }
 
@@ -602,34 +509,11 @@ async fn build_dataset(args: &Args, ch: &Ch, config: ScenarioConfig) -> Result<D
     }
 
     // 2. Fresh topics, publication.
-    let tag = format!("{TOPIC_PREFIX}{}", chrono::Utc::now().timestamp());
-    let topics = Topics {
-        authorizations: format!("{tag}.authorizations"),
-        assignments: format!("{tag}.assignments"),
-        directory: format!("{tag}.directory"),
-    };
-    let dlq = format!("{tag}.dlq");
-    let names = [
-        topics.authorizations.clone(),
-        topics.assignments.clone(),
-        topics.directory.clone(),
-        dlq.clone(),
-    ];
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .create()?;
-    delete_stale_topics(args, &admin).await?;
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|t| NewTopic::new(t, 4, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin.create_topics(&new, &AdminOptions::new()).await? {
-        r.map_err(|(t, e)| anyhow!("creating {t}: {e}"))?;
-    }
-    let outcome =
-        publish_and_ingest(args, ch, &scenario, &topics, &dlq, total, expected_stored).await;
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    delete_topics(&admin, &refs).await;
+    let topics = Topics::named(&format!("{TOPIC_PREFIX}{}", chrono::Utc::now().timestamp()));
+    delete_stale_topics(args).await?;
+    topics.create(&args.brokers, 4).await?;
+    let outcome = publish_and_ingest(args, ch, &scenario, &topics, total, expected_stored).await;
+    delete_topics(args, &topics.all()).await;
     let (published, phases_ingest, stored, ingest_vm_hwm_kb) = outcome?;
     if published != total {
         bail!("published {published} messages, generated {total}");
@@ -670,7 +554,6 @@ async fn publish_and_ingest(
     ch: &Ch,
     scenario: &Scenario,
     topics: &Topics,
-    dlq: &str,
     total: u64,
     target: u64,
 ) -> Result<(u64, Phases, u64, Option<u64>)> {
@@ -678,7 +561,7 @@ async fn publish_and_ingest(
     let mut last_print = Instant::now();
     let report = usage_loadgen::publish(
         &PublishConfig {
-            topics: topics.clone(),
+            topics: topics.inbound(),
             ..PublishConfig::new(args.brokers.clone())
         },
         scenario.messages(),
@@ -707,28 +590,17 @@ async fn publish_and_ingest(
     ch.execute(&format!("DROP DATABASE IF EXISTS {}", args.database))
         .await?;
     let log_path = args.work_dir.join("report-ingest.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
     let t = Instant::now();
-    let mut ingest = Killed::spawn(
-        "usage-ingest",
-        Command::new(args.bin_dir.join("usage-ingest"))
-            .args(["run", "--migrate"])
-            .args(["--kafka-brokers", &args.brokers])
-            .args(["--group-id", &format!("{}_group", topics.authorizations)])
-            .args(["--authorizations-topic", &topics.authorizations])
-            .args(["--assignments-topic", &topics.assignments])
-            .args(["--directory-topic", &topics.directory])
-            .args(["--dlq-topic", dlq])
-            .args(["--clickhouse-url", &args.clickhouse_url])
-            .args(["--clickhouse-database", &args.database])
-            .args(["--session-timeout-ms", "6000"])
-            .args(["--heartbeat-interval-ms", "500"])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log),
-    )?;
+    let mut ingest = IngestRun::new(
+        args.bin_dir.join("usage-ingest"),
+        &services(args),
+        &args.database,
+        topics,
+        &format!("{}_group", topics.authorizations),
+    )
+    .arg("--migrate")
+    .spawn(&log_path)?
+    .process;
     say(format!(
         "usage-ingest started (pid {}, log {})",
         ingest.pid(),
@@ -772,8 +644,11 @@ async fn publish_and_ingest(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let ingest_secs = t.elapsed().as_secs_f64();
-    let (hwm, _) = memory_kb(ingest.pid());
-    let shutdown = ingest.terminate(Duration::from_secs(60))?;
+    let hwm = memory::peak_bytes(ingest.pid()).map(|b| b / 1024);
+    let shutdown = ingest.terminate(Duration::from_secs(60)).await?;
+    if let Some(status) = ingest.exited().filter(|s| !s.success()) {
+        say(format!("usage-ingest exited with {status}"));
+    }
     let stored = stored.max(ch_stored().await?);
     say(format!(
         "ingested {stored} events in {ingest_secs:.1}s ({:.0}/s); usage-ingest stopped in {:.1}s",
@@ -865,15 +740,6 @@ async fn get_checked(
     Ok((elapsed, body.len(), total))
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 async fn measure(args: &Args, http: &reqwest::Client, case: &Case) -> Result<CaseResult> {
     for _ in 0..args.warmup {
         get_checked(http, case).await?;
@@ -902,88 +768,29 @@ async fn measure(args: &Args, http: &reqwest::Client, case: &Case) -> Result<Cas
     })
 }
 
-/// A free loopback port (bound, then released for the service to take).
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Writes a file readable by its owner only (the token, the key).
-fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// Starts usage-report on the dataset and waits for `/readyz`.
-async fn start_report(args: &Args, http: &reqwest::Client) -> Result<(Killed, String)> {
-    let dir = args.work_dir.join("report");
-    std::fs::create_dir_all(dir.join("exports"))?;
-    let admins = dir.join("admins.toml");
-    write_private(
-        &admins,
-        &format!(
-            "[[admin]]\nid = \"bench\"\nemail = \"bench@example.com\"\nrole = \"primary\"\n\
-             teams = [\"*\"]\ntoken = \"{TOKEN}\"\n"
-        ),
-    )?;
-    let key = dir.join("hmac.key");
-    write_private(
-        &key,
-        "6265e6368a4b2a41c1f4d1f1c9e2b0a7b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3\n",
-    )?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
+/// Starts usage-report on the dataset and waits for `/readyz`: it and its base URL.
+async fn start_report(args: &Args) -> Result<(Report, String)> {
     let log_path = args.work_dir.join("report-service.log");
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let mut report = Killed::spawn(
-        "usage-report",
-        Command::new(args.bin_dir.join("usage-report"))
-            .args(["--clickhouse-url", &args.clickhouse_url])
-            .args(["--clickhouse-database", &args.database])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--admins-file")
-            .arg(&admins)
-            .arg("--hmac-key-file")
-            .arg(&key)
-            .arg("--exports-dir")
-            .arg(dir.join("exports"))
-            .args(["--scheduler-interval-secs", "0"])
-            .args(["--kafka-brokers", &args.brokers])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log),
-    )?;
-    let started = Instant::now();
-    loop {
-        report
-            .check_alive()
-            .with_context(|| format!("usage-report did not start (see {})", log_path.display()))?;
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status() == reqwest::StatusCode::OK {
-                break;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!(
-                "usage-report not ready after 30s (see {})",
-                log_path.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let report = ReportRun::new(
+        args.bin_dir.join("usage-report"),
+        &services(args),
+        &args.database,
+        args.work_dir.join("report"),
+    )
+    .admins([Admin {
+        id: "bench".into(),
+        role: "primary".into(),
+        teams: vec!["*".into()],
+        token: TOKEN.into(),
+    }])
+    .hmac_key("6265e6368a4b2a41c1f4d1f1c9e2b0a7b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3\n")
+    .log(&log_path)
+    .start()
+    .await?;
+    let base = report.url("");
     say(format!(
         "usage-report ready on {base} (pid {}, log {})",
-        report.pid(),
+        report.process.pid(),
         log_path.display()
     ));
     Ok((report, base))
@@ -1124,7 +931,7 @@ async fn run(args: Args) -> Result<()> {
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(1)
         .build()?;
-    let (report, base) = start_report(&args, &http).await?;
+    let (mut report, base) = start_report(&args).await?;
     let teams: TeamsAnswer = get_json(&http, &format!("{base}/v1/teams"))
         .await
         .context("reading /v1/teams")?;
@@ -1167,8 +974,8 @@ async fn run(args: Args) -> Result<()> {
     let ch_pid = std::fs::read_to_string(&args.clickhouse_pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
-    let loadavg_before = loadavg();
-    let cpu_before = (cpu_secs(Some(report.pid())), cpu_secs(ch_pid));
+    let loadavg_before = host::load_average();
+    let cpu_before = (cpu_secs(Some(report.process.pid())), cpu_secs(ch_pid));
     let wall = Instant::now();
     let mut results_cases = Vec::new();
     for case in &cases {
@@ -1183,17 +990,17 @@ async fn run(args: Args) -> Result<()> {
     }
     let requests_wall_secs = wall.elapsed().as_secs_f64();
     let delta = |after: Option<f64>, before: Option<f64>| Some(after? - before?);
-    let report_cpu_secs = delta(cpu_secs(Some(report.pid())), cpu_before.0);
+    let report_cpu_secs = delta(cpu_secs(Some(report.process.pid())), cpu_before.0);
     let clickhouse_cpu_secs = delta(cpu_secs(ch_pid), cpu_before.1);
-    let loadavg_after = loadavg();
-    let (hwm, rss) = memory_kb(report.pid());
+    let loadavg_after = host::load_average();
+    let report_memory = memory::of(report.process.pid());
     let oracle_check = if args.check_oracle {
         let teams: Vec<String> = teams.teams.iter().map(|t| t.team_id.clone()).collect();
         Some(check_oracle(&http, &base, &dataset.scenario, &teams).await?)
     } else {
         None
     };
-    report.terminate(Duration::from_secs(30))?;
+    report.process.terminate(Duration::from_secs(30)).await?;
 
     let results = Results {
         date: chrono::Utc::now().to_rfc3339(),
@@ -1207,8 +1014,8 @@ async fn run(args: Args) -> Result<()> {
         warmup_requests: args.warmup,
         timed_requests: args.requests,
         cases: results_cases,
-        report_vm_hwm_kb: hwm,
-        report_vm_rss_kb: rss,
+        report_vm_hwm_kb: report_memory.map(|m| m.peak_bytes / 1024),
+        report_vm_rss_kb: report_memory.map(|m| m.rss_bytes / 1024),
         loadavg_before,
         loadavg_after,
         requests_wall_secs,
