@@ -188,8 +188,9 @@ impl ExportStore {
         Ok(Some(meta))
     }
 
-    /// The bytes of an export's file (check [`downloadable`] first). A swept
-    /// export's file is gone: an `Io` error of kind `NotFound`.
+    /// The bytes of an export's file (check
+    /// [`downloadable`](super::downloadable) first). A swept export's file is
+    /// gone: an `Io` error of kind `NotFound`.
     pub fn read(&self, meta: &ExportMeta) -> Result<Vec<u8>, ExportError> {
         let id = parse_id(&meta.export_id)
             .ok_or_else(|| ExportError::InvalidId(meta.export_id.clone()))?;

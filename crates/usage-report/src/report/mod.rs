@@ -1,9 +1,9 @@
 //! The usage report: rows and tiles, from the rollups, for one admin.
 //!
 //! ClickHouse aggregates one line per (current team, user, product, access)
-//! ([`RowsQuery::rows`](crate::queries::RowsQuery::rows)); the rules are
-//! applied here by the domain core — status ([`usage_core::status::status`]),
-//! the Subscriptions tile ([`usage_core::status::subscription_tile`]), the
+//! ([`RowsQuery`](crate::queries::RowsQuery)); the rules are applied here by
+//! the domain core — status ([`usage_core::status::status`]), the
+//! Subscriptions tile ([`usage_core::status::subscription_tile`]), the
 //! monthly average, PII hashing ([`usage_core::privacy`]) and team merges
 //! ([`usage_core::merge::TeamMerges`]) — so the API, the exports and the
 //! schedules share one definition of each.
