@@ -3,7 +3,7 @@
 //! waits for the rollups to equal the oracle.
 
 use crate::corpus;
-use crate::ingest::{metric, Ingest};
+use crate::ingest::Ingest;
 use crate::kafka;
 use crate::report::Row;
 use crate::run::{self, scenario_config, Generated, Plan, Run, Suite};
@@ -229,6 +229,11 @@ fn millis(rng: &mut impl Rng, range: std::ops::Range<u64>) -> Duration {
     Duration::from_millis(rng.random_range(range))
 }
 
+/// Bytes in MiB.
+pub(crate) fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// `instances` all still running (a crash is a failure).
 fn no_crash(run: &mut Run<'_>, instances: &mut [Ingest]) {
     let crashed: Vec<String> = instances
@@ -313,11 +318,11 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
     let moment = run.rng.random_range(0.1..0.3);
     run.wait_progress(moment, run.suite.plan.timeout).await;
     let pid = instances[0].pid();
-    let rss_before = run.memory.rss_kib(pid).unwrap_or(0);
+    let rss_before = run.memory.rss_bytes(pid).unwrap_or(0);
     let (retries_before, consumed_before) = match instances[0].metrics().await {
         Some(m) => (
-            metric(&m, "usage_ingest_insert_retries_total"),
-            metric(&m, "usage_ingest_events_consumed_total"),
+            m.sum("usage_ingest_insert_retries_total"),
+            m.sum("usage_ingest_events_consumed_total"),
         ),
         None => (0.0, 0.0),
     };
@@ -329,12 +334,12 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
     let mut consumed_during = 0.0f64;
     let mut unready = false;
     while stopped.elapsed() < run.suite.plan.clickhouse_outage {
-        if let Some(rss) = run.memory.rss_kib(pid) {
+        if let Some(rss) = run.memory.rss_bytes(pid) {
             rss_peak = rss_peak.max(rss);
         }
         if let Some(m) = instances[0].metrics().await {
-            paused_max = paused_max.max(metric(&m, "usage_ingest_paused_partitions"));
-            consumed_during = metric(&m, "usage_ingest_events_consumed_total") - consumed_before;
+            paused_max = paused_max.max(m.sum("usage_ingest_paused_partitions"));
+            consumed_during = m.sum("usage_ingest_events_consumed_total") - consumed_before;
         }
         unready |= instances[0].ready().await == Some(false);
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -345,7 +350,7 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
     let converged = run.converge(instances).await;
     no_crash(run, instances);
     let retries = match instances[0].metrics().await {
-        Some(m) => metric(&m, "usage_ingest_insert_retries_total"),
+        Some(m) => m.sum("usage_ingest_insert_retries_total"),
         None => 0.0,
     } - retries_before;
     run.check(
@@ -381,15 +386,15 @@ async fn clickhouse_outage(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -> Re
     // What the design holds: the batches in flight and the one filling
     // (generously 1 KiB a message) plus librdkafka's queue and some slack.
     let limit_mib = 64.0 + 3.0 * run.suite.plan.batch_rows as f64 / 1024.0;
-    let growth_mib = rss_peak.saturating_sub(rss_before) as f64 / 1024.0;
+    let growth_mib = mib(rss_peak.saturating_sub(rss_before));
     run.check(
         "memory bounded",
         growth_mib <= limit_mib,
         format!(
             "RSS {:.0} MiB when ClickHouse stopped, at most {:.0} MiB during the outage (+{growth_mib:.0} MiB; limit +{limit_mib:.0}), \
              with {} of {} authorizations still to store when it stopped",
-            rss_before as f64 / 1024.0,
-            rss_peak as f64 / 1024.0,
+            mib(rss_before),
+            mib(rss_peak),
             run.expected.totals.events_counted.saturating_sub(stored_before),
             run.expected.totals.events_counted,
         ),
@@ -557,9 +562,9 @@ async fn duplicates_and_replay(run: &mut Run<'_>, instances: &mut Vec<Ingest>) -
     let mut consumed;
     loop {
         let metrics = instances[0].metrics().await.unwrap_or_default();
-        consumed = metric(&metrics, "usage_ingest_events_consumed_total");
-        let pending = metric(&metrics, "usage_ingest_pending_events");
-        let dead = metric(&metrics, "usage_ingest_dead_letters_total");
+        consumed = metrics.sum("usage_ingest_events_consumed_total");
+        let pending = metrics.sum("usage_ingest_pending_events");
+        let dead = metrics.sum("usage_ingest_dead_letters_total");
         if consumed as u64 >= run.messages && pending == 0.0 && dead as u64 >= letters {
             break;
         }
@@ -701,7 +706,7 @@ async fn insert_errors(
     let moment = run.rng.random_range(0.2..0.4);
     run.wait_progress(moment, run.suite.plan.timeout).await;
     let errors_before = match instances[0].metrics().await {
-        Some(m) => metric(&m, "usage_ingest_clickhouse_errors_total"),
+        Some(m) => m.sum("usage_ingest_clickhouse_errors_total"),
         None => 0.0,
     };
     let (expected_text, cause) = match kind {
@@ -722,12 +727,12 @@ async fn insert_errors(
     };
     let broken = Instant::now();
     let topics = vec![
-        run.target.authorizations.clone(),
-        run.target.assignments.clone(),
-        run.target.directory.clone(),
+        run.target.topics.authorizations.clone(),
+        run.target.topics.assignments.clone(),
+        run.target.topics.directory.clone(),
     ];
     let committed = |run: &Run<'_>| {
-        let brokers = run.target.brokers.clone();
+        let brokers = run.target.services.brokers.clone();
         let group = run.group.clone();
         let topics = topics.clone();
         tokio::task::spawn_blocking(move || kafka::committed(&brokers, &group, &topics))
@@ -743,7 +748,7 @@ async fn insert_errors(
     unready |= instances[0].ready().await == Some(false);
     let last = committed(run).await??;
     let errors = match instances[0].metrics().await {
-        Some(m) => metric(&m, "usage_ingest_clickhouse_errors_total"),
+        Some(m) => m.sum("usage_ingest_clickhouse_errors_total"),
         None => 0.0,
     } - errors_before;
     match kind {

@@ -1,9 +1,8 @@
-//! Kafka helpers of the suite: topics of a fault, the dead-letter topic read
-//! back from its start, and a group's committed offsets.
+//! Kafka helpers of the suite: the dead-letter topic read back from its
+//! start, and a group's committed offsets (topics are created and deleted
+//! with `usage_testkit::topics`).
 
-use anyhow::{anyhow, Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use anyhow::{Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -15,37 +14,6 @@ use std::time::{Duration, Instant};
 
 /// Partitions of every topic the suite creates.
 pub(crate) const PARTITIONS: i32 = 4;
-
-fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("creating the Kafka admin client")
-}
-
-/// Creates `names`, [`PARTITIONS`] partitions each.
-pub(crate) async fn create_topics(brokers: &str, names: &[&str]) -> Result<()> {
-    let admin = admin(brokers)?;
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    let results = admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .context("creating topics")?;
-    for result in results {
-        result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
-    }
-    Ok(())
-}
-
-/// Deletes `names` (best effort).
-pub(crate) async fn delete_topics(brokers: &str, names: &[&str]) {
-    if let Ok(admin) = admin(brokers) {
-        let _ = admin.delete_topics(names, &AdminOptions::new()).await;
-    }
-}
 
 /// What the dead-letter topic holds.
 #[derive(Debug, Clone, Default)]

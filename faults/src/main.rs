@@ -8,6 +8,7 @@ mod corpus;
 mod faults;
 mod ingest;
 mod kafka;
+mod memory;
 mod report;
 mod run;
 mod services;
@@ -17,9 +18,10 @@ use clap::Parser;
 use faults::Fault;
 use run::{Plan, Suite};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use usage_testkit::binaries::{self, Profile};
 
 /// Runs the fault suite and prints a table: fault, events published, events
 /// in rollups, lost, double-counted, dead letters by reason, peak RSS,
@@ -75,13 +77,6 @@ struct Results<'a> {
     faults: &'a [report::Row],
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
 fn plan(cli: &Cli) -> Plan {
     let hold_secs = if cli.short { 3 } else { 10 };
     let mut ingest_options = vec!["--unresolved-hold-secs".to_owned(), hold_secs.to_string()];
@@ -123,26 +118,17 @@ fn plan(cli: &Cli) -> Plan {
 }
 
 /// The usage-ingest binary: given, or built with cargo (debug or release).
-fn ingest_binary(cli: &Cli, repo: &Path) -> Result<PathBuf> {
+fn ingest_binary(cli: &Cli) -> Result<PathBuf> {
     if let Some(bin) = &cli.ingest_bin {
         anyhow::ensure!(bin.is_file(), "{} does not exist", bin.display());
         return Ok(bin.clone());
     }
-    let profile = if cli.release { "release" } else { "debug" };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "-q", "-p", "usage-ingest", "--bin", "usage-ingest"])
-        .current_dir(repo);
-    if cli.release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build")?;
-    anyhow::ensure!(status.success(), "cargo build -p usage-ingest failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"));
-    Ok(target.join(profile).join("usage-ingest"))
+    let profile = if cli.release {
+        Profile::Release
+    } else {
+        Profile::Debug
+    };
+    binaries::build("usage-ingest", "usage-ingest", profile)
 }
 
 #[tokio::main]
@@ -161,7 +147,7 @@ async fn main() -> ExitCode {
 async fn run_suite(cli: Cli) -> Result<bool> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let repo = repo_root();
+    let repo = usage_testkit::repo_root();
     let seed = cli.seed.unwrap_or_else(rand::random);
     let plan = plan(&cli);
     let mut selected: Vec<Fault> = if cli.only.is_empty() {
@@ -171,7 +157,7 @@ async fn run_suite(cli: Cli) -> Result<bool> {
     };
     selected.sort();
     selected.dedup();
-    let binary = ingest_binary(&cli, &repo)?;
+    let binary = ingest_binary(&cli)?;
     println!(
         "usage-faults: {} suite, seed {seed} (rerun: --seed {seed}), {} messages per fault, usage-ingest {}",
         if plan.short { "short" } else { "long" },

@@ -3,8 +3,9 @@
 //! the row computed at the end.
 
 use crate::corpus::{CorpusSummary, Stream};
-use crate::ingest::{Ingest, Launcher, Memory, Target};
+use crate::ingest::{Ingest, Launcher, Target};
 use crate::kafka;
+use crate::memory::Memory;
 use crate::report::{Check, Row};
 use crate::services::PrivateServices;
 use anyhow::{Context, Result};
@@ -17,7 +18,9 @@ use usage_loadgen::verify::{self, Observed};
 use usage_loadgen::{
     ExpectedRollups, Message, Oracle, PublishConfig, PublishReport, Scenario, ScenarioConfig,
 };
-use usage_store::{migrate, Warehouse, WarehouseSettings};
+use usage_store::Warehouse;
+use usage_testkit::clickhouse;
+use usage_testkit::topics::Topics;
 
 /// What usage-ingest keeps of a dead letter's payload when the whole one is
 /// over the broker's message size (`usage_ingest::dlq::TRUNCATED_PAYLOAD_BYTES`).
@@ -47,6 +50,7 @@ pub(crate) struct Plan {
 
 /// What every fault shares.
 pub(crate) struct Suite {
+    /// The repository (the scenario corpus is read from it).
     pub(crate) repo: PathBuf,
     pub(crate) plan: Plan,
     pub(crate) services: PrivateServices,
@@ -195,36 +199,17 @@ impl<'a> Run<'a> {
             std::process::id(),
             chrono::Utc::now().timestamp_millis()
         );
-        let base = format!("faults.{stamp}");
         let target = Target {
-            brokers: suite.services.brokers(),
-            clickhouse_url: suite.services.clickhouse_url(),
+            services: suite.services.services(),
             database: format!("faults_{stamp}"),
-            authorizations: format!("{base}.authorizations"),
-            assignments: format!("{base}.assignments"),
-            directory: format!("{base}.directory"),
-            dlq: format!("{base}.dlq"),
+            topics: Topics::named(&format!("faults.{stamp}")),
         };
-        kafka::create_topics(
-            &target.brokers,
-            &[
-                &target.authorizations,
-                &target.assignments,
-                &target.directory,
-                &target.dlq,
-            ],
-        )
-        .await?;
-        let warehouse = Warehouse::new(WarehouseSettings {
-            url: target.clickhouse_url.clone(),
-            database: target.database.clone(),
-            ..WarehouseSettings::default()
-        })?;
-        let migrations = migrate::load_dir(&suite.repo.join("schemas/clickhouse"))
-            .context("loading the migrations")?;
-        migrate::apply(&warehouse, &migrations)
-            .await
-            .context("applying the migrations")?;
+        target
+            .topics
+            .create(&target.services.brokers, kafka::PARTITIONS)
+            .await?;
+        let warehouse =
+            clickhouse::create_database(&target.services.clickhouse_url, &target.database).await?;
 
         let memory = Memory::default();
         let sampler = memory.spawn_sampler();
@@ -286,14 +271,10 @@ impl<'a> Run<'a> {
     /// Publishes the stream in the background (`rate` messages/s, 0: as fast as possible).
     pub(crate) fn publish(&self, rate: f64) -> tokio::task::JoinHandle<Result<PublishReport>> {
         let config = PublishConfig {
-            topics: usage_loadgen::Topics {
-                authorizations: self.target.authorizations.clone(),
-                assignments: self.target.assignments.clone(),
-                directory: self.target.directory.clone(),
-            },
+            topics: self.target.topics.inbound(),
             rate,
             overrides: self.publish_overrides.clone(),
-            ..PublishConfig::new(self.target.brokers.clone())
+            ..PublishConfig::new(self.target.services.brokers.clone())
         };
         let stream = self.stream.clone();
         let total = self.messages;
@@ -316,12 +297,7 @@ impl<'a> Run<'a> {
 
     /// One number from ClickHouse.
     pub(crate) async fn number(&self, sql: &str) -> Result<u64> {
-        self.warehouse
-            .client()
-            .query(sql)
-            .fetch_one::<u64>()
-            .await
-            .with_context(|| sql.to_owned())
+        clickhouse::number(self.warehouse.client(), sql).await
     }
 
     /// Waits until `fraction` of the expected authorizations have rows (a
@@ -420,8 +396,8 @@ impl<'a> Run<'a> {
     async fn dead_letters(&self) -> Result<kafka::DeadLetters> {
         let deadline = Instant::now() + Duration::from_secs(20 + 2 * self.suite.plan.hold_secs);
         loop {
-            let brokers = self.target.brokers.clone();
-            let topic = self.target.dlq.clone();
+            let brokers = self.target.services.brokers.clone();
+            let topic = self.target.topics.dlq.clone();
             let letters =
                 tokio::task::spawn_blocking(move || kafka::read_dead_letters(&brokers, &topic))
                     .await??;
@@ -448,7 +424,7 @@ impl<'a> Run<'a> {
             self.row.error = Some(format!("{error:#}"));
         }
         self.memory.sample_all();
-        self.row.peak_rss_mib = self.memory.peak_kib() as f64 / 1024.0;
+        self.row.peak_rss_mib = crate::faults::mib(self.memory.peak_bytes());
         for instance in &mut instances {
             instance.terminate(Duration::from_secs(10)).await;
         }
@@ -457,35 +433,25 @@ impl<'a> Run<'a> {
         self.row.elapsed_secs = self.started.elapsed().as_secs_f64();
         self.row.judge();
         if self.row.passed {
+            let _ = clickhouse::drop_database(&self.warehouse).await;
             let _ = self
-                .warehouse
-                .server_client()
-                .query(&format!("DROP DATABASE IF EXISTS {}", self.target.database))
-                .execute()
+                .target
+                .topics
+                .delete(&self.target.services.brokers)
                 .await;
-            kafka::delete_topics(
-                &self.target.brokers,
-                &[
-                    &self.target.authorizations,
-                    &self.target.assignments,
-                    &self.target.directory,
-                    &self.target.dlq,
-                ],
-            )
-            .await;
         } else {
             for instance in &instances {
                 self.row.notes.push(format!(
                     "log of {} ({}), last lines:\n{}",
                     instance.name,
-                    instance.log.display(),
+                    instance.log().display(),
                     indent(&instance.log_tail(25))
                 ));
             }
             self.row.notes.push(format!(
                 "kept for inspection: database {}, topics {}.* (private services' state: {})",
                 self.target.database,
-                self.target.dlq.trim_end_matches(".dlq"),
+                self.target.topics.dlq.trim_end_matches(".dlq"),
                 self.suite.services.dir.display()
             ));
         }

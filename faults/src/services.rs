@@ -1,14 +1,16 @@
 //! The suite's own ClickHouse and broker: started with `scripts/services up`
-//! under a private state directory and free ports, so that stopping,
-//! pausing or reconfiguring them never touches the shared services other
-//! tests use. Stopped (`scripts/services down`) when dropped.
+//! under a private state directory and free ports (below the kernel's
+//! ephemeral range: `usage_testkit::ports`), so that stopping, pausing or
+//! reconfiguring them never touches the shared services other tests use.
+//! Stopped (`scripts/services down`) when dropped.
 
 use anyhow::{bail, ensure, Context, Result};
-use rand::Rng;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use usage_testkit::ports::{ephemeral_range_start, free_port, port_free, reserve};
+use usage_testkit::process::{alive, signal};
+use usage_testkit::services::Services;
 
 /// A private ClickHouse and tansu broker.
 pub(crate) struct PrivateServices {
@@ -19,41 +21,6 @@ pub(crate) struct PrivateServices {
     tcp_port: u16,
     kafka_port: u16,
     stopped: bool,
-}
-
-/// A port nothing listens on now, below the kernel's ephemeral range.
-///
-/// A port the kernel picks (`bind(0)`) comes from the range it also uses for
-/// the local end of outgoing connections: while ClickHouse was down for
-/// fault 2, a client socket took its interserver port and ClickHouse could
-/// not listen there again ("Address already in use"). Below the range, only
-/// another listener can take a port.
-pub(crate) fn free_port() -> Result<u16> {
-    let high = ephemeral_low();
-    let low = high.saturating_sub(20_000).max(1_024);
-    if low + 100 < high {
-        let mut rng = rand::rng();
-        for _ in 0..200 {
-            let port = rng.random_range(low..high);
-            if port_free(port) {
-                return Ok(port);
-            }
-        }
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// The first port of the kernel's ephemeral range (32768 when unreadable).
-fn ephemeral_low() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-}
-
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 impl PrivateServices {
@@ -72,7 +39,7 @@ impl PrivateServices {
                 .with_context(|| format!("linking {}", shared_tansu.display()))?;
         }
         // ClickHouse also listens on tcp + 9 (interserver): all four must be free.
-        let ephemeral = ephemeral_low();
+        let ephemeral = ephemeral_range_start();
         let (http_port, tcp_port, kafka_port) = (0..50)
             .find_map(|_| {
                 let ports = (free_port().ok()?, free_port().ok()?, free_port().ok()?);
@@ -86,6 +53,8 @@ impl PrivateServices {
                 .then_some(ports)
             })
             .context("no free ports for the private services")?;
+        // Nothing this process starts later may take it while ClickHouse is down.
+        reserve(tcp_port + 9);
         let services = PrivateServices {
             repo: repo.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -114,6 +83,14 @@ impl PrivateServices {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(())
+    }
+
+    /// The broker and ClickHouse, as a pipeline is given them.
+    pub(crate) fn services(&self) -> Services {
+        Services {
+            brokers: self.brokers(),
+            clickhouse_url: self.clickhouse_url(),
+        }
     }
 
     pub(crate) fn brokers(&self) -> String {
@@ -233,40 +210,4 @@ impl Drop for PrivateServices {
             eprintln!("usage-faults: stopping the private services: {error:#}");
         }
     }
-}
-
-/// Sends `signal` (`TERM`, `KILL`, `STOP`, `CONT`) to `pid` with `kill`.
-pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .context("running kill")?;
-    ensure!(status.success(), "kill -{signal} {pid} failed");
-    Ok(())
-}
-
-/// Whether a process with this pid exists (and is not a zombie).
-pub(crate) fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(status) => !status
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains("Z (zombie)")),
-        Err(_) => false,
-    }
-}
-
-/// (VmRSS, VmHWM) of a process, in KiB.
-pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
