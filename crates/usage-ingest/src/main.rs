@@ -5,12 +5,12 @@ mod kafka;
 mod message;
 mod metrics;
 mod pipeline;
-mod process;
 mod replay;
 mod retry;
 mod rowbinary;
 mod rows;
 mod sink;
+mod stamp;
 mod state;
 
 use anyhow::Context;
@@ -301,17 +301,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max: Duration::from_millis(args.retry_max_ms.max(1)),
     };
     let metrics = metrics::Metrics::new().context("registering metrics")?;
-    // ClickHouse may not be up yet: wait for it rather than exit.
-    let table = "schema_migrations";
-    let version = until_available(
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (abandon_tx, abandon) = watch::channel(false);
+    let mut loader = stamp::loader::Loader::new(
+        warehouse.clone(),
         retry,
-        &metrics,
-        "the schema version",
-        table,
-        &warehouse,
-        |warehouse| async move { (warehouse, migrate::schema_version(warehouse).await) },
-    )
-    .await;
+        Duration::from_millis(args.follow_interval_ms),
+        abandon.clone(),
+        metrics.clone(),
+    );
+    // ClickHouse may not be up yet: wait for it rather than exit.
+    let version = loader.schema_version().await;
     anyhow::ensure!(
         version.is_some(),
         "database {} has no schema: run `usage-ingest migrate` (or pass --migrate)",
@@ -325,17 +325,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
     let written: Vec<&str> = rows::ALL.iter().map(|t| t.name).collect();
-    let read = [
-        "schema_migrations",
-        rows::ASSIGNMENT_EVENTS.name,
-        rows::PRODUCT_RATES.name,
-        rows::FLEX_WINDOWS.name,
-    ];
     metrics.register_labels(
         &args.kafka.inbound_topics(),
         &args.kafka.authorizations_topic,
         &written,
-        &read,
+        &stamp::loader::READ_TABLES,
         &reasons,
     );
     let bound = metrics::serve(args.metrics_addr, metrics.clone())
@@ -346,47 +340,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         retain_windows: args.retain_windows.max(1),
         retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
     };
-    let mut enrichment = state::Enrichment::new(charge_config);
-    let reading = &warehouse;
-    let table = rows::ASSIGNMENT_EVENTS.name;
-    until_available(
-        retry,
-        &metrics,
-        "the assignment history",
-        table,
-        &mut enrichment,
-        |enrichment| async move {
-            let read = enrichment.follow_assignments(reading).await;
-            (enrichment, read)
-        },
-    )
-    .await;
-    let table = rows::PRODUCT_RATES.name;
-    until_available(
-        retry,
-        &metrics,
-        "the rates",
-        table,
-        &mut enrichment,
-        |enrichment| async move {
-            let read = enrichment.reload_rates(reading).await;
-            (enrichment, read)
-        },
-    )
-    .await;
+    let enrichment = loader.initial(charge_config).await;
     let limits = Limits {
         max_message_bytes: args.max_message_bytes,
         max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
         ..Limits::default()
     };
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let (abandon_tx, abandon) = watch::channel(false);
-    let processor = process::Processor::new(
-        process::ProcessorSettings {
+    let processor = stamp::Stamping::new(
+        stamp::StampSettings {
             limits,
             unresolved_hold: Duration::from_secs(args.unresolved_hold_secs),
-            follow_interval: Duration::from_millis(args.follow_interval_ms),
-            retry,
         },
         topic_names.clone(),
         enrichment,
@@ -395,8 +358,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.dlq_window,
             args.dlq_max_consecutive,
         ),
-        abandon.clone(),
-        metrics.clone(),
+        loader,
     );
     let (consumer, notices) =
         kafka::consumer(&args.kafka, args.kafka_stats_interval_ms, metrics.clone())
@@ -434,7 +396,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         notices,
         topics: topic_names,
         processor,
-        warehouse,
         sink,
         dlq: dlq::DeadLetterQueue::new(producer, args.kafka.dlq_topic.clone()),
         metrics,
@@ -459,39 +420,4 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     pipeline.run().await.context("the pipeline stopped")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Reads `what` from `table` at start-up, retrying with backoff until
-/// ClickHouse answers.
-async fn until_available<S, T, E: std::fmt::Display, Fut>(
-    policy: retry::RetryPolicy,
-    metrics: &metrics::Metrics,
-    what: &str,
-    table: &str,
-    state: S,
-    mut read: impl FnMut(S) -> Fut,
-) -> T
-where
-    Fut: std::future::Future<Output = (S, Result<T, E>)>,
-{
-    let waited = retry::retry_with(
-        policy,
-        &mut retry::Sleep,
-        state,
-        |state, _| read(state),
-        |error, attempt, delay| {
-            metrics.clickhouse_error(metrics::Request::Read, table);
-            tracing::warn!(
-                %error,
-                attempt,
-                retry_in_ms = delay.as_millis() as u64,
-                "reading {what} from ClickHouse failed; waiting for it"
-            );
-        },
-    )
-    .await;
-    match waited {
-        Ok(value) => value,
-        Err(_) => unreachable!("a sleep never gives up"),
-    }
 }

@@ -23,8 +23,8 @@ use crate::dlq::DeadLetterQueue;
 use crate::kafka::{IngestConsumer, PartitionNotice};
 use crate::message::{RawMessage, Topic, TopicNames};
 use crate::metrics::Metrics;
-use crate::process::{Prepared, ProcessError, Processor};
 use crate::sink::Sink;
+use crate::stamp::{Prepared, StampError, Stamping};
 use futures::FutureExt as _;
 use rdkafka::producer::Producer as _;
 use rdkafka::{
@@ -35,7 +35,6 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use usage_store::Warehouse;
 
 /// When a batch closes.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +50,7 @@ pub(crate) struct BatchLimits {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PipelineError {
     #[error(transparent)]
-    Process(#[from] ProcessError),
+    Stamp(#[from] StampError),
     #[error("dead-letter topic: {0}")]
     DeadLetter(#[from] crate::dlq::DeadLetterError),
     #[error("Kafka: {0}")]
@@ -116,8 +115,7 @@ pub(crate) struct Pipeline {
     pub(crate) consumer: IngestConsumer,
     pub(crate) notices: mpsc::UnboundedReceiver<PartitionNotice>,
     pub(crate) topics: TopicNames,
-    pub(crate) processor: Processor,
-    pub(crate) warehouse: Warehouse,
+    pub(crate) processor: Stamping,
     pub(crate) sink: Sink,
     pub(crate) dlq: DeadLetterQueue,
     pub(crate) metrics: Metrics,
@@ -488,13 +486,7 @@ impl Pipeline {
         };
         let processed = self
             .processor
-            .process(
-                filling.messages,
-                &self.warehouse,
-                reference_read_at,
-                hold_usage,
-                &mut waiter,
-            )
+            .process(filling.messages, reference_read_at, hold_usage, &mut waiter)
             .await;
         let PollWhileWaiting {
             paused,
@@ -878,7 +870,7 @@ impl Pipeline {
                 }
                 self.start_catch_up(&partitions)?;
                 // Other members may have stored assignments and rates meanwhile.
-                if let Err(error) = self.processor.refresh(&self.warehouse).await {
+                if let Err(error) = self.processor.refresh().await {
                     tracing::warn!(%error, "reloading the enrichment state failed; will retry");
                 }
             }
@@ -903,7 +895,7 @@ struct PollWhileWaiting<'a> {
     ends: Vec<i32>,
 }
 
-impl crate::process::Waiter for PollWhileWaiting<'_> {
+impl crate::retry::Wait for PollWhileWaiting<'_> {
     async fn wait(&mut self, delay: Duration) -> bool {
         if self.paused.is_none() {
             match self.consumer.assignment() {

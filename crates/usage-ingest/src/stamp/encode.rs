@@ -1,0 +1,168 @@
+//! Step 4 of stamping (pure): the rows of a batch, per table — the stamped
+//! authorizations with the Flex windows they opened and their day-level
+//! rollup, and the current assignment of every key the batch touched.
+
+use super::decode::AssignmentKey;
+use super::stamper::Stamp;
+use super::Pending;
+use crate::rowbinary::{micros, RowBinary};
+use crate::rows;
+use crate::sink::{Table, TableRows};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
+use usage_core::event::{Access, AssignmentVia};
+use usage_core::team::AssignmentState;
+use usage_core::usage::usage_date;
+use usage_core::FastSet;
+
+/// The rows of one batch, per table.
+#[derive(Default)]
+pub(crate) struct Tables(BTreeMap<&'static str, (Table, RowBinary)>);
+
+impl Tables {
+    pub(crate) fn get(&mut self, table: Table) -> &mut RowBinary {
+        &mut self
+            .0
+            .entry(table.name)
+            .or_insert_with(|| (table, RowBinary::default()))
+            .1
+    }
+
+    /// The encoded tables, in the order they are written ([`rows::ALL`]).
+    pub(crate) fn finish(mut self) -> Vec<TableRows> {
+        rows::ALL
+            .iter()
+            .filter_map(|t| self.0.remove(t.name))
+            .map(|(table, rb)| TableRows {
+                table,
+                rows: rb.rows(),
+                data: rb.into_bytes(),
+            })
+            .collect()
+    }
+}
+
+/// Encodes the stamped authorizations (the facts), the windows they opened
+/// and the day-level rollup (deduplicated per batch); returns the
+/// `occurred_at` of the oldest of them.
+pub(crate) fn authorizations(
+    tables: &mut Tables,
+    stored: &[(Pending, Stamp)],
+    ingested_at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut oldest: Option<DateTime<Utc>> = None;
+    let mut days: FastSet<(&str, &str, &str, Access, NaiveDate)> = FastSet::default();
+    for (p, stamp) in stored {
+        let a = &p.auth;
+        let day = usage_date(a.occurred_at);
+        oldest = Some(oldest.map_or(a.occurred_at, |o| o.min(a.occurred_at)));
+        rows::FactRow {
+            event_id: &a.event_id,
+            occurred_at: a.occurred_at,
+            usage_date: day,
+            team_id: &stamp.team_id,
+            team_source: stamp.source,
+            user_id: &a.user_id,
+            product: &a.product,
+            product_version: a.product_version.as_deref().unwrap_or(""),
+            access: a.access,
+            machine_id: a.machine_id.as_deref().unwrap_or(""),
+            window_start: stamp.window_start,
+            tokens_milli: stamp.tokens_milli,
+            partition: p.raw.partition,
+            offset: p.raw.offset,
+            ingested_at,
+        }
+        .encode(tables.get(rows::AUTHORIZATIONS));
+        if stamp.opened_window {
+            if let Some(start) = stamp.window_start {
+                rows::flex_window(
+                    tables.get(rows::FLEX_WINDOWS),
+                    &a.user_id,
+                    &a.product,
+                    start,
+                    &stamp.team_id,
+                    &a.event_id,
+                    stamp.tokens_milli,
+                );
+            }
+        }
+        if days.insert((&stamp.team_id, &a.user_id, &a.product, a.access, day)) {
+            rows::daily_usage(
+                tables.get(rows::DAILY_USAGE),
+                &stamp.team_id,
+                &a.user_id,
+                &a.product,
+                a.access,
+                day,
+            );
+        }
+    }
+    oldest
+}
+
+/// Encodes the current assignment of every key in `touched` under `version`
+/// (above every earlier batch's: two batches in one second must not tie,
+/// readers keep the highest version).
+pub(crate) fn assignment_states(
+    tables: &mut Tables,
+    assignments: &AssignmentState,
+    touched: &BTreeMap<AssignmentKey, AssignmentVia>,
+    version: u64,
+) {
+    let latest = DateTime::<Utc>::MAX_UTC;
+    for ((team_id, user_id, product, access), via) in touched {
+        let current = assignments.current_assignment(team_id, user_id, product, *access, latest);
+        rows::assignment_state(
+            tables.get(rows::ASSIGNMENT_STATE),
+            team_id,
+            user_id,
+            product,
+            *access,
+            current,
+            *via,
+            version,
+        );
+    }
+}
+
+/// Versions of `assignment_state` rows: the wall clock in microseconds,
+/// strictly increasing within a process even when batches follow each other
+/// within a microsecond or the clock steps back. A key's newest state is
+/// computed from the most complete history, so the highest version is the
+/// one readers must keep (`argMax(.., version)`, `ReplacingMergeTree(version)`).
+/// The rows of one key are written by the instance that owns its assignments
+/// partition, which after a rebalance is a later writer.
+#[derive(Debug, Default)]
+pub(crate) struct StateVersions {
+    last: u64,
+}
+
+impl StateVersions {
+    pub(crate) fn next(&mut self, now: DateTime<Utc>) -> u64 {
+        self.last = micros(now).max(self.last.saturating_add(1));
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn state_versions_increase_within_one_second_and_when_the_clock_steps_back() {
+        let mut versions = StateVersions::default();
+        let t = Utc
+            .timestamp_opt(1_795_931_568, 0)
+            .single()
+            .expect("a valid instant");
+        let first = versions.next(t);
+        assert_eq!(first, micros(t));
+        let second = versions.next(t);
+        let third = versions.next(t - chrono::TimeDelta::seconds(3));
+        assert!(first < second && second < third, "{first} {second} {third}");
+        let later = t + chrono::TimeDelta::seconds(1);
+        assert_eq!(versions.next(later), micros(later));
+    }
+}

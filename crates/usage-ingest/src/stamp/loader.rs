@@ -1,0 +1,275 @@
+//! Step 2 of stamping, the only one with I/O: reading from ClickHouse what
+//! a batch's authorizations need into the enrichment state (`state.rs`) —
+//! assignments and rates other instances wrote, the Flex windows that may
+//! cover the batch's events, a pair's older windows for an out-of-order
+//! event — and the whole assignment history and the rates at start-up.
+//!
+//! Every read is retried with backoff until ClickHouse answers (an outage
+//! slows the pipeline down, it does not stop it), counted in
+//! `usage_ingest_clickhouse_errors_total{operation="read"}` when it fails.
+//! Between two attempts the caller's [`Wait`] runs (the pipeline keeps the
+//! consumer polled, every partition paused); a read is given up on (an
+//! error) only once the process is told to abandon its work.
+
+use super::{Pending, StampError};
+use crate::metrics::{Metrics, Request};
+use crate::retry::{retry_with, RetryPolicy, Sleep, UnlessStopped, Wait};
+use crate::rows;
+use crate::state::Enrichment;
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use usage_core::charge::ChargeConfig;
+use usage_core::event::Access;
+use usage_core::FastMap;
+use usage_store::{migrate, StoreError, Warehouse};
+
+/// The tables read (the `table` label of a failed read in the metrics).
+pub(crate) const READ_TABLES: [&str; 4] = [
+    SCHEMA_MIGRATIONS,
+    rows::ASSIGNMENT_EVENTS.name,
+    rows::PRODUCT_RATES.name,
+    rows::FLEX_WINDOWS.name,
+];
+
+const SCHEMA_MIGRATIONS: &str = "schema_migrations";
+
+/// Reads enrichment state from ClickHouse.
+pub(crate) struct Loader {
+    warehouse: Warehouse,
+    retry: RetryPolicy,
+    /// How often assignments and rates written by other instances are read
+    /// again while authorizations are held back.
+    follow_interval: Duration,
+    last_follow: Instant,
+    /// Turns true when the process abandons its work (drain timeout).
+    stop: watch::Receiver<bool>,
+    metrics: Metrics,
+}
+
+impl Loader {
+    pub(crate) fn new(
+        warehouse: Warehouse,
+        retry: RetryPolicy,
+        follow_interval: Duration,
+        stop: watch::Receiver<bool>,
+        metrics: Metrics,
+    ) -> Loader {
+        Loader {
+            warehouse,
+            retry,
+            follow_interval,
+            last_follow: Instant::now(),
+            stop,
+            metrics,
+        }
+    }
+
+    /// At start-up: the version of the database's schema (`None`: no
+    /// migration applied), waiting for ClickHouse as long as it takes.
+    pub(crate) async fn schema_version(&self) -> Option<u32> {
+        let warehouse = &self.warehouse;
+        let version = self
+            .read(
+                "the schema version",
+                SCHEMA_MIGRATIONS,
+                &mut Sleep,
+                warehouse,
+                |warehouse| async move { (warehouse, migrate::schema_version(warehouse).await) },
+            )
+            .await;
+        // (A sleep never gives up.)
+        version.ok().flatten()
+    }
+
+    /// At start-up: the whole assignment history and the rates, waiting for
+    /// ClickHouse as long as it takes.
+    pub(crate) async fn initial(&mut self, charge_config: ChargeConfig) -> Enrichment {
+        let mut enrichment = Enrichment::new(charge_config);
+        let warehouse = &self.warehouse;
+        // (A sleep never gives up: both reads succeed.)
+        let table = rows::ASSIGNMENT_EVENTS.name;
+        let what = "the assignment history";
+        let _ = self
+            .read(what, table, &mut Sleep, &mut enrichment, |e| async move {
+                let read = e.follow_assignments(warehouse).await;
+                (e, read)
+            })
+            .await;
+        let table = rows::PRODUCT_RATES.name;
+        let _ = self
+            .read(
+                "the rates",
+                table,
+                &mut Sleep,
+                &mut enrichment,
+                |e| async move {
+                    let read = e.reload_rates(warehouse).await;
+                    (e, read)
+                },
+            )
+            .await;
+        self.last_follow = Instant::now();
+        enrichment
+    }
+
+    /// After an assignment: the assignments and rates other members may have
+    /// stored meanwhile, one attempt each (a failure is the caller's to log;
+    /// held-back authorizations read them again, retried).
+    pub(crate) async fn refresh(&mut self, enrichment: &mut Enrichment) -> Result<(), StoreError> {
+        let follow = enrichment.follow_assignments(&self.warehouse);
+        self.once(rows::ASSIGNMENT_EVENTS.name, follow).await?;
+        let rates = enrichment.reload_rates(&self.warehouse);
+        self.once(rows::PRODUCT_RATES.name, rates).await?;
+        self.last_follow = Instant::now();
+        Ok(())
+    }
+
+    /// What `queue` needs before it is stamped: when `following` (some of it
+    /// was held back) and `--follow-interval-ms` has passed, the assignments
+    /// and rates other instances wrote; and the Flex windows that may cover
+    /// its events: per (user, product), every stored window from 24 hours
+    /// before its earliest event.
+    pub(crate) async fn load(
+        &mut self,
+        enrichment: &mut Enrichment,
+        queue: &[Pending],
+        following: bool,
+        waiter: &mut impl Wait,
+    ) -> Result<(), StampError> {
+        let warehouse = &self.warehouse;
+        let mut wait = UnlessStopped {
+            stop: &self.stop,
+            inner: waiter,
+        };
+        if following && self.last_follow.elapsed() >= self.follow_interval {
+            let table = rows::ASSIGNMENT_EVENTS.name;
+            self.read(
+                "assignments",
+                table,
+                &mut wait,
+                &mut *enrichment,
+                |e| async move {
+                    let read = e.follow_assignments(warehouse).await;
+                    (e, read)
+                },
+            )
+            .await?;
+            let table = rows::PRODUCT_RATES.name;
+            self.read(
+                "rates",
+                table,
+                &mut wait,
+                &mut *enrichment,
+                |e| async move {
+                    let read = e.reload_rates(warehouse).await;
+                    (e, read)
+                },
+            )
+            .await?;
+            self.last_follow = Instant::now();
+        }
+
+        let mut first_use: FastMap<(&str, &str), DateTime<Utc>> = FastMap::default();
+        for p in queue
+            .iter()
+            .filter(|p| p.auth.online && p.auth.access == Access::Flex)
+        {
+            let e = first_use
+                .entry((p.auth.user_id.as_str(), p.auth.product.as_str()))
+                .or_insert(p.auth.occurred_at);
+            *e = (*e).min(p.auth.occurred_at);
+        }
+        let keys: Vec<(&str, &str, DateTime<Utc>)> =
+            first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();
+        let keys = &keys;
+        let table = rows::FLEX_WINDOWS.name;
+        self.read(
+            "Flex windows",
+            table,
+            &mut wait,
+            enrichment,
+            |e| async move {
+                let read = e.load_windows(warehouse, keys).await;
+                (e, read)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The stored windows of (user, product) from before `at`: an
+    /// out-of-order event older than what the state holds.
+    pub(crate) async fn older_windows(
+        &mut self,
+        enrichment: &mut Enrichment,
+        user: &str,
+        product: &str,
+        at: DateTime<Utc>,
+        waiter: &mut impl Wait,
+    ) -> Result<(), StampError> {
+        let warehouse = &self.warehouse;
+        let mut wait = UnlessStopped {
+            stop: &self.stop,
+            inner: waiter,
+        };
+        let table = rows::FLEX_WINDOWS.name;
+        self.read(
+            "older Flex windows",
+            table,
+            &mut wait,
+            enrichment,
+            |e| async move {
+                let read = e.reload_windows(warehouse, user, product, at).await;
+                (e, read)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads `what` from `table` (into `state`, lent to one attempt at a
+    /// time), retried until it succeeds or `wait` gives up.
+    async fn read<S, T, Fut>(
+        &self,
+        what: &str,
+        table: &str,
+        wait: &mut impl Wait,
+        state: S,
+        mut read: impl FnMut(S) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = (S, Result<T, StoreError>)>,
+    {
+        retry_with(
+            self.retry,
+            wait,
+            state,
+            |state, _| read(state),
+            |error, attempt, delay| {
+                self.metrics.clickhouse_error(Request::Read, table);
+                tracing::warn!(
+                    %error,
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "reading {what} from ClickHouse failed; retrying"
+                );
+            },
+        )
+        .await
+    }
+
+    /// One attempt to read from `table`, its failure counted.
+    async fn once<T>(
+        &self,
+        table: &str,
+        read: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = read.await;
+        if result.is_err() {
+            self.metrics.clickhouse_error(Request::Read, table);
+        }
+        result
+    }
+}
