@@ -67,12 +67,6 @@ impl DeadLetterQueue {
         DeadLetterQueue { producer, topic }
     }
 
-    /// The producer (its client also answers the pipeline's questions to the
-    /// broker, e.g. a partition's end offset).
-    pub(crate) fn producer(&self) -> &FutureProducer {
-        &self.producer
-    }
-
     /// Publishes every letter and waits until the broker has them all. A
     /// letter too large for the broker goes again with its payload cut to
     /// [`TRUNCATED_PAYLOAD_BYTES`] and a header giving the original size,

@@ -1,7 +1,9 @@
 //! Kafka clients: the group consumer of the three inbound topics, with its
 //! rebalance notices and its lag metric, and the producer of dead letters.
 
+use crate::message::Topic;
 use crate::metrics::Metrics;
+use rdkafka::producer::Producer as _;
 use rdkafka::{
     config::ClientConfig,
     consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -12,6 +14,7 @@ use rdkafka::{
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Where the brokers are and how to talk to them.
@@ -258,6 +261,36 @@ pub(crate) fn producer(args: &KafkaArgs) -> Result<FutureProducer, String> {
     ])?
     .create()
     .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+}
+
+/// A partition, by role, and the offset it ends at.
+pub(crate) type PartitionEnd = ((Topic, i32), i64);
+
+/// The end offsets of `partitions` (each with its role), asked of the broker
+/// all at once (each is a round trip), each within `timeout`. Blocking: run
+/// it off the async tasks.
+pub(crate) fn partition_ends(
+    producer: &FutureProducer,
+    partitions: &[(Topic, String, i32)],
+    timeout: Duration,
+) -> Result<Vec<PartitionEnd>, KafkaError> {
+    std::thread::scope(|scope| {
+        let asked: Vec<_> = partitions
+            .iter()
+            .map(|(role, topic, partition)| {
+                scope.spawn(move || {
+                    let (_, end) = producer
+                        .client()
+                        .fetch_watermarks(topic, *partition, timeout)?;
+                    Ok(((*role, *partition), end))
+                })
+            })
+            .collect();
+        asked
+            .into_iter()
+            .map(|question| question.join().unwrap_or(Err(KafkaError::Canceled)))
+            .collect()
+    })
 }
 
 #[cfg(test)]

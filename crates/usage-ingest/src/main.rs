@@ -301,28 +301,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max: Duration::from_millis(args.retry_max_ms.max(1)),
     };
     let metrics = metrics::Metrics::new().context("registering metrics")?;
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let (abandon_tx, abandon) = watch::channel(false);
-    let mut loader = stamp::loader::Loader::new(
-        warehouse.clone(),
-        retry,
-        Duration::from_millis(args.follow_interval_ms),
-        abandon.clone(),
-        metrics.clone(),
-    );
     // ClickHouse may not be up yet: wait for it rather than exit.
-    let version = loader.schema_version().await;
+    let version = stamp::loader::schema_version(&warehouse, retry, &metrics).await;
     anyhow::ensure!(
         version.is_some(),
         "database {} has no schema: run `usage-ingest migrate` (or pass --migrate)",
         warehouse.database()
     );
 
-    let topic_names = message::TopicNames {
-        authorizations: args.kafka.authorizations_topic.clone(),
-        assignments: args.kafka.assignments_topic.clone(),
-        directory: args.kafka.directory_topic.clone(),
-    };
     let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
     let written: Vec<&str> = rows::ALL.iter().map(|t| t.name).collect();
     metrics.register_labels(
@@ -336,42 +322,39 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
 
-    let charge_config = ChargeConfig {
-        retain_windows: args.retain_windows.max(1),
-        retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
-    };
-    let enrichment = loader.initial(charge_config).await;
-    let limits = Limits {
-        max_message_bytes: args.max_message_bytes,
-        max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
-        ..Limits::default()
-    };
-    let processor = stamp::Stamping::new(
-        stamp::StampSettings {
-            limits,
+    let settings = pipeline::PipelineSettings {
+        kafka_stats_interval_ms: args.kafka_stats_interval_ms,
+        batch: pipeline::BatchLimits {
+            max_rows: args.batch_max_rows.max(1),
+            max_bytes: args.batch_max_bytes.max(1),
+            max_wait: Duration::from_millis(args.batch_max_wait_ms),
+            max_in_flight: args.batches_in_flight.max(1),
+        },
+        retry,
+        follow_interval: Duration::from_millis(args.follow_interval_ms),
+        charge: ChargeConfig {
+            retain_windows: args.retain_windows.max(1),
+            retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
+        },
+        stamp: stamp::StampSettings {
+            limits: Limits {
+                max_message_bytes: args.max_message_bytes,
+                max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
+                ..Limits::default()
+            },
             unresolved_hold: Duration::from_secs(args.unresolved_hold_secs),
         },
-        topic_names.clone(),
-        enrichment,
-        dlq::DeadLetterPolicy::new(
+        dead_letters: dlq::DeadLetterPolicy::new(
             args.dlq_max_invalid_ratio,
             args.dlq_window,
             args.dlq_max_consecutive,
         ),
-        loader,
-    );
-    let (consumer, notices) =
-        kafka::consumer(&args.kafka, args.kafka_stats_interval_ms, metrics.clone())
-            .map_err(anyhow::Error::msg)?;
-    let producer = kafka::producer(&args.kafka).map_err(anyhow::Error::msg)?;
-    let sink = sink::Sink::new(
-        warehouse
-            .client()
-            .clone()
-            .with_compression(clickhouse::Compression::Lz4),
-        retry,
-        metrics.clone(),
-    );
+        kafka: args.kafka.clone(),
+    };
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (abandon_tx, abandon) = watch::channel(false);
+    let stop = pipeline::Stop { shutdown, abandon };
+    let pipeline = pipeline::Pipeline::new(settings, &warehouse, metrics, stop).await?;
 
     let drain_timeout = Duration::from_secs(args.shutdown_timeout_secs);
     tokio::spawn(async move {
@@ -391,32 +374,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics = %bound,
         "usage-ingest running"
     );
-    let pipeline = pipeline::Pipeline {
-        consumer,
-        notices,
-        topics: topic_names,
-        processor,
-        sink,
-        dlq: dlq::DeadLetterQueue::new(producer, args.kafka.dlq_topic.clone()),
-        metrics,
-        limits: pipeline::BatchLimits {
-            max_rows: args.batch_max_rows.max(1),
-            max_bytes: args.batch_max_bytes.max(1),
-            max_wait: Duration::from_millis(args.batch_max_wait_ms),
-            max_in_flight: args.batches_in_flight.max(1),
-        },
-        shutdown,
-        abandon,
-        positions: Default::default(),
-        received: Default::default(),
-        read_floor: Default::default(),
-        usage_held: false,
-        stash: Vec::new(),
-        last_reference: std::time::Instant::now(),
-        probe: None,
-        probed: None,
-        catching_up: None,
-    };
     pipeline.run().await.context("the pipeline stopped")?;
     tracing::info!("stopped");
     Ok(())

@@ -66,23 +66,6 @@ impl Loader {
         }
     }
 
-    /// At start-up: the version of the database's schema (`None`: no
-    /// migration applied), waiting for ClickHouse as long as it takes.
-    pub(crate) async fn schema_version(&self) -> Option<u32> {
-        let warehouse = &self.warehouse;
-        let version = self
-            .read(
-                "the schema version",
-                SCHEMA_MIGRATIONS,
-                &mut Sleep,
-                warehouse,
-                |warehouse| async move { (warehouse, migrate::schema_version(warehouse).await) },
-            )
-            .await;
-        // (A sleep never gives up.)
-        version.ok().flatten()
-    }
-
     /// At start-up: the whole assignment history and the rates, waiting for
     /// ClickHouse as long as it takes.
     pub(crate) async fn initial(&mut self, charge_config: ChargeConfig) -> Enrichment {
@@ -229,35 +212,19 @@ impl Loader {
         Ok(())
     }
 
-    /// Reads `what` from `table` (into `state`, lent to one attempt at a
-    /// time), retried until it succeeds or `wait` gives up.
+    /// Reads `what` from `table`, retried ([`read_retried`]).
     async fn read<S, T, Fut>(
         &self,
         what: &str,
         table: &str,
         wait: &mut impl Wait,
         state: S,
-        mut read: impl FnMut(S) -> Fut,
+        read: impl FnMut(S) -> Fut,
     ) -> Result<T, StoreError>
     where
         Fut: Future<Output = (S, Result<T, StoreError>)>,
     {
-        retry_with(
-            self.retry,
-            wait,
-            state,
-            |state, _| read(state),
-            |error, attempt, delay| {
-                self.metrics.clickhouse_error(Request::Read, table);
-                tracing::warn!(
-                    %error,
-                    attempt,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "reading {what} from ClickHouse failed; retrying"
-                );
-            },
-        )
-        .await
+        read_retried(self.retry, &self.metrics, what, table, wait, state, read).await
     }
 
     /// One attempt to read from `table`, its failure counted.
@@ -272,4 +239,59 @@ impl Loader {
         }
         result
     }
+}
+
+/// At start-up: the version of the database's schema (`None`: no migration
+/// applied), waiting for ClickHouse as long as it takes.
+pub(crate) async fn schema_version(
+    warehouse: &Warehouse,
+    retry: RetryPolicy,
+    metrics: &Metrics,
+) -> Option<u32> {
+    let what = "the schema version";
+    let version = read_retried(
+        retry,
+        metrics,
+        what,
+        SCHEMA_MIGRATIONS,
+        &mut Sleep,
+        warehouse,
+        |warehouse| async move { (warehouse, migrate::schema_version(warehouse).await) },
+    )
+    .await;
+    // (A sleep never gives up.)
+    version.ok().flatten()
+}
+
+/// Reads `what` from `table` (into `state`, lent to one attempt at a time),
+/// retried until it succeeds or `wait` gives up; each failure counted and
+/// logged.
+async fn read_retried<S, T, Fut>(
+    retry: RetryPolicy,
+    metrics: &Metrics,
+    what: &str,
+    table: &str,
+    wait: &mut impl Wait,
+    state: S,
+    mut read: impl FnMut(S) -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = (S, Result<T, StoreError>)>,
+{
+    retry_with(
+        retry,
+        wait,
+        state,
+        |state, _| read(state),
+        |error, attempt, delay| {
+            metrics.clickhouse_error(Request::Read, table);
+            tracing::warn!(
+                %error,
+                attempt,
+                retry_in_ms = delay.as_millis() as u64,
+                "reading {what} from ClickHouse failed; retrying"
+            );
+        },
+    )
+    .await
 }
