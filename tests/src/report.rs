@@ -14,6 +14,7 @@ use std::time::Duration;
 use usage_core::privacy::UserHasher;
 use usage_loadgen::oracle::{CurrentAssignment, DateRange};
 use usage_loadgen::{Access, Oracle, ScenarioConfig};
+use usage_testkit::metrics::Metrics;
 use usage_testkit::report::{Admin, ReportRun};
 
 /// The HMAC key the tests give the service (so they can recompute hashes).
@@ -102,6 +103,11 @@ impl Report {
 
     pub fn log_text(&self) -> String {
         self.report.process.log_text()
+    }
+
+    /// Its `/metrics` now (None when it does not answer).
+    pub async fn metrics(&self) -> Option<Metrics> {
+        Metrics::scrape(self.report.port).await
     }
 
     /// GET as `admin` (None: no token): status and JSON body (Null if not JSON).

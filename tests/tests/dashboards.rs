@@ -437,7 +437,7 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
         ingest.log_tail()
     );
 
-    // A real usage-report: its start-up probes (/healthz) are requests, so the
+    // A real usage-report: its start-up probes (/readyz) are requests, so the
     // request counter and histogram have a route.
     let admin = TestAdmin {
         id: "dash",
@@ -445,13 +445,8 @@ async fn every_metric_of_the_pipeline_dashboard_is_exposed() {
         teams: vec!["*".into()],
     };
     let report = Report::start(db.name(), &[admin], ReportOptions::default()).await;
-    let report_metrics = reqwest::get(report.url("/metrics"))
-        .await
-        .expect("usage-report answers")
-        .text()
-        .await
-        .expect("a body");
-    let report_exposed = exposed(&report_metrics);
+    let report_metrics = report.metrics().await.expect("usage-report answers");
+    let report_exposed = exposed(report_metrics.text());
 
     let mut missing = Vec::new();
     for (panel, expr) in &exprs {
