@@ -35,7 +35,7 @@ pub enum AdminsError {
 }
 
 /// An admin's role (`primary`, `secondary`, `sso`, `user_admin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Primary,

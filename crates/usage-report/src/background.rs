@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use usage_report::messages::{ReportReady, ReportReadyType};
 
 use crate::api::{run_export, AppState};
-use crate::commands::ReportReady;
 
 /// Deletes expired exports every `every` (and once at start).
 pub(crate) fn spawn_sweeper(state: AppState, every: Duration) {
@@ -78,7 +78,7 @@ async fn run_due(state: &AppState) {
         };
         let note = ReportReady {
             notification_id: uuid::Uuid::new_v4().to_string(),
-            kind: "report_ready",
+            kind: ReportReadyType::ReportReady,
             admin_id: admin.id.clone(),
             admin_email: admin.email.clone(),
             schedule_id: schedule.schedule_id.clone(),

@@ -1,48 +1,18 @@
-//! Messages the report service publishes: unassign requests for upstream
-//! (commands topic) and "report ready" notifications for the mail system
+//! The producer of the messages the report service publishes
+//! ([`usage_report::messages`]): unassign requests for upstream (commands
+//! topic) and "report ready" notifications for the mail system
 //! (notifications topic). Each is JSON, keyed for ordering (the user id, the
 //! admin id), and sent with the idempotent producer; a request is answered
 //! only once the broker has acknowledged it.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde::Serialize;
+use usage_report::messages::{ReportReady, UnassignRequest};
 
 /// How long a publish may wait for the broker's acknowledgement.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An unassign request, for the upstream licensing system.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct UnassignRequest {
-    pub(crate) request_id: String,
-    #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
-    pub(crate) requested_at: DateTime<Utc>,
-    /// The admin id (no email, no token).
-    pub(crate) requested_by: String,
-    pub(crate) team_id: String,
-    pub(crate) user_id: String,
-    pub(crate) product: String,
-    pub(crate) access: &'static str,
-}
-
-/// A scheduled report is ready to download.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct ReportReady {
-    pub(crate) notification_id: String,
-    #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
-    pub(crate) admin_id: String,
-    pub(crate) admin_email: String,
-    pub(crate) schedule_id: String,
-    pub(crate) schedule_name: String,
-    pub(crate) export_id: String,
-    pub(crate) download_path: String,
-    pub(crate) created_at: DateTime<Utc>,
-}
 
 /// Why a message was not published.
 #[derive(Debug, thiserror::Error)]

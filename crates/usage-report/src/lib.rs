@@ -8,12 +8,14 @@
 //! - [`report`]: rows and tiles, with the rules from `usage-core`;
 //! - [`export`]: CSV/XLSX files, their store and the 14-day sweeper;
 //! - [`schedule`]: scheduled exports and their store;
-//! - [`openapi`]: the `/openapi.json` document;
+//! - [`messages`]: the Kafka messages the service publishes;
+//! - [`openapi`]: the `/openapi.json` document, derived from the types;
 //! - [`error`]: errors as JSON with stable codes.
 
 pub mod admins;
 pub mod error;
 pub mod export;
+pub mod messages;
 pub mod model;
 pub mod openapi;
 pub mod queries;

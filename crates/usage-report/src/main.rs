@@ -118,7 +118,7 @@ struct Cli {
     #[arg(
         long,
         env = "USAGE_COMMANDS_TOPIC",
-        default_value = "usage.commands",
+        default_value = usage_report::messages::DEFAULT_COMMANDS_TOPIC,
         help_heading = "Kafka"
     )]
     commands_topic: String,
@@ -126,7 +126,7 @@ struct Cli {
     #[arg(
         long,
         env = "USAGE_NOTIFICATIONS_TOPIC",
-        default_value = "usage.notifications",
+        default_value = usage_report::messages::DEFAULT_NOTIFICATIONS_TOPIC,
         help_heading = "Kafka"
     )]
     notifications_topic: String,

@@ -90,17 +90,9 @@ mod tests {
     use axum::http::{header, Request, StatusCode};
     use tower::ServiceExt;
     use tracing_subscriber::fmt::MakeWriter;
-    use usage_core::privacy::UserHasher;
-    use usage_report::admins::Admins;
-    use usage_report::export::ExportStore;
-    use usage_report::report::Reporter;
-    use usage_report::schedule::ScheduleStore;
 
+    use crate::api::tests::{state, TOKEN};
     use crate::api::{router, AppState};
-    use crate::commands::Publisher;
-    use crate::metrics::Metrics;
-
-    const TOKEN: &str = "ada-secret-token-0123456789";
 
     /// What the subscriber wrote.
     #[derive(Clone, Default)]
@@ -132,25 +124,6 @@ mod tests {
 
         fn make_writer(&'a self) -> Captured {
             self.clone()
-        }
-    }
-
-    /// The service's state, over nothing that must answer: ClickHouse and
-    /// the broker are never reached by the routes below.
-    fn state(exports: &std::path::Path) -> AppState {
-        let admins = Admins::parse(&format!(
-            "[[admin]]\nid = \"ada\"\nemail = \"ada@example.com\"\nrole = \"primary\"\n\
-             teams = [\"*\"]\ntoken = \"{TOKEN}\"\n"
-        ))
-        .expect("admins");
-        let hasher = UserHasher::new(&[7; 32]).expect("a key");
-        AppState {
-            admins: Arc::new(admins),
-            reporter: Reporter::new(clickhouse::Client::default(), hasher),
-            exports: ExportStore::open(exports).expect("exports directory"),
-            schedules: ScheduleStore::new(clickhouse::Client::default()),
-            publisher: Publisher::new("127.0.0.1:1", "c".into(), "n".into()).expect("producer"),
-            metrics: Metrics::new().expect("metrics"),
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use usage_core::admin::EXPORT_RETENTION;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ExportError;
@@ -19,33 +20,40 @@ pub(super) const TMP_MARK: &str = ".tmp-";
 
 /// A stored export, as the API returns it (and as its sidecar holds it).
 /// Holds no PII: the owner is an admin id, the filters are as asked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExportMeta {
     /// A UUID v4.
+    #[schema(format = Uuid)]
     pub export_id: String,
-    /// The admin who made it (or whose schedule made it); only they may
-    /// download it.
+    /// The admin who asked for it, or whose schedule wrote it; only they can
+    /// see or download it.
     pub owner_admin_id: String,
     /// What it holds.
     pub kind: ExportKind,
     /// CSV or XLSX.
     pub format: ExportFormat,
-    /// The name to download it as, e.g. `usage-report-2026-11-28T04-12-00Z.csv`.
+    /// The attachment's name:
+    /// `<usage-report|seat-usage|token-usage>-<YYYY-MM-DDTHH-MM-SSZ>.<csv|xlsx>`
+    /// (kind, creation time in UTC, format), e.g.
+    /// `usage-report-2026-11-28T04-12-00Z.csv`.
     pub file_name: String,
-    /// Data rows (not counting the header).
+    /// Data lines in the file (the header excluded).
     pub rows: u64,
     /// When it was made.
     pub created_at: DateTime<Utc>,
-    /// When it is deleted: 14 days after it was made.
+    /// `created_at` + 14 days: after it the sweep deletes the file.
     pub expires_at: DateTime<Utc>,
-    /// The report parameters it was made with.
+    /// The report filters it was made with, as asked.
     pub filters: ReportParams,
-    /// The schedule that made it, if one did.
+    /// The schedule that wrote it; `null` when asked for directly.
+    #[schema(format = Uuid, required = true)]
     pub schedule_id: Option<String>,
     /// Where to download it: `/v1/exports/{export_id}/download`.
     pub download_path: String,
-    /// When the sweeper deleted its file (it is then a tombstone).
+    /// When the sweep deleted the file (it is then a tombstone); absent
+    /// until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub deleted_at: Option<DateTime<Utc>>,
 }
 

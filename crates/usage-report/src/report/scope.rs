@@ -31,10 +31,15 @@ pub(super) struct Scope {
 }
 
 /// A team an admin can pick.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Team)]
 pub struct TeamInfo {
     pub team_id: String,
+    /// `null` when the directory has no name for it.
+    #[schema(required = true)]
     pub name: Option<String>,
+    /// Whether its users' names, emails and avatars are shown (off by
+    /// default: replaced by a keyed hash).
     pub pii_visible: bool,
 }
 

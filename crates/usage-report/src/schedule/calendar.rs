@@ -4,11 +4,15 @@
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::Schedule;
 
-/// How often a schedule runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How often a schedule runs from `start_date`: `daily`; `weekly`, every 7
+/// days; `monthly`, on the start date's day of the month (the last day of
+/// shorter months). Runs missed while the service was down are caught up by
+/// one run, not replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Frequency {
     /// Every day from the start date.

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::Frequency;
 use crate::error::ApiError;
@@ -18,21 +19,25 @@ pub const LAST_START_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2099, 12, 3
     None => NaiveDate::MIN,
 };
 
-/// The body of `POST /schedules` and `PUT /schedules/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The body of `POST /v1/schedules` and `PUT /v1/schedules/{schedule_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
-    /// 1 to 100 characters (surrounding spaces are dropped), no control
-    /// characters.
+    /// A clear name: 1 to 100 characters once surrounding spaces are
+    /// dropped, no control characters.
+    #[schema(min_length = 1)]
     pub name: String,
-    /// The first run, a UTC date (`YYYY-MM-DD`): today or later.
+    /// The first run's UTC date (`YYYY-MM-DD`): today or later (an
+    /// unchanged one may have passed when editing), at most 2099-12-31.
     pub start_date: NaiveDate,
     pub frequency: Frequency,
     pub format: ExportFormat,
     /// What is exported (default `report`).
     #[serde(default = "default_kind")]
+    #[schema(default = "report")]
     pub kind: ExportKind,
-    /// The report's filters, as its query parameters (default: none).
+    /// The report filters, stored as given (a rolling range rolls with each
+    /// run); none when absent.
     #[serde(default)]
     pub filters: ReportParams,
 }

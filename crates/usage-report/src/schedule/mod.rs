@@ -20,6 +20,7 @@ mod store;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{ExportFormat, ExportKind, ReportParams};
 
@@ -27,12 +28,14 @@ pub use calendar::{is_due, next_run_date, Frequency};
 pub use input::{ScheduleInput, LAST_START_DATE, MAX_NAME_CHARS};
 pub use store::{statements_for_compatibility, ScheduleStore};
 
-/// A scheduled export, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A recurring export. On each due date the service writes an export owned
+/// by `owner_admin_id` and publishes a `ReportReadyNotification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Schedule {
     /// A UUID v4.
+    #[schema(format = Uuid)]
     pub schedule_id: String,
-    /// The admin who made it, the only one who sees it.
+    /// The admin who scheduled it; only they can see it.
     pub owner_admin_id: String,
     pub name: String,
     pub start_date: NaiveDate,
@@ -44,8 +47,9 @@ pub struct Schedule {
     pub updated_at: DateTime<Utc>,
     /// The UTC date it last ran on; `null` when it has not run yet (or since
     /// its start date or frequency changed).
+    #[schema(required = true)]
     pub last_run_date: Option<NaiveDate>,
-    /// When it runs next ([`next_run_date`]).
+    /// The UTC date of the next run.
     pub next_run_date: NaiveDate,
 }
 

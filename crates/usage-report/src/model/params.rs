@@ -1,164 +1,115 @@
-//! What the report says, as values: the filters it is asked with, its rows
-//! and its tiles. These are the stable JSON shapes of the API (see
-//! `/openapi.json`), shared by the JSON endpoints, the exports and the
-//! schedules.
+//! The report's filters as asked: [`ReportParams`], the query parameters of
+//! the report endpoints and the `filters` of exports and schedules (stored
+//! as given, so a rolling range rolls), and their validation into
+//! [`ReportFilters`], a [`Sort`] and a [`Page`]. The field docs are the
+//! parameters' descriptions in `/openapi.json`.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use usage_core::event::{Access, Tokens};
-use usage_core::range::{DateRange, RangePreset, ReportRange};
+use usage_core::event::Access;
+use usage_core::range::{RangePreset, ReportRange};
 use usage_core::status::Status;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::{IntoParams, ToSchema};
 
+use super::{
+    Page, ReportFilters, Sort, SortColumn, TeamSelection, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+};
 use crate::error::ApiError;
+use crate::openapi::schemas;
 
-/// The largest page of users one request may ask for.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-/// The page size when none is asked for.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-
-/// The query parameters of the report, as sent (stable names; every field
-/// optional). Stored as they are with schedules, so a rolling preset rolls.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The report filters with the query parameters' names and rules, every one
+/// optional and given as a string. Stored as given with a schedule, so a
+/// rolling range rolls with each run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportParams {
-    /// A team id, or `all` (the default).
+    /// A current team id the admin administers, or `all` (every team the
+    /// admin administers; the default). A team merged into another answers
+    /// 404 `team_merged`: its history is in the surviving team's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(default = "all")]
     pub team: Option<String>,
-    /// `last_30_days` (default), `last_3_months`, `last_6_months`,
-    /// `last_9_months`, `last_12_months` or `custom`.
+    /// The date range. `last_30_days` (the default) is rolling: today (UTC)
+    /// and the 29 days before; the month presets (`last_3_months`,
+    /// `last_6_months`, `last_9_months`, `last_12_months`) are whole
+    /// completed calendar months (the current month excluded); `custom`
+    /// takes `from` and `to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::RangeName>, inline)]
+    #[param(value_type = Option<schemas::RangeName>, inline)]
     pub range: Option<String>,
-    /// First date of a custom range (`YYYY-MM-DD`, inclusive).
+    /// First date of a custom range (YYYY-MM-DD, UTC, inclusive): required
+    /// with `range=custom` and refused otherwise; `from` <= `to`, `to` not
+    /// after today (UTC), at most 366 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::DateText>, inline)]
+    #[param(value_type = Option<schemas::DateText>, inline)]
     pub from: Option<String>,
-    /// Last date of a custom range (`YYYY-MM-DD`, inclusive).
+    /// Last date of a custom range (YYYY-MM-DD, UTC, inclusive): required
+    /// with `range=custom` and refused otherwise; `from` <= `to`, `to` not
+    /// after today (UTC), at most 366 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::DateText>, inline)]
+    #[param(value_type = Option<schemas::DateText>, inline)]
     pub to: Option<String>,
-    /// One product.
+    /// Only this product (its name as the license events spell it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
-    /// `seat` or `flex`.
+    /// Only seat (subscription) or Flex (prepaid token) access: `seat` or
+    /// `flex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::AccessText>, inline)]
+    #[param(value_type = Option<schemas::AccessText>, inline)]
     pub access: Option<String>,
-    /// One status (`active`, `inactive`, `not_yet_active`, `flex_unused`, `unassigned`).
+    /// Only rows with this status (`active`, `inactive`, `not_yet_active`,
+    /// `flex_unused`, `unassigned`; see `Status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::StatusText>, inline)]
+    #[param(value_type = Option<schemas::StatusText>, inline)]
     pub status: Option<String>,
-    /// A group id or group name (current membership).
+    /// Only members of this group, by group id or name (current membership).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Search: part of a user id, name or email (of the user key when hashed).
+    /// Search: a case-insensitive substring of the user id, name or email;
+    /// of the user key when identities are hashed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
-    /// `column:asc|desc` over any row column.
+    /// Sort order `column:asc|desc` (a column alone sorts ascending), over
+    /// any column of the users table; `user_key:asc` by default. Exports
+    /// of the report are sorted by it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::SortText>, inline)]
+    #[param(value_type = Option<schemas::SortParam>, inline)]
     pub sort: Option<String>,
-    /// 1-based page number.
+    /// The page of the users table, 1-based (default 1; ignored by exports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::NumberText>, inline)]
+    #[param(value_type = Option<u32>, minimum = 1, default = 1)]
     pub page: Option<String>,
-    /// Rows per page (1..=1000, default 50).
+    /// Rows per page of the users table, 1 to 1000 (default 50; ignored by
+    /// exports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::NumberText>, inline)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 50)]
     pub page_size: Option<String>,
 }
 
-/// Which teams a report covers, as asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TeamSelection {
-    /// Every team the admin administers.
-    All,
-    /// One (current) team, with the history of teams merged into it.
-    Team(String),
-}
+/// The names of the parameters of the users table alone (sort and paging).
+const TABLE_PARAMETERS: [&str; 3] = ["sort", "page", "page_size"];
 
-/// The validated filters of a report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportFilters {
-    pub team: TeamSelection,
-    /// As asked (the divisor of the monthly average depends on it).
-    pub range: ReportRange,
-    /// The dates, resolved as of the request.
-    pub dates: DateRange,
-    pub product: Option<String>,
-    pub access: Option<Access>,
-    pub status: Option<Status>,
-    pub group: Option<String>,
-    pub q: Option<String>,
-}
+/// The report filters as query parameters, without the users table's sort
+/// and paging: the parameters of the overview and the daily chart (which
+/// take [`ReportParams`] and ignore those three).
+pub struct FilterParams;
 
-/// A column of the users table (the `sort` parameter's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortColumn {
-    UserKey,
-    Name,
-    Email,
-    TeamId,
-    Groups,
-    Product,
-    Access,
-    AssignedDate,
-    LastAccessed,
-    DaysUsed,
-    MonthlyAverage,
-    TokensUsed,
-    Status,
-}
-
-impl SortColumn {
-    /// Every column with its stable name.
-    pub const ALL: [(SortColumn, &'static str); 13] = [
-        (SortColumn::UserKey, "user_key"),
-        (SortColumn::Name, "name"),
-        (SortColumn::Email, "email"),
-        (SortColumn::TeamId, "team_id"),
-        (SortColumn::Groups, "groups"),
-        (SortColumn::Product, "product"),
-        (SortColumn::Access, "access"),
-        (SortColumn::AssignedDate, "assigned_date"),
-        (SortColumn::LastAccessed, "last_accessed"),
-        (SortColumn::DaysUsed, "days_used"),
-        (SortColumn::MonthlyAverage, "monthly_average"),
-        (SortColumn::TokensUsed, "tokens_used"),
-        (SortColumn::Status, "status"),
-    ];
-
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        SortColumn::ALL
-            .iter()
-            .find(|(c, _)| *c == self)
-            .map_or("user_key", |(_, n)| n)
-    }
-}
-
-/// A sort order over the users table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sort {
-    pub column: SortColumn,
-    pub descending: bool,
-}
-
-impl Default for Sort {
-    fn default() -> Sort {
-        Sort {
-            column: SortColumn::UserKey,
-            descending: false,
-        }
-    }
-}
-
-/// A page of the users table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    /// 1-based.
-    pub page: u32,
-    pub page_size: u32,
-}
-
-impl Default for Page {
-    fn default() -> Page {
-        Page {
-            page: 1,
-            page_size: DEFAULT_PAGE_SIZE,
-        }
+impl IntoParams for FilterParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ReportParams::into_params(parameter_in)
+            .into_iter()
+            .filter(|p| !TABLE_PARAMETERS.contains(&p.name.as_str()))
+            .collect()
     }
 }
 
@@ -311,153 +262,6 @@ fn number_param(
     }
 }
 
-/// One row of the users table: a (current team, user, product, access).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReportRow {
-    /// The user id when PII is visible, the keyed hash otherwise.
-    pub user_key: String,
-    /// `null` when hashed.
-    pub name: Option<String>,
-    /// `null` when hashed.
-    pub email: Option<String>,
-    /// `null` when hashed or unknown.
-    pub avatar_url: Option<String>,
-    /// The current team (after merges).
-    pub team_id: String,
-    /// Names of the user's current groups in the team (may be empty).
-    pub groups: Vec<String>,
-    pub product: String,
-    pub access: Access,
-    /// Start of the assignment in force now; `null` when not assigned now.
-    pub assigned_date: Option<NaiveDate>,
-    /// Most recent UTC date of use, as of now (not cut by the range).
-    pub last_accessed: Option<NaiveDate>,
-    /// Distinct UTC dates used in the range.
-    pub days_used: u32,
-    /// Days used / months in range, to 2 decimals.
-    pub monthly_average: f64,
-    /// Tokens of the Flex windows that started in the range.
-    pub tokens_used: Tokens,
-    pub status: Status,
-}
-
-/// The users endpoint's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UsersPage {
-    pub rows: Vec<ReportRow>,
-    /// Rows matching the filters, over all pages.
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-}
-
-/// The Subscriptions tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriptionsTile {
-    pub assigned_seats: u64,
-    pub active: u64,
-    /// Absent when all teams are selected (rule 6).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inactive: Option<u64>,
-    pub not_yet_active: u64,
-}
-
-/// The Flex tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlexTile {
-    pub tokens_consumed: Tokens,
-    /// Distinct users with Flex usage in the range.
-    pub users: u64,
-    /// The sum of their days used (per product) in the range.
-    pub days_used: u64,
-}
-
-/// The dates a report covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RangeDates {
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-}
-
-/// The overview endpoint's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Overview {
-    pub subscriptions: SubscriptionsTile,
-    pub flex: FlexTile,
-    pub range: RangeDates,
-}
-
-/// One UTC date of the daily usage chart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DailyPoint {
-    pub date: NaiveDate,
-    /// Distinct users with at least one authorization that day.
-    pub active_users: u64,
-    /// Report rows (team, user, product, access) used that day: the day's
-    /// share of the rows' days used.
-    pub days_used: u64,
-    /// Tokens of the Flex windows that started that day.
-    pub tokens: Tokens,
-}
-
-/// The daily chart's answer: every date of the range, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Daily {
-    pub days: Vec<DailyPoint>,
-    pub range: RangeDates,
-}
-
-/// What an export holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportKind {
-    /// The report rows (the users table) with the current filters.
-    Report,
-    /// Raw seat usage: one line per (team, user, product, UTC date used).
-    SeatUsage,
-    /// Raw token usage: one line per charged Flex window.
-    TokenUsage,
-}
-
-impl ExportKind {
-    /// The stable name (`report`, `seat_usage`, `token_usage`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportKind::Report => "report",
-            ExportKind::SeatUsage => "seat_usage",
-            ExportKind::TokenUsage => "token_usage",
-        }
-    }
-}
-
-/// The file format of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportFormat {
-    Csv,
-    Xlsx,
-}
-
-impl ExportFormat {
-    /// The stable name and file extension (`csv`, `xlsx`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportFormat::Csv => "csv",
-            ExportFormat::Xlsx => "xlsx",
-        }
-    }
-
-    /// The media type of the file.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            ExportFormat::Csv => "text/csv; charset=utf-8",
-            ExportFormat::Xlsx => {
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,17 +360,5 @@ mod tests {
         assert!(params(&[("sort", "name:up")]).sort().is_err());
         assert!(params(&[("page", "0")]).page().is_err());
         assert!(params(&[("page_size", "5000")]).page().is_err());
-    }
-
-    #[test]
-    fn the_overview_omits_inactive_when_absent() {
-        let tile = SubscriptionsTile {
-            assigned_seats: 3,
-            active: 1,
-            inactive: None,
-            not_yet_active: 1,
-        };
-        let json = serde_json::to_value(tile).expect("serialises");
-        assert!(json.get("inactive").is_none());
     }
 }

@@ -1,0 +1,192 @@
+//! Schemas the derives cannot write alone: the types of `usage-core` the
+//! API shows (`Access`, `Status`, `Tokens`; foreign types, so described
+//! here by named stand-ins), and the values whose lists come from the code
+//! (range presets, sort columns). Fields refer to them with
+//! `#[schema(value_type = ..)]` (add `inline` for the value schemas: unlike
+//! `schema_with`, it keeps the field's doc comment as its description).
+
+use std::borrow::Cow;
+
+use serde_json::{json, Value};
+use usage_core::event::Access as CoreAccess;
+use usage_core::range::{RangePreset, MAX_CUSTOM_DAYS};
+use usage_core::status::Status as CoreStatus;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::model::SortColumn;
+
+/// A schema written as JSON (OpenAPI 3.1: JSON Schema 2020-12).
+pub(crate) fn from_json(value: Value) -> RefOr<Schema> {
+    // The values are this module's literals; the unit tests build them all.
+    serde_json::from_value(value).expect("a schema the OpenAPI types take")
+}
+
+/// The schema of `usage_core::event::Access` in the document (`Access`).
+pub struct Access;
+
+impl PartialSchema for Access {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = CoreAccess::ALL.iter().map(|a| a.as_str()).collect();
+        from_json(json!({
+            "type": "string",
+            "enum": names,
+            "description": "`seat`: a subscription seat assigned in a team; `flex`: \
+                prepaid Flex tokens, charged per 24-hour usage window."
+        }))
+    }
+}
+
+impl ToSchema for Access {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Access")
+    }
+}
+
+/// The schema of `usage_core::status::Status` in the document (`Status`).
+pub struct Status;
+
+impl PartialSchema for Status {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = CoreStatus::ALL.iter().map(|s| s.as_str()).collect();
+        from_json(json!({
+            "type": "string",
+            "enum": names,
+            "description": "Of a (team, user, product) over the range, as of now. \
+                `active`: currently assigned and used in the range; `inactive`: a seat \
+                assigned since on or before the range start, not used in the range; \
+                `not_yet_active`: a seat assigned after the range start, not used yet; \
+                `flex_unused`: Flex, assigned, not used in the range (Flex users are never \
+                inactive); `unassigned`: used in the range, not assigned now."
+        }))
+    }
+}
+
+impl ToSchema for Status {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Status")
+    }
+}
+
+/// The schema of `usage_core::event::Tokens` in the document (`Tokens`).
+pub struct Tokens;
+
+impl PartialSchema for Tokens {
+    fn schema() -> RefOr<Schema> {
+        from_json(json!({
+            "type": "number",
+            "minimum": 0,
+            "description": "Flex tokens, exact to the thousandth: an integer when whole, \
+                else a decimal with at most 3 places."
+        }))
+    }
+}
+
+impl ToSchema for Tokens {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Tokens")
+    }
+}
+
+/// The names of the `range` filter: the presets, then `custom`.
+pub fn range_names() -> Vec<&'static str> {
+    RangePreset::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .chain(["custom"])
+        .collect()
+}
+
+/// The `range` filter.
+pub fn range() -> RefOr<Schema> {
+    from_json(json!({
+        "type": "string",
+        "enum": range_names(),
+        "default": RangePreset::Last30Days.as_str(),
+    }))
+}
+
+/// The rule of the `from` and `to` filters.
+pub fn custom_dates_rule() -> String {
+    format!(
+        "required with `range=custom` and refused otherwise; `from` <= `to`, `to` not \
+         after today (UTC), at most {MAX_CUSTOM_DAYS} days"
+    )
+}
+
+/// `column[:asc|desc]` over the columns of the users table.
+pub fn sort_pattern() -> String {
+    let columns: Vec<&str> = SortColumn::ALL.iter().map(|(_, n)| *n).collect();
+    format!("^({})(:(asc|desc))?$", columns.join("|"))
+}
+
+/// The `sort` query parameter.
+pub fn sort() -> RefOr<Schema> {
+    from_json(json!({
+        "type": "string",
+        "pattern": sort_pattern(),
+        "default": format!("{}:asc", SortColumn::UserKey.as_str()),
+    }))
+}
+
+/// The `sort` filter in a JSON body (exports, schedules).
+pub fn sort_text() -> RefOr<Schema> {
+    from_json(json!({ "type": "string", "pattern": sort_pattern() }))
+}
+
+/// `page` and `page_size` in a JSON body, where every filter is a string.
+pub fn number_text() -> RefOr<Schema> {
+    from_json(json!({ "type": "string", "pattern": "^[0-9]+$" }))
+}
+
+/// A date filter (`from`, `to`) in a JSON body.
+pub fn date_text() -> RefOr<Schema> {
+    from_json(json!({ "type": "string", "format": "date" }))
+}
+
+/// The `access` filter (a JSON body's or a query's).
+pub fn access_text() -> RefOr<Schema> {
+    let names: Vec<&str> = CoreAccess::ALL.iter().map(|a| a.as_str()).collect();
+    from_json(json!({ "type": "string", "enum": names }))
+}
+
+/// The `status` filter (a JSON body's or a query's).
+pub fn status_text() -> RefOr<Schema> {
+    let names: Vec<&str> = CoreStatus::ALL.iter().map(|s| s.as_str()).collect();
+    from_json(json!({ "type": "string", "enum": names }))
+}
+
+/// Declares a type whose schema is `f()`, for `value_type = ..` with
+/// `inline`.
+macro_rules! value_schema {
+    ($($(#[$doc:meta])* $name:ident = $f:ident;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $f()
+            }
+        }
+
+        impl ToSchema for $name {}
+    )*};
+}
+
+value_schema! {
+    /// The `range` filter.
+    RangeName = range;
+    /// The `sort` query parameter.
+    SortParam = sort;
+    /// The `sort` filter in a JSON body.
+    SortText = sort_text;
+    /// `page` or `page_size` in a JSON body.
+    NumberText = number_text;
+    /// `from` or `to`.
+    DateText = date_text;
+    /// The `access` filter.
+    AccessText = access_text;
+    /// The `status` filter.
+    StatusText = status_text;
+}
