@@ -1,5 +1,6 @@
 //! Kafka clients: the group consumer of the three inbound topics, with its
-//! rebalance notices and its lag metric, and the producer of dead letters.
+//! rebalance notices and its lag metric, the producer of dead letters, and
+//! the question of partitions' end offsets (the reference gate's probe).
 
 use crate::message::Topic;
 use crate::metrics::Metrics;

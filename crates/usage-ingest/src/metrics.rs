@@ -161,7 +161,7 @@ impl Metrics {
         )?;
         let paused_partitions = IntGauge::with_opts(opts(
             "paused_partitions",
-            "Partitions paused for backpressure.",
+            "Partitions paused: writes or reads of ClickHouse lag, or usage waits for reference data.",
         ))?;
         registry.register(Box::new(paused_partitions.clone()))?;
         let assigned_partitions = IntGaugeVec::new(

@@ -181,7 +181,7 @@ pub(crate) fn assignment_event(rb: &mut RowBinary, a: &Assignment, ingested_at: 
 }
 
 /// The current assignment of a key (or its absence), as of its newest event,
-/// under `version` (see `process::StateVersions`).
+/// under `version` (see `stamp::encode::StateVersions`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assignment_state(
     rb: &mut RowBinary,

@@ -1,6 +1,6 @@
 //! The ClickHouse sink: one `INSERT ... FORMAT RowBinary` per table and batch,
-//! retried with the identical bytes, exponential backoff and jitter, until it
-//! succeeds or the process is told to stop. Nothing here drops data: a batch
+//! retried with the identical bytes, exponential backoff and jitter
+//! (`retry.rs`), until it succeeds or the process is told to stop. Nothing here drops data: a batch
 //! is either in ClickHouse or still owned by the caller, whose offsets are
 //! not committed.
 

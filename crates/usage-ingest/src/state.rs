@@ -1,6 +1,7 @@
 //! The state enrichment needs — assignment history, Flex rates, Flex windows —
 //! kept in ClickHouse (the tables the ingest itself writes) and loaded from
-//! there: on start, on partition assignment, and as other instances add to it.
+//! there (by `stamp/loader.rs`): on start, on partition assignment, and as
+//! other instances add to it.
 //! A restart or a rebalance therefore stamps events exactly as before.
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -12,7 +13,7 @@ use usage_core::team::AssignmentState;
 use usage_core::FastMap;
 use usage_store::{StoreError, Warehouse};
 
-/// What the processor consults to stamp an authorization.
+/// What the stamper consults to stamp an authorization.
 pub(crate) struct Enrichment {
     pub(crate) assignments: AssignmentState,
     pub(crate) rates: RateTable,
