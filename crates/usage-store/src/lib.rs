@@ -5,8 +5,12 @@
 //! - [`ServerVersion`]: the server's version, for the few places where
 //!   behaviour must differ between 18.16 and a current ClickHouse.
 //! - [`migrate`]: the versioned schema migrations in `schemas/clickhouse/`.
+//! - [`schema`]: every table defined once — its columns in order with their
+//!   types, the codes of its `Enum8` columns and the values its columns store
+//!   faithfully — for the writers and the readers alike.
 
 pub mod migrate;
+pub mod schema;
 mod version;
 mod warehouse;
 
@@ -44,6 +48,23 @@ pub enum StoreError {
     },
     #[error("unexpected server version string {0:?}")]
     BadVersion(String),
+    #[error("unreadable row in {table}: {source}")]
+    Unreadable {
+        table: &'static str,
+        #[source]
+        source: schema::Unreadable,
+    },
+}
+
+impl StoreError {
+    /// A row of `table` read back with a value this code cannot represent
+    /// (an unknown `Enum8` code, ...).
+    pub fn unreadable(table: &schema::TableDef, source: impl Into<schema::Unreadable>) -> Self {
+        StoreError::Unreadable {
+            table: table.name,
+            source: source.into(),
+        }
+    }
 }
 
 /// Checks that `name` is a plain identifier, safe to splice into DDL.
