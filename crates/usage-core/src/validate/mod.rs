@@ -1,0 +1,215 @@
+//! Validation of inbound events: raw Kafka message bytes in, typed events or a
+//! machine-readable [`ValidationError`] out.
+//!
+//! This is the Rust side of the published contract in `schemas/events/`: every
+//! message the JSON Schemas reject is rejected here too, with a [`Reason`] that
+//! becomes the dead-letter reason and the metric label. On top of the schemas
+//! the decoder enforces what a schema cannot say: timestamps not too far in
+//! the future ([`Limits::max_future_skew`], relative to `now`), not before
+//! [`Limits::min_occurred_at`], a team not merged into itself, Flex token
+//! amounts exact to a thousandth.
+//!
+//! Pure: no I/O, no clock (`now` is an argument), no panics on any input.
+//!
+//! # Policies
+//! - **Unknown properties are ignored** (forward compatibility): publishers
+//!   may add fields before consumers know them.
+//! - **Optional properties may be omitted or `null`**; both mean absent.
+//!   Required properties must be present and not `null` (`null` is
+//!   [`Reason::WrongType`]).
+//! - **Duplicate keys** of a known property are [`Reason::MalformedJson`]
+//!   (RFC 8259 leaves their meaning undefined; we refuse to guess).
+//! - **Nesting** deeper than [`MAX_NESTING`] objects and arrays, anywhere
+//!   (unknown properties included), is [`Reason::MalformedJson`].
+//! - **Strings**: identifiers (`event_id`, `*_id`, `product`,
+//!   `product_version`) must be non-empty; every string is at most
+//!   [`Limits::max_string_len`] characters (Unicode scalar values, as JSON
+//!   Schema's `maxLength` counts), `avatar_url` at most [`Limits::max_url_len`].
+//! - **Errors come in document order** for the JSON and type checks (the
+//!   first problem serde meets, missing fields last), then field by field in
+//!   declaration order for the value checks.
+//!
+//! # Performance
+//! [`decode_authorization`] is the hot path: one serde pass over the bytes
+//! into a borrowed wire struct (no `serde_json::Value`), value checks on the
+//! borrowed strings, then one allocation per string field. Only on the error
+//! path is the message parsed again (to tell malformed JSON from a typing
+//! problem, and to find the offending field's path).
+//!
+//! # Layout
+//! - this module: the three decoders, the entry points;
+//! - `limits`: [`Limits`], the bounds beyond the JSON shape;
+//! - `error`: the dead-letter [`Reason`] and the [`ValidationError`];
+//! - `json`: the checks before parsing (size, UTF-8, nesting, "an object")
+//!   and the mapping of serde's errors to a reason and a field;
+//! - `wire`: the JSON shape of each event, strings borrowed from the message;
+//! - `fields`: the value checks of each field (ids, lengths, enums,
+//!   timestamps, token rates);
+//! - `tests`: the decoders' behaviour, message by message.
+
+mod error;
+mod fields;
+mod json;
+mod limits;
+mod wire;
+
+pub use error::{Reason, UnknownReason, ValidationError};
+pub use json::MAX_NESTING;
+pub use limits::Limits;
+
+use chrono::{DateTime, Utc};
+
+use crate::event::{
+    Assignment, Authorization, DirectoryChange, DirectoryEvent, GroupMembership, ProductRate, Team,
+    TeamMerge, UserProfile,
+};
+use fields::{Checker, ACCESS, ACTIONS, VIAS};
+use json::{parse, preflight};
+use wire::{
+    AssignmentWire, AuthorizationWire, DirectoryTagWire, GroupMembershipWire, ProductRateWire,
+    TeamMergeWire, TeamWire, UserProfileWire,
+};
+
+/// Decodes one `usage.authorizations` message. The hot path: one serde pass,
+/// no intermediate `Value`.
+pub fn decode_authorization(
+    bytes: &[u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Authorization, ValidationError> {
+    let text = preflight(bytes, limits)?;
+    let w: AuthorizationWire<'_> = parse(text)?;
+    let c = Checker { limits, now };
+    Ok(Authorization {
+        event_id: c.id("event_id", w.event_id)?,
+        occurred_at: c.occurred_at("occurred_at", &w.occurred_at)?,
+        user_id: c.id("user_id", w.user_id)?,
+        product: c.id("product", w.product)?,
+        product_version: c.opt_id("product_version", w.product_version)?,
+        access: c.one_of("access", &w.access, ACCESS)?,
+        team_id: c.opt_id("team_id", w.team_id)?,
+        machine_id: c.opt_id("machine_id", w.machine_id)?,
+        online: w.online.unwrap_or(true),
+    })
+}
+
+/// Decodes one `usage.assignments` message.
+pub fn decode_assignment(
+    bytes: &[u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Assignment, ValidationError> {
+    let text = preflight(bytes, limits)?;
+    let w: AssignmentWire<'_> = parse(text)?;
+    let c = Checker { limits, now };
+    Ok(Assignment {
+        event_id: c.id("event_id", w.event_id)?,
+        occurred_at: c.occurred_at("occurred_at", &w.occurred_at)?,
+        action: c.one_of("action", &w.action, ACTIONS)?,
+        team_id: c.id("team_id", w.team_id)?,
+        user_id: c.id("user_id", w.user_id)?,
+        product: c.id("product", w.product)?,
+        access: c.one_of("access", &w.access, ACCESS)?,
+        via: c.one_of("via", &w.via, VIAS)?,
+        group_id: c.opt_id("group_id", w.group_id)?,
+    })
+}
+
+/// The directory `type`s the contract knows, in contract order.
+pub const DIRECTORY_TYPES: [&str; 5] = [
+    "user_profile",
+    "team",
+    "group_membership",
+    "team_merge",
+    "product_rate",
+];
+
+/// Decodes one `usage.directory` message: first its `type`, then the fields
+/// of that type.
+pub fn decode_directory(
+    bytes: &[u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DirectoryEvent, ValidationError> {
+    let text = preflight(bytes, limits)?;
+    let tag: DirectoryTagWire<'_> = parse(text)?;
+    let c = Checker { limits, now };
+    let (event_id, occurred_at, change) = match &*tag.kind.0 {
+        "user_profile" => {
+            let w: UserProfileWire<'_> = parse(text)?;
+            let change = DirectoryChange::UserProfile(UserProfile {
+                user_id: c.id("user_id", w.user_id)?,
+                name: c.text("name", w.name)?,
+                email: c.text("email", w.email)?,
+                avatar_url: c.opt_url("avatar_url", w.avatar_url)?,
+            });
+            (w.event_id, w.occurred_at, change)
+        }
+        "team" => {
+            let w: TeamWire<'_> = parse(text)?;
+            let change = DirectoryChange::Team(Team {
+                team_id: c.id("team_id", w.team_id)?,
+                name: c.text("name", w.name)?,
+                pii_visible: w.pii_visible,
+            });
+            (w.event_id, w.occurred_at, change)
+        }
+        "group_membership" => {
+            let w: GroupMembershipWire<'_> = parse(text)?;
+            let change = DirectoryChange::GroupMembership(GroupMembership {
+                team_id: c.id("team_id", w.team_id)?,
+                group_id: c.id("group_id", w.group_id)?,
+                group_name: c.text("group_name", w.group_name)?,
+                user_id: c.id("user_id", w.user_id)?,
+                member: w.member,
+            });
+            (w.event_id, w.occurred_at, change)
+        }
+        "team_merge" => {
+            let w: TeamMergeWire<'_> = parse(text)?;
+            let from_team_id = c.id("from_team_id", w.from_team_id)?;
+            let into_team_id = c.id("into_team_id", w.into_team_id)?;
+            if from_team_id == into_team_id {
+                return Err(ValidationError::at(
+                    Reason::InvalidValue,
+                    "into_team_id",
+                    "a team cannot be merged into itself",
+                ));
+            }
+            let change = DirectoryChange::TeamMerge(TeamMerge {
+                from_team_id,
+                into_team_id,
+            });
+            (w.event_id, w.occurred_at, change)
+        }
+        "product_rate" => {
+            let w: ProductRateWire<'_> = parse(text)?;
+            let change = DirectoryChange::ProductRate(ProductRate {
+                product: c.id("product", w.product)?,
+                name: c.opt_text("name", w.name)?,
+                flex_tokens_per_day: c
+                    .tokens_per_day("flex_tokens_per_day", &w.flex_tokens_per_day)?,
+                effective_from: c.not_before_min("effective_from", &w.effective_from)?,
+            });
+            (w.event_id, w.occurred_at, change)
+        }
+        other => {
+            return Err(ValidationError::at(
+                Reason::UnknownValue,
+                "type",
+                format!(
+                    "unknown directory type `{other}`, expected one of {}",
+                    DIRECTORY_TYPES.join(", ")
+                ),
+            ))
+        }
+    };
+    Ok(DirectoryEvent {
+        event_id: c.id("event_id", event_id)?,
+        occurred_at: c.occurred_at("occurred_at", &occurred_at)?,
+        change,
+    })
+}
+
+#[cfg(test)]
+mod tests;
