@@ -91,7 +91,7 @@ mod tests {
     use tower::ServiceExt;
     use tracing_subscriber::fmt::MakeWriter;
 
-    use crate::api::tests::{state, TOKEN};
+    use crate::api::tests::{state, ROUTER, TOKEN};
     use crate::api::{router, AppState};
 
     /// What the subscriber wrote.
@@ -149,6 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_logs_name_the_route_and_the_admin_never_the_query() {
+        let _one_at_a_time = ROUTER.lock().await;
         let exports = std::env::temp_dir().join(format!(
             "usage-report-request-{}",
             uuid::Uuid::new_v4().simple()

@@ -65,12 +65,6 @@ macro_rules! errors {
         $(#[$doc])*
         pub(crate) struct $name;
 
-        impl $name {
-            /// The codes, as declared.
-            #[allow(dead_code)]
-            pub(crate) const CODES: &'static [&'static str] = &[$($code),*];
-        }
-
         impl utoipa::IntoResponses for $name {
             fn responses() -> std::collections::BTreeMap<
                 String,

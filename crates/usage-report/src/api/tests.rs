@@ -28,6 +28,12 @@ use super::{document, router, AppState};
 use crate::commands::Publisher;
 use crate::metrics::Metrics;
 
+/// Held by the tests that send requests through the router: one at a time,
+/// as a request test capturing logs with a scoped subscriber misses events
+/// while another thread hits the same callsites (tracing caches interest
+/// per callsite, across threads).
+pub(crate) static ROUTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An admin's token in [`state`].
 pub(crate) const TOKEN: &str = "ada-secret-token-0123456789";
 
@@ -127,6 +133,7 @@ fn the_document_is_openapi_3_1_json() {
 /// path, and [`ROUTES`] (which the end-to-end tests probe) is the same list.
 #[tokio::test]
 async fn the_router_serves_exactly_the_documented_routes() {
+    let _one_at_a_time = ROUTER.lock().await;
     let doc = document();
     let documented: BTreeSet<(String, String)> = operations(doc)
         .into_iter()
