@@ -291,7 +291,28 @@ async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
     apply_migrations(&warehouse, &args.migrations_dir).await
 }
 
+/// The validation limits of `args`, refused when they would let through a
+/// timestamp ClickHouse cannot store.
+fn validation_limits(args: &RunArgs) -> anyhow::Result<Limits> {
+    let max_future_skew = chrono::TimeDelta::try_seconds(args.max_future_skew_secs.max(0))
+        .with_context(|| {
+            format!(
+                "--max-future-skew-secs {} is out of range",
+                args.max_future_skew_secs
+            )
+        })?;
+    let limits = Limits {
+        max_message_bytes: args.max_message_bytes,
+        max_future_skew,
+        ..Limits::default()
+    };
+    stamp::storable::check_limits(&limits, chrono::Utc::now())
+        .map_err(|e| anyhow::anyhow!("validation limits: {e}"))?;
+    Ok(limits)
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let limits = validation_limits(&args)?;
     let warehouse = Warehouse::new(args.clickhouse.settings()?)?;
     if args.migrate {
         apply_migrations(&warehouse, &args.migrations_dir).await?;
@@ -310,7 +331,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-    let written: Vec<&str> = rows::ALL.iter().map(|t| t.name).collect();
+    let written: Vec<&str> = rows::WRITTEN.iter().map(|t| t.name).collect();
     metrics.register_labels(
         &args.kafka.inbound_topics(),
         &args.kafka.authorizations_topic,
@@ -337,11 +358,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),
         },
         stamp: stamp::StampSettings {
-            limits: Limits {
-                max_message_bytes: args.max_message_bytes,
-                max_future_skew: chrono::TimeDelta::seconds(args.max_future_skew_secs.max(0)),
-                ..Limits::default()
-            },
+            limits,
             unresolved_hold: Duration::from_secs(args.unresolved_hold_secs),
         },
         dead_letters: dlq::DeadLetterPolicy::new(

@@ -10,18 +10,12 @@ use bytes::Bytes;
 use clickhouse::Client;
 use std::time::Instant;
 use tokio::sync::watch;
+use usage_store::schema::TableDef;
 
-/// A destination table and its column list, in the order rows are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Table {
-    pub(crate) name: &'static str,
-    pub(crate) columns: &'static str,
-}
-
-/// Rows of one table, encoded once.
+/// Rows of one table, encoded once, in the order of its definition's columns.
 #[derive(Debug, Clone)]
 pub(crate) struct TableRows {
-    pub(crate) table: Table,
+    pub(crate) table: TableDef,
     pub(crate) rows: usize,
     pub(crate) data: Bytes,
 }
@@ -106,7 +100,8 @@ impl Sink {
     async fn insert_once(&self, rows: &TableRows) -> Result<(), clickhouse::error::Error> {
         let sql = format!(
             "INSERT INTO {} ({}) FORMAT RowBinary",
-            rows.table.name, rows.table.columns
+            rows.table.name,
+            rows.table.column_list()
         );
         let mut insert = self.client.insert_formatted_with(sql);
         insert.send(rows.data.clone()).await?;

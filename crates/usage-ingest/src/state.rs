@@ -3,6 +3,11 @@
 //! there (by `stamp/loader.rs`): on start, on partition assignment, and as
 //! other instances add to it.
 //! A restart or a rebalance therefore stamps events exactly as before.
+//!
+//! Rows are decoded with the tables' definitions (`usage_store::schema`): a
+//! stored code or value this code cannot represent is an error of the read
+//! ([`StoreError::Unreadable`]), reported and retried like any failed read,
+//! never replaced by a default.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use clickhouse::Row;
@@ -11,6 +16,9 @@ use usage_core::charge::{ChargeConfig, ChargeState, RateTable, WindowRecord, WIN
 use usage_core::event::{Access, Assignment, AssignmentAction, AssignmentVia, ProductRate, Tokens};
 use usage_core::team::AssignmentState;
 use usage_core::FastMap;
+use usage_store::schema::{
+    values, StoredEnum, TableDef, Unreadable, ASSIGNMENT_EVENTS, FLEX_WINDOWS, PRODUCT_RATES,
+};
 use usage_store::{StoreError, Warehouse};
 
 /// What the stamper consults to stamp an authorization.
@@ -24,18 +32,12 @@ pub(crate) struct Enrichment {
     assignments_read_until: u32,
 }
 
-fn from_parts(seconds: u32, micros: u32) -> DateTime<Utc> {
-    DateTime::from_timestamp(i64::from(seconds), micros.min(999_999) * 1000).unwrap_or_default()
+/// A stored value of `table` that cannot be read back, as a read error.
+fn unreadable(table: TableDef) -> impl Fn(Unreadable) -> StoreError {
+    move |e| StoreError::unreadable(&table, e)
 }
 
-fn access_of(code: i8) -> Access {
-    if code == 2 {
-        Access::Flex
-    } else {
-        Access::Seat
-    }
-}
-
+/// A row of `assignment_events`: every column, in table order.
 #[derive(Debug, Row, Deserialize)]
 struct AssignmentRecord {
     event_id: String,
@@ -52,29 +54,26 @@ struct AssignmentRecord {
 }
 
 impl AssignmentRecord {
-    fn into_event(self) -> Assignment {
-        Assignment {
+    fn into_event(self) -> Result<Assignment, Unreadable> {
+        Ok(Assignment {
+            occurred_at: values::read_datetime_us(
+                "occurred_us",
+                self.occurred_at,
+                self.occurred_us,
+            )?,
+            action: AssignmentAction::from_code(self.action)?,
+            access: Access::from_code(self.access)?,
+            via: AssignmentVia::from_code(self.via)?,
             event_id: self.event_id,
-            occurred_at: from_parts(self.occurred_at, self.occurred_us),
-            action: if self.action == 2 {
-                AssignmentAction::Unassign
-            } else {
-                AssignmentAction::Assign
-            },
             team_id: self.team_id,
             user_id: self.user_id,
             product: self.product,
-            access: access_of(self.access),
-            via: match self.via {
-                2 => AssignmentVia::Group,
-                3 => AssignmentVia::Default,
-                _ => AssignmentVia::Direct,
-            },
             group_id: (!self.group_id.is_empty()).then_some(self.group_id),
-        }
+        })
     }
 }
 
+/// A row of `product_rates`: every column, in table order.
 #[derive(Debug, Row, Deserialize)]
 struct RateRecord {
     product: String,
@@ -84,6 +83,24 @@ struct RateRecord {
     effective_from_us: u32,
     event_id: String,
     version: u64,
+}
+
+impl RateRecord {
+    /// The rate, with its event id and when it was published.
+    fn into_rate(self) -> Result<(String, DateTime<Utc>, ProductRate), Unreadable> {
+        let published = values::read_micros("version", self.version)?;
+        let rate = ProductRate {
+            effective_from: values::read_datetime_us(
+                "effective_from_us",
+                self.effective_from,
+                self.effective_from_us,
+            )?,
+            product: self.product,
+            name: (!self.name.is_empty()).then_some(self.name),
+            flex_tokens_per_day: Tokens::from_millis(self.flex_tokens_milli),
+        };
+        Ok((self.event_id, published, rate))
+    }
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -114,7 +131,10 @@ impl Enrichment {
     }
 
     /// Reads assignment events other instances (or earlier runs) wrote since
-    /// the last read. Returns how many were new to this state.
+    /// the last read. Returns how many were new to this state. Only a read
+    /// that got to the end moves the point the next one starts from (the rows
+    /// come in no order): a read that failed half-way is made again whole,
+    /// and applying an event twice changes nothing.
     pub(crate) async fn follow_assignments(
         &mut self,
         warehouse: &Warehouse,
@@ -124,20 +144,22 @@ impl Enrichment {
             .saturating_sub(FOLLOW_OVERLAP_SECONDS);
         let mut cursor = warehouse
             .client()
-            .query(
-                "SELECT event_id, occurred_at, occurred_us, action, team_id, user_id, product, \
-                 access, via, group_id, ingested_at FROM assignment_events \
-                 WHERE ingested_at >= toDateTime(?, 'UTC')",
-            )
+            .query(&format!(
+                "SELECT {} FROM {ASSIGNMENT_EVENTS} WHERE ingested_at >= toDateTime(?, 'UTC')",
+                ASSIGNMENT_EVENTS.column_list()
+            ))
             .bind(since)
             .fetch::<AssignmentRecord>()?;
         let mut new = 0;
+        let mut read_until = self.assignments_read_until;
         while let Some(record) = cursor.next().await? {
-            self.assignments_read_until = self.assignments_read_until.max(record.ingested_at);
-            if self.assignments.apply(&record.into_event()) == usage_core::team::Applied::New {
+            read_until = read_until.max(record.ingested_at);
+            let event = record.into_event().map_err(unreadable(ASSIGNMENT_EVENTS))?;
+            if self.assignments.apply(&event) == usage_core::team::Applied::New {
                 new += 1;
             }
         }
+        self.assignments_read_until = read_until;
         Ok(new)
     }
 
@@ -145,25 +167,18 @@ impl Enrichment {
     pub(crate) async fn reload_rates(&mut self, warehouse: &Warehouse) -> Result<(), StoreError> {
         let rates = warehouse
             .client()
-            .query(
-                "SELECT product, name, flex_tokens_milli, effective_from, effective_from_us, \
-                 event_id, version FROM product_rates",
-            )
+            .query(&format!(
+                "SELECT {} FROM {PRODUCT_RATES}",
+                PRODUCT_RATES.column_list()
+            ))
             .fetch_all::<RateRecord>()
-            .await?;
-        for r in rates {
-            let published = DateTime::from_timestamp_micros(i64::try_from(r.version).unwrap_or(0))
-                .unwrap_or_default();
-            self.rates.apply(
-                &r.event_id,
-                published,
-                &ProductRate {
-                    product: r.product,
-                    name: (!r.name.is_empty()).then_some(r.name),
-                    flex_tokens_per_day: Tokens::from_millis(r.flex_tokens_milli),
-                    effective_from: from_parts(r.effective_from, r.effective_from_us),
-                },
-            );
+            .await?
+            .into_iter()
+            .map(RateRecord::into_rate)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unreadable(PRODUCT_RATES))?;
+        for (event_id, published, rate) in rates {
+            self.rates.apply(&event_id, published, &rate);
         }
         Ok(())
     }
@@ -215,19 +230,32 @@ impl Enrichment {
             let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
             let mut query = warehouse.client().query(&format!(
                 "SELECT user_id, product, window_start, window_start_us, \
-                 any(opening_event_id), any(tokens_milli) FROM flex_windows \
+                 any(opening_event_id), any(tokens_milli) FROM {FLEX_WINDOWS} \
                  WHERE (user_id, product) IN ({placeholders}) AND window_start >= toDateTime(?, 'UTC') \
                  GROUP BY user_id, product, window_start, window_start_us"
             ));
             for (user, product, _) in chunk {
                 query = query.bind(*user).bind(*product);
             }
+            // A bound of the query, not a stored value: from before 1970 is
+            // every window. (The events were storable, so it is before 2106.)
+            let from = u32::try_from(earliest.timestamp().max(0)).unwrap_or(u32::MAX);
             let rows = query
-                .bind(u32::try_from(earliest.timestamp().max(0)).unwrap_or(0))
+                .bind(from)
                 .fetch_all::<WindowRow>()
-                .await?;
-            for row in rows {
-                let start = from_parts(row.window_start, row.window_start_us);
+                .await?
+                .into_iter()
+                .map(|row| {
+                    let start = values::read_datetime_us(
+                        "window_start_us",
+                        row.window_start,
+                        row.window_start_us,
+                    )?;
+                    Ok((start, row))
+                })
+                .collect::<Result<Vec<_>, Unreadable>>()
+                .map_err(unreadable(FLEX_WINDOWS))?;
+            for (start, row) in rows {
                 self.charges.restore(
                     &row.user_id,
                     &row.product,
@@ -248,5 +276,106 @@ impl Enrichment {
             }
         }
         Ok(restored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use usage_store::schema::UnknownCode;
+
+    fn record(action: i8, access: i8, via: i8, occurred_us: u32) -> AssignmentRecord {
+        AssignmentRecord {
+            event_id: "a".into(),
+            occurred_at: 1_772_323_200,
+            occurred_us,
+            action,
+            team_id: "t".into(),
+            user_id: "u".into(),
+            product: "p".into(),
+            access,
+            via,
+            group_id: String::new(),
+            ingested_at: 1_772_323_201,
+        }
+    }
+
+    fn names(table: TableDef) -> Vec<&'static str> {
+        table.columns.iter().map(|c| c.name).collect()
+    }
+
+    /// The records are read with `SELECT <the table's column list>`: their
+    /// fields must be the columns, in order (RowBinary carries no names).
+    #[test]
+    fn records_have_the_columns_of_their_table() {
+        assert_eq!(
+            <AssignmentRecord as Row>::COLUMN_NAMES,
+            names(ASSIGNMENT_EVENTS)
+        );
+        assert_eq!(<RateRecord as Row>::COLUMN_NAMES, names(PRODUCT_RATES));
+    }
+
+    #[test]
+    fn stored_codes_are_decoded_with_the_table_definitions() {
+        let a = record(2, 2, 3, 250).into_event().expect("known codes");
+        assert_eq!(
+            (a.action, a.access, a.via),
+            (
+                AssignmentAction::Unassign,
+                Access::Flex,
+                AssignmentVia::Default
+            )
+        );
+        assert_eq!(a.occurred_at.timestamp_subsec_micros(), 250);
+    }
+
+    #[test]
+    fn an_unknown_code_is_an_error_of_the_read_not_a_default() {
+        for (rec, what, code) in [
+            (record(3, 1, 1, 0), "assignment action", 3),
+            (record(1, 3, 1, 0), "access", 3),
+            (record(1, 1, 0, 0), "assignment via", 0),
+        ] {
+            let error = rec.into_event().expect_err("unknown code");
+            assert_eq!(error, Unreadable::Code(UnknownCode { what, code }));
+        }
+        let error = record(1, 1, 1, 1_000_000)
+            .into_event()
+            .expect_err("not microseconds within a second");
+        assert!(matches!(
+            error,
+            Unreadable::Value {
+                column: "occurred_us",
+                ..
+            }
+        ));
+        let store_error = unreadable(ASSIGNMENT_EVENTS)(Unreadable::Code(UnknownCode {
+            what: "access",
+            code: 3,
+        }));
+        assert_eq!(
+            store_error.to_string(),
+            "unreadable row in assignment_events: unknown access code 3"
+        );
+    }
+
+    #[test]
+    fn a_rate_whose_stored_times_are_not_instants_is_an_error() {
+        let rate = |effective_from_us: u32, version: u64| RateRecord {
+            product: "p".into(),
+            name: String::new(),
+            flex_tokens_milli: 7_000,
+            effective_from: 1_772_323_200,
+            effective_from_us,
+            event_id: "r".into(),
+            version,
+        };
+        let (event_id, published, r) = rate(5, 1_772_323_200_000_005)
+            .into_rate()
+            .expect("readable");
+        assert_eq!((event_id.as_str(), r.name), ("r", None));
+        assert_eq!(published, r.effective_from);
+        assert!(rate(1_000_000, 0).into_rate().is_err());
+        assert!(rate(0, u64::MAX).into_rate().is_err());
     }
 }

@@ -1,19 +1,22 @@
 //! Step 1 of stamping (pure): every message of a batch decoded with the
-//! contract's validation; assignment and directory facts applied to the
-//! enrichment state and encoded as rows; authorizations set aside for the
-//! stamper; refused messages turned into dead letters.
+//! contract's validation, and its timestamps checked to be storable
+//! ([`storable`]); assignment and directory facts encoded as rows and applied
+//! to the enrichment state; authorizations set aside for the stamper; refused
+//! messages turned into dead letters.
 
-use super::encode::Tables;
-use super::{dead_letter, Pending};
-use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
+use super::{dead_letter, storable, Pending, StampError};
+use crate::dlq::{DeadLetter, DeadLetterPolicy};
 use crate::message::{RawMessage, Topic, TopicNames};
-use crate::rows;
+use crate::rows::{self, Tables};
 use crate::state::Enrichment;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use usage_core::event::{Access, AssignmentVia, DirectoryChange};
-use usage_core::validate::{decode_assignment, decode_authorization, decode_directory, Limits};
+use usage_core::event::{Access, AssignmentVia, Authorization, DirectoryChange};
+use usage_core::validate::{
+    decode_assignment, decode_authorization, decode_directory, Limits, ValidationError,
+};
+use usage_store::schema::Unstorable;
 
 /// An assignment key: (team, user, product, access).
 pub(crate) type AssignmentKey = (String, String, String, Access);
@@ -36,11 +39,20 @@ pub(crate) struct Decoder<'a> {
     pub(crate) topics: &'a TopicNames,
 }
 
+/// Where a decoded message's effects go.
+struct Effects<'a> {
+    enrichment: &'a mut Enrichment,
+    tables: &'a mut Tables,
+    touched: &'a mut BTreeMap<AssignmentKey, AssignmentVia>,
+    ingested_at: DateTime<Utc>,
+}
+
 impl Decoder<'_> {
     /// Decodes `batch` (in consumption order) as of `now`: reference facts go
     /// into `enrichment` and their rows into `tables` (stamped `ingested_at`);
     /// every outcome is recorded by `policy`, which stops the batch when too
-    /// many messages are invalid.
+    /// many messages are invalid. A row that cannot be stored although its
+    /// event's timestamps were checked (the clock's `ingested_at`) is an error.
     pub(crate) fn decode(
         &self,
         batch: Vec<RawMessage>,
@@ -49,61 +61,89 @@ impl Decoder<'_> {
         tables: &mut Tables,
         now: DateTime<Utc>,
         ingested_at: DateTime<Utc>,
-    ) -> Result<Decoded, PolicyTripped> {
-        let mut decoded = Decoded {
-            authorizations: Vec::new(),
-            touched: BTreeMap::new(),
-            letters: Vec::new(),
+    ) -> Result<Decoded, StampError> {
+        let mut authorizations = Vec::new();
+        let mut letters = Vec::new();
+        let mut touched = BTreeMap::new();
+        let mut effects = Effects {
+            enrichment,
+            tables,
+            touched: &mut touched,
+            ingested_at,
         };
-        let limits = self.limits;
         for raw in batch {
-            let result = match raw.topic {
-                Topic::Authorizations => decode_authorization(&raw.payload, limits, now).map(Some),
-                Topic::Assignments => decode_assignment(&raw.payload, limits, now).map(|a| {
-                    enrichment.assignments.apply(&a);
-                    rows::assignment_event(tables.get(rows::ASSIGNMENT_EVENTS), &a, ingested_at);
-                    let key = (
-                        a.team_id.clone(),
-                        a.user_id.clone(),
-                        a.product.clone(),
-                        a.access,
-                    );
-                    decoded.touched.insert(key, a.via);
-                    None
-                }),
-                Topic::Directory => decode_directory(&raw.payload, limits, now).map(|d| {
-                    let at = d.occurred_at;
-                    match &d.change {
-                        DirectoryChange::UserProfile(p) => {
-                            rows::user_profile(tables.get(rows::USER_PROFILES), p, at)
-                        }
-                        DirectoryChange::Team(t) => rows::team(tables.get(rows::TEAMS), t, at),
-                        DirectoryChange::GroupMembership(g) => {
-                            rows::group_membership(tables.get(rows::GROUP_MEMBERSHIPS), g, at)
-                        }
-                        DirectoryChange::TeamMerge(m) => {
-                            rows::team_merge(tables.get(rows::TEAM_MERGES), &d.event_id, at, m)
-                        }
-                        DirectoryChange::ProductRate(r) => {
-                            enrichment.rates.apply(&d.event_id, at, r);
-                            rows::product_rate(tables.get(rows::PRODUCT_RATES), &d.event_id, at, r)
-                        }
-                    }
-                    None
-                }),
-            };
+            let result = self.decode_one(&raw, &mut effects, now)?;
             policy.record(result.is_ok())?;
             match result {
-                Ok(Some(auth)) => decoded.authorizations.push(Pending {
+                Ok(Some(auth)) => authorizations.push(Pending {
                     auth,
                     raw,
                     deadline: Instant::now() + self.unresolved_hold,
                 }),
                 Ok(None) => {}
-                Err(error) => decoded.letters.push(dead_letter(self.topics, &raw, &error)),
+                Err(error) => letters.push(dead_letter(self.topics, &raw, &error)),
             }
         }
-        Ok(decoded)
+        Ok(Decoded {
+            authorizations,
+            touched,
+            letters,
+        })
+    }
+
+    /// One message: an authorization to stamp, `None` for a reference fact
+    /// (applied and encoded), or why it is refused.
+    fn decode_one(
+        &self,
+        raw: &RawMessage,
+        effects: &mut Effects<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Option<Authorization>, ValidationError>, Unstorable> {
+        let limits = self.limits;
+        let tables = &mut *effects.tables;
+        let enrichment = &mut *effects.enrichment;
+        match raw.topic {
+            Topic::Authorizations => Ok(decode_authorization(&raw.payload, limits, now)
+                .and_then(|a| storable::authorization(&a).map(|()| Some(a)))),
+            Topic::Assignments => {
+                let decoded = decode_assignment(&raw.payload, limits, now)
+                    .and_then(|a| storable::assignment(&a).map(|()| a));
+                let a = match decoded {
+                    Ok(a) => a,
+                    Err(error) => return Ok(Err(error)),
+                };
+                rows::assignment_event(tables, &a, effects.ingested_at)?;
+                enrichment.assignments.apply(&a);
+                let key = (
+                    a.team_id.clone(),
+                    a.user_id.clone(),
+                    a.product.clone(),
+                    a.access,
+                );
+                effects.touched.insert(key, a.via);
+                Ok(Ok(None))
+            }
+            Topic::Directory => {
+                let decoded = decode_directory(&raw.payload, limits, now)
+                    .and_then(|d| storable::directory(&d).map(|()| d));
+                let d = match decoded {
+                    Ok(d) => d,
+                    Err(error) => return Ok(Err(error)),
+                };
+                let at = d.occurred_at;
+                match &d.change {
+                    DirectoryChange::UserProfile(p) => rows::user_profile(tables, p, at)?,
+                    DirectoryChange::Team(t) => rows::team(tables, t, at)?,
+                    DirectoryChange::GroupMembership(g) => rows::group_membership(tables, g, at)?,
+                    DirectoryChange::TeamMerge(m) => rows::team_merge(tables, &d.event_id, at, m)?,
+                    DirectoryChange::ProductRate(r) => {
+                        rows::product_rate(tables, &d.event_id, at, r)?;
+                        enrichment.rates.apply(&d.event_id, at, r);
+                    }
+                }
+                Ok(Ok(None))
+            }
+        }
     }
 }
 
@@ -173,5 +213,68 @@ mod tests {
         );
         let written: Vec<&str> = tables.finish().iter().map(|t| t.table.name).collect();
         assert_eq!(written, ["assignment_events"]);
+    }
+
+    /// Events whose timestamps ClickHouse cannot store are dead letters,
+    /// neither applied nor written.
+    #[test]
+    fn unstorable_timestamps_are_dead_letters() {
+        let topics = TopicNames {
+            authorizations: "auth".into(),
+            assignments: "asg".into(),
+            directory: "dir".into(),
+        };
+        let limits = Limits::default();
+        let decoder = Decoder {
+            limits: &limits,
+            unresolved_hold: Duration::from_secs(30),
+            topics: &topics,
+        };
+        let mut enrichment = Enrichment::new(ChargeConfig::default());
+        let mut policy = DeadLetterPolicy::new(1.0, 100, 0);
+        let mut tables = Tables::default();
+        let now = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+            .expect("a timestamp")
+            .with_timezone(&Utc);
+        let batch = vec![
+            raw(
+                Topic::Directory,
+                0,
+                r#"{"event_id":"r1","occurred_at":"2026-01-01T00:00:00Z","type":"product_rate","product":"p","flex_tokens_per_day":7,"effective_from":"2106-01-01T00:00:00Z"}"#,
+            ),
+            raw(
+                Topic::Assignments,
+                1,
+                r#"{"event_id":"a1","occurred_at":"2016-12-31T23:59:60Z","action":"assign","team_id":"t-1","user_id":"u-1","product":"p","access":"seat","via":"direct"}"#,
+            ),
+            raw(
+                Topic::Authorizations,
+                2,
+                r#"{"event_id":"e1","occurred_at":"2026-01-05T23:59:60.5Z","user_id":"u-1","product":"p","access":"seat"}"#,
+            ),
+        ];
+        let decoded = decoder
+            .decode(batch, &mut enrichment, &mut policy, &mut tables, now, now)
+            .expect("within the policy");
+        let letters: Vec<(i64, &str, Option<&str>)> = decoded
+            .letters
+            .iter()
+            .map(|l| (l.offset, l.reason, l.field.as_deref()))
+            .collect();
+        assert_eq!(
+            letters,
+            [
+                (0, "future_timestamp", Some("effective_from")),
+                (1, "bad_timestamp", Some("occurred_at")),
+                (2, "bad_timestamp", Some("occurred_at")),
+            ]
+        );
+        assert!(decoded.authorizations.is_empty());
+        assert!(decoded.touched.is_empty());
+        let far = DateTime::parse_from_rfc3339("2106-06-01T00:00:00Z")
+            .expect("a timestamp")
+            .with_timezone(&Utc);
+        assert_eq!(enrichment.rates.rate_at("p", far), None, "not applied");
+        assert!(tables.finish().is_empty(), "nothing written");
     }
 }

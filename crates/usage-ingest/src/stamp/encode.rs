@@ -5,51 +5,24 @@
 use super::decode::AssignmentKey;
 use super::stamper::Stamp;
 use super::Pending;
-use crate::rowbinary::{micros, RowBinary};
-use crate::rows;
-use crate::sink::{Table, TableRows};
+use crate::rows::{self, Tables};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 use usage_core::event::{Access, AssignmentVia};
 use usage_core::team::AssignmentState;
 use usage_core::usage::usage_date;
 use usage_core::FastSet;
-
-/// The rows of one batch, per table.
-#[derive(Default)]
-pub(crate) struct Tables(BTreeMap<&'static str, (Table, RowBinary)>);
-
-impl Tables {
-    pub(crate) fn get(&mut self, table: Table) -> &mut RowBinary {
-        &mut self
-            .0
-            .entry(table.name)
-            .or_insert_with(|| (table, RowBinary::default()))
-            .1
-    }
-
-    /// The encoded tables, in the order they are written ([`rows::ALL`]).
-    pub(crate) fn finish(mut self) -> Vec<TableRows> {
-        rows::ALL
-            .iter()
-            .filter_map(|t| self.0.remove(t.name))
-            .map(|(table, rb)| TableRows {
-                table,
-                rows: rb.rows(),
-                data: rb.into_bytes(),
-            })
-            .collect()
-    }
-}
+use usage_store::schema::{values, Unstorable};
 
 /// Encodes the stamped authorizations (the facts), the windows they opened
 /// and the day-level rollup (deduplicated per batch); returns the
-/// `occurred_at` of the oldest of them.
+/// `occurred_at` of the oldest of them. Their timestamps were checked when
+/// they were decoded (`storable`): a value that cannot be stored now is an error.
 pub(crate) fn authorizations(
     tables: &mut Tables,
     stored: &[(Pending, Stamp)],
     ingested_at: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
+) -> Result<Option<DateTime<Utc>>, Unstorable> {
     let mut oldest: Option<DateTime<Utc>> = None;
     let mut days: FastSet<(&str, &str, &str, Access, NaiveDate)> = FastSet::default();
     for (p, stamp) in stored {
@@ -73,32 +46,32 @@ pub(crate) fn authorizations(
             offset: p.raw.offset,
             ingested_at,
         }
-        .encode(tables.get(rows::AUTHORIZATIONS));
+        .encode(tables)?;
         if stamp.opened_window {
             if let Some(start) = stamp.window_start {
                 rows::flex_window(
-                    tables.get(rows::FLEX_WINDOWS),
+                    tables,
                     &a.user_id,
                     &a.product,
                     start,
                     &stamp.team_id,
                     &a.event_id,
                     stamp.tokens_milli,
-                );
+                )?;
             }
         }
         if days.insert((&stamp.team_id, &a.user_id, &a.product, a.access, day)) {
             rows::daily_usage(
-                tables.get(rows::DAILY_USAGE),
+                tables,
                 &stamp.team_id,
                 &a.user_id,
                 &a.product,
                 a.access,
                 day,
-            );
+            )?;
         }
     }
-    oldest
+    Ok(oldest)
 }
 
 /// Encodes the current assignment of every key in `touched` under `version`
@@ -109,21 +82,15 @@ pub(crate) fn assignment_states(
     assignments: &AssignmentState,
     touched: &BTreeMap<AssignmentKey, AssignmentVia>,
     version: u64,
-) {
+) -> Result<(), Unstorable> {
     let latest = DateTime::<Utc>::MAX_UTC;
     for ((team_id, user_id, product, access), via) in touched {
         let current = assignments.current_assignment(team_id, user_id, product, *access, latest);
         rows::assignment_state(
-            tables.get(rows::ASSIGNMENT_STATE),
-            team_id,
-            user_id,
-            product,
-            *access,
-            current,
-            *via,
-            version,
-        );
+            tables, team_id, user_id, product, *access, current, *via, version,
+        )?;
     }
+    Ok(())
 }
 
 /// Versions of `assignment_state` rows: the wall clock in microseconds,
@@ -139,9 +106,10 @@ pub(crate) struct StateVersions {
 }
 
 impl StateVersions {
-    pub(crate) fn next(&mut self, now: DateTime<Utc>) -> u64 {
-        self.last = micros(now).max(self.last.saturating_add(1));
-        self.last
+    /// The version of rows written at `now` (a clock before 1970 is an error).
+    pub(crate) fn next(&mut self, now: DateTime<Utc>) -> Result<u64, Unstorable> {
+        self.last = values::micros("version", now)?.max(self.last.saturating_add(1));
+        Ok(self.last)
     }
 }
 
@@ -157,12 +125,24 @@ mod tests {
             .timestamp_opt(1_795_931_568, 0)
             .single()
             .expect("a valid instant");
-        let first = versions.next(t);
+        let micros = |t: DateTime<Utc>| values::micros("version", t).expect("after 1970");
+        let first = versions.next(t).expect("storable");
         assert_eq!(first, micros(t));
-        let second = versions.next(t);
-        let third = versions.next(t - chrono::TimeDelta::seconds(3));
+        let second = versions.next(t).expect("storable");
+        let third = versions
+            .next(t - chrono::TimeDelta::seconds(3))
+            .expect("storable");
         assert!(first < second && second < third, "{first} {second} {third}");
         let later = t + chrono::TimeDelta::seconds(1);
-        assert_eq!(versions.next(later), micros(later));
+        assert_eq!(versions.next(later), Ok(micros(later)));
+    }
+
+    #[test]
+    fn a_clock_before_1970_is_an_error_not_version_zero() {
+        let before = Utc.timestamp_opt(-1, 0).single().expect("a valid instant");
+        let error = StateVersions::default()
+            .next(before)
+            .expect_err("not storable");
+        assert_eq!(error.column, "version");
     }
 }

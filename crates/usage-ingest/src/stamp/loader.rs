@@ -14,7 +14,6 @@
 use super::{Pending, StampError};
 use crate::metrics::{Metrics, Request};
 use crate::retry::{retry_with, RetryPolicy, Sleep, UnlessStopped, Wait};
-use crate::rows;
 use crate::state::Enrichment;
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -23,14 +22,15 @@ use tokio::sync::watch;
 use usage_core::charge::ChargeConfig;
 use usage_core::event::Access;
 use usage_core::FastMap;
+use usage_store::schema::{ASSIGNMENT_EVENTS, FLEX_WINDOWS, PRODUCT_RATES};
 use usage_store::{migrate, StoreError, Warehouse};
 
 /// The tables read (the `table` label of a failed read in the metrics).
 pub(crate) const READ_TABLES: [&str; 4] = [
     SCHEMA_MIGRATIONS,
-    rows::ASSIGNMENT_EVENTS.name,
-    rows::PRODUCT_RATES.name,
-    rows::FLEX_WINDOWS.name,
+    ASSIGNMENT_EVENTS.name,
+    PRODUCT_RATES.name,
+    FLEX_WINDOWS.name,
 ];
 
 const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -72,7 +72,7 @@ impl Loader {
         let mut enrichment = Enrichment::new(charge_config);
         let warehouse = &self.warehouse;
         // (A sleep never gives up: both reads succeed.)
-        let table = rows::ASSIGNMENT_EVENTS.name;
+        let table = ASSIGNMENT_EVENTS.name;
         let what = "the assignment history";
         let _ = self
             .read(what, table, &mut Sleep, &mut enrichment, |e| async move {
@@ -80,7 +80,7 @@ impl Loader {
                 (e, read)
             })
             .await;
-        let table = rows::PRODUCT_RATES.name;
+        let table = PRODUCT_RATES.name;
         let _ = self
             .read(
                 "the rates",
@@ -102,9 +102,9 @@ impl Loader {
     /// held-back authorizations read them again, retried).
     pub(crate) async fn refresh(&mut self, enrichment: &mut Enrichment) -> Result<(), StoreError> {
         let follow = enrichment.follow_assignments(&self.warehouse);
-        self.once(rows::ASSIGNMENT_EVENTS.name, follow).await?;
+        self.once(ASSIGNMENT_EVENTS.name, follow).await?;
         let rates = enrichment.reload_rates(&self.warehouse);
-        self.once(rows::PRODUCT_RATES.name, rates).await?;
+        self.once(PRODUCT_RATES.name, rates).await?;
         self.last_follow = Instant::now();
         Ok(())
     }
@@ -127,7 +127,7 @@ impl Loader {
             inner: waiter,
         };
         if following && self.last_follow.elapsed() >= self.follow_interval {
-            let table = rows::ASSIGNMENT_EVENTS.name;
+            let table = ASSIGNMENT_EVENTS.name;
             self.read(
                 "assignments",
                 table,
@@ -139,7 +139,7 @@ impl Loader {
                 },
             )
             .await?;
-            let table = rows::PRODUCT_RATES.name;
+            let table = PRODUCT_RATES.name;
             self.read(
                 "rates",
                 table,
@@ -167,7 +167,7 @@ impl Loader {
         let keys: Vec<(&str, &str, DateTime<Utc>)> =
             first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();
         let keys = &keys;
-        let table = rows::FLEX_WINDOWS.name;
+        let table = FLEX_WINDOWS.name;
         self.read(
             "Flex windows",
             table,
@@ -197,7 +197,7 @@ impl Loader {
             stop: &self.stop,
             inner: waiter,
         };
-        let table = rows::FLEX_WINDOWS.name;
+        let table = FLEX_WINDOWS.name;
         self.read(
             "older Flex windows",
             table,

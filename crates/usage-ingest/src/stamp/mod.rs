@@ -4,8 +4,9 @@
 //! enrichment state current and holds authorizations whose team (or Flex
 //! rate) is not known yet. In four steps, only one of which does I/O:
 //!
-//! 1. [`decode`]: decode every message; apply the assignment and directory
-//!    facts to the enrichment state and encode their rows;
+//! 1. [`decode`]: decode every message, refusing the ones whose timestamps
+//!    ClickHouse cannot store ([`storable`]); apply the assignment and
+//!    directory facts to the enrichment state and encode their rows;
 //! 2. [`loader`]: read from ClickHouse what the batch's authorizations need
 //!    (assignments and rates other instances wrote, the Flex windows that may
 //!    cover them), each read retried until ClickHouse answers;
@@ -24,10 +25,12 @@ pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod loader;
 pub(crate) mod stamper;
+pub(crate) mod storable;
 
 use crate::dlq::{DeadLetter, DeadLetterPolicy, PolicyTripped};
 use crate::message::{RawMessage, Topic, TopicNames};
 use crate::retry::Wait;
+use crate::rows::Tables;
 use crate::sink::TableRows;
 use crate::state::Enrichment;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -35,9 +38,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use usage_core::event::Authorization;
 use usage_core::validate::{Limits, ValidationError};
+use usage_store::schema::Unstorable;
 use usage_store::StoreError;
 
-use encode::{StateVersions, Tables};
+use encode::StateVersions;
 use loader::Loader;
 use stamper::{Expiry, Stamper, Step};
 
@@ -69,6 +73,10 @@ pub(crate) enum StampError {
     Policy(#[from] PolicyTripped),
     #[error("reading enrichment state from ClickHouse: {0}")]
     State(#[from] StoreError),
+    /// A value that valid input cannot produce (the events' own timestamps
+    /// were checked: those are dead letters) and ClickHouse cannot store.
+    #[error("a row cannot be stored: {0}")]
+    Unstorable(#[from] Unstorable),
 }
 
 /// Settings of the stamping.
@@ -217,13 +225,13 @@ impl Stamping {
         // 4. Encode the facts, the windows and the day-level rollup, and the
         // current assignment of every key this batch touched.
         let oldest_authorization =
-            encode::authorizations(&mut tables, &stamped.stored, ingested_at);
+            encode::authorizations(&mut tables, &stamped.stored, ingested_at)?;
         encode::assignment_states(
             &mut tables,
             &self.enrichment.assignments,
             &decoded.touched,
-            self.state_versions.next(now),
-        );
+            self.state_versions.next(now)?,
+        )?;
 
         let mut letters = decoded.letters;
         letters.extend(stamped.letters);

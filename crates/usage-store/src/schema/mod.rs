@@ -29,7 +29,7 @@ pub use tables::{
     ALL, ASSIGNMENT_EVENTS, ASSIGNMENT_STATE, AUTHORIZATIONS, DAILY_USAGE, FLEX_WINDOWS,
     GROUP_MEMBERSHIPS, PRODUCT_RATES, REPORT_SCHEDULES, TEAMS, TEAM_MERGES, USER_PROFILES,
 };
-pub use values::{Unreadable, Unstorable};
+pub use values::{Unreadable, Unstorable, Why};
 
 /// The type of a column, printed ([`fmt::Display`]) exactly as
 /// `DESCRIBE TABLE` prints it.
