@@ -1,3 +1,8 @@
+// One file on purpose (a little over 600 lines, a sixth of them the rule's
+// docs): the set form (`charges`) and the incremental form (`ChargeState`)
+// are one rule in two shapes, and the argument that they agree (the docs
+// below) must be read against both.
+
 //! Flex token charges: 24-hour usage windows (docs/rules.md rule 4).
 //!
 //! > *Flex is designed to offer flexible access to more than 100 products by
