@@ -16,6 +16,8 @@
 
 use clickhouse::query::Query;
 use clickhouse::Client;
+use usage_core::event::Access;
+use usage_store::schema::StoredEnum;
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +124,8 @@ pub struct RowsQuery {
     pub from: String,
     pub to: String,
     pub product: Option<String>,
-    /// `seat` or `flex`.
+    /// `seat` or `flex`: the label of the stored `access` code
+    /// (`usage_store::schema`, what `toString(access)` reads).
     pub access: Option<String>,
 }
 
@@ -235,9 +238,12 @@ impl RowsQuery {
     pub fn seat_days(&self) -> Sql {
         let mut sql = Sql::new("SELECT tm, user_id, product, usage_date FROM (SELECT ");
         self.team_expr(&mut sql);
-        sql.push(" AS tm, user_id, product, usage_date FROM daily_usage WHERE access = 'seat'")
-            .bind_str(" AND usage_date >= toDate(?)", &self.from)
-            .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        sql.bind_str(
+            " AS tm, user_id, product, usage_date FROM daily_usage WHERE access = ?",
+            Access::Seat.label(),
+        )
+        .bind_str(" AND usage_date >= toDate(?)", &self.from)
+        .bind_str(" AND usage_date <= toDate(?)", &self.to);
         self.filters(&mut sql, false);
         sql.push(
             ") GROUP BY tm, user_id, product, usage_date \

@@ -2,13 +2,23 @@
 //! row per change, read back as the latest version of each schedule with
 //! `argMax(col, version)`; a deleted schedule is a tombstone row. Only the
 //! admin who made a schedule sees it.
+//!
+//! The table, its columns and the codes of its `Enum8` columns are
+//! usage-store's definition (`usage_store::schema::REPORT_SCHEDULES`): kind
+//! and format map to its enums here, both ways (the frequency's codes are
+//! `Frequency::code`, held to the definition by a test), and a stored label
+//! this code does not know makes the schedule unreadable (an error), never a
+//! default. Values are checked on the way in, not clamped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use usage_core::admin::{can_add_schedule, can_schedule, MAX_SCHEDULES_PER_ADMIN};
+use usage_store::schema::{
+    values, ScheduleFormat, ScheduleKind, StoredEnum, Unstorable, REPORT_SCHEDULES,
+};
 
 use super::calendar::is_due;
 use super::{Frequency, Schedule, ScheduleInput, LAST_START_DATE};
@@ -20,25 +30,21 @@ use crate::model::{ExportFormat, ExportKind, ReportParams};
 static LAST_VERSION: AtomicU64 = AtomicU64::new(0);
 
 /// The version of a row written at `now`: microseconds since the epoch,
-/// strictly increasing within the process.
-fn next_version(now: DateTime<Utc>) -> u64 {
-    let now_us = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+/// strictly increasing within the process (a clock before 1970 is an error).
+fn next_version(now: DateTime<Utc>) -> Result<u64, Unstorable> {
+    let now_us = values::micros("version", now)?;
     let mut prev = LAST_VERSION.load(Ordering::Relaxed);
     loop {
         let next = now_us.max(prev.saturating_add(1));
         match LAST_VERSION.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
+            Ok(_) => return Ok(next),
             Err(actual) => prev = actual,
         }
     }
 }
 
-const EPOCH: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
-    Some(d) => d,
-    None => NaiveDate::MIN,
-};
-
-/// A stored row; fields in table column order.
+/// A stored row; fields in table column order (`REPORT_SCHEDULES`; the
+/// crate names the columns of the insert after them).
 #[derive(Debug, Clone, clickhouse::Row, Serialize)]
 struct ScheduleRow {
     schedule_id: String,
@@ -111,7 +117,7 @@ struct Unreadable {
 }
 
 fn days(date: NaiveDate) -> Result<u16, ApiError> {
-    u16::try_from((date - EPOCH).num_days()).map_err(|_| {
+    values::date("start_date", date).map_err(|_| {
         ApiError::invalid(
             "start_date",
             format!("dates must be from 1970-01-01 to {LAST_START_DATE}"),
@@ -119,14 +125,10 @@ fn days(date: NaiveDate) -> Result<u16, ApiError> {
     })
 }
 
-fn date(days: u16) -> NaiveDate {
-    EPOCH
-        .checked_add_days(Days::new(u64::from(days)))
-        .unwrap_or(EPOCH)
-}
-
-fn seconds(at: DateTime<Utc>) -> u32 {
-    u32::try_from(at.timestamp()).unwrap_or(0)
+/// An instant as stored (whole seconds); one ClickHouse cannot store (a
+/// clock before 1970 or after 2105) is an internal error.
+fn seconds(column: &'static str, at: DateTime<Utc>) -> Result<u32, ApiError> {
+    values::datetime(column, at).map_err(|e| ApiError::internal(&e))
 }
 
 /// `at` to the second, as stored.
@@ -134,18 +136,35 @@ fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
 }
 
-fn kind_code(kind: ExportKind) -> i8 {
+/// The stored kind of an export (`report_schedules.kind`).
+fn stored_kind(kind: ExportKind) -> ScheduleKind {
     match kind {
-        ExportKind::Report => 1,
-        ExportKind::SeatUsage => 2,
-        ExportKind::TokenUsage => 3,
+        ExportKind::Report => ScheduleKind::Report,
+        ExportKind::SeatUsage => ScheduleKind::SeatUsage,
+        ExportKind::TokenUsage => ScheduleKind::TokenUsage,
     }
 }
 
-fn format_code(format: ExportFormat) -> i8 {
+fn kind_of(stored: ScheduleKind) -> ExportKind {
+    match stored {
+        ScheduleKind::Report => ExportKind::Report,
+        ScheduleKind::SeatUsage => ExportKind::SeatUsage,
+        ScheduleKind::TokenUsage => ExportKind::TokenUsage,
+    }
+}
+
+/// The stored format of an export (`report_schedules.format`).
+fn stored_format(format: ExportFormat) -> ScheduleFormat {
     match format {
-        ExportFormat::Csv => 1,
-        ExportFormat::Xlsx => 2,
+        ExportFormat::Csv => ScheduleFormat::Csv,
+        ExportFormat::Xlsx => ScheduleFormat::Xlsx,
+    }
+}
+
+fn format_of(stored: ScheduleFormat) -> ExportFormat {
+    match stored {
+        ScheduleFormat::Csv => ExportFormat::Csv,
+        ScheduleFormat::Xlsx => ExportFormat::Xlsx,
     }
 }
 
@@ -159,31 +178,24 @@ impl StoredRow {
         };
         let frequency = Frequency::parse(&self.frequency)
             .ok_or_else(|| bad(format!("frequency {:?}", self.frequency)))?;
-        let kind = [
-            ExportKind::Report,
-            ExportKind::SeatUsage,
-            ExportKind::TokenUsage,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == self.kind)
-        .ok_or_else(|| bad(format!("kind {:?}", self.kind)))?;
-        let format = [ExportFormat::Csv, ExportFormat::Xlsx]
-            .into_iter()
-            .find(|f| f.as_str() == self.format)
-            .ok_or_else(|| bad(format!("format {:?}", self.format)))?;
+        let kind = ScheduleKind::from_label(&self.kind)
+            .map(kind_of)
+            .map_err(|e| bad(e.to_string()))?;
+        let format = ScheduleFormat::from_label(&self.format)
+            .map(format_of)
+            .map_err(|e| bad(e.to_string()))?;
         let filters: ReportParams =
             serde_json::from_str(&self.filters).map_err(|e| bad(format!("filters: {e}")))?;
-        let at = |s: u32| DateTime::from_timestamp(i64::from(s), 0).unwrap_or_default();
         let schedule = Schedule {
-            start_date: date(self.start_date),
+            start_date: values::read_date(self.start_date),
             frequency,
             format,
             kind,
             filters,
-            created_at: at(self.created_at),
-            updated_at: at(self.updated_at),
-            last_run_date: (self.last_run_date != 0).then(|| date(self.last_run_date)),
-            next_run_date: EPOCH,
+            created_at: values::read_datetime(self.created_at),
+            updated_at: values::read_datetime(self.updated_at),
+            last_run_date: (self.last_run_date != 0).then(|| values::read_date(self.last_run_date)),
+            next_run_date: values::EPOCH,
             name: self.name,
             schedule_id: self.schedule_id,
             owner_admin_id: self.owner_admin_id,
@@ -242,18 +254,18 @@ impl ScheduleStore {
             name: schedule.name.clone(),
             start_date: days(schedule.start_date)?,
             frequency: schedule.frequency.code(),
-            kind: kind_code(schedule.kind),
-            format: format_code(schedule.format),
+            kind: stored_kind(schedule.kind).code(),
+            format: stored_format(schedule.format).code(),
             filters,
-            created_at: seconds(schedule.created_at),
-            updated_at: seconds(schedule.updated_at),
+            created_at: seconds("created_at", schedule.created_at)?,
+            updated_at: seconds("updated_at", schedule.updated_at)?,
             last_run_date: schedule.last_run_date.map(days).transpose()?.unwrap_or(0),
             deleted: u8::from(deleted),
-            version: next_version(now),
+            version: next_version(now).map_err(|e| ApiError::internal(&e))?,
         };
         let mut insert = self
             .client
-            .insert::<ScheduleRow>("report_schedules")
+            .insert::<ScheduleRow>(REPORT_SCHEDULES.name)
             .await
             .map_err(|e| unavailable(&e))?;
         insert.write(&row).await.map_err(|e| unavailable(&e))?;
@@ -417,22 +429,95 @@ impl ScheduleStore {
 mod tests {
     use super::*;
     use crate::schedule::fixtures::{at, d};
+    use usage_store::schema::ScheduleFrequency;
+
+    /// The stored frequency of a schedule (`report_schedules.frequency`).
+    /// (Written and read with `Frequency::code` and `Frequency::parse`, which
+    /// this test holds to the table's definition.)
+    fn stored_frequency(frequency: Frequency) -> ScheduleFrequency {
+        match frequency {
+            Frequency::Daily => ScheduleFrequency::Daily,
+            Frequency::Weekly => ScheduleFrequency::Weekly,
+            Frequency::Monthly => ScheduleFrequency::Monthly,
+        }
+    }
 
     #[test]
     fn versions_strictly_increase() {
+        let version = |now| next_version(now).expect("after 1970");
         let now = at("2026-03-15");
-        let a = next_version(now);
-        let b = next_version(now);
-        let c = next_version(at("2020-01-01"));
+        let a = version(now);
+        let b = version(now);
+        let c = version(at("2020-01-01"));
         assert!(a < b && b < c, "{a} {b} {c}");
-        assert!(next_version(at("2200-01-01")) > c);
+        assert!(version(at("2200-01-01")) > c);
+        assert!(next_version(at("1969-12-31")).is_err());
     }
 
     #[test]
     fn dates_round_trip_through_their_stored_form() {
         for text in ["1970-01-01", "2026-02-28", "2099-12-31"] {
-            assert_eq!(date(days(d(text)).expect("fits")), d(text));
+            assert_eq!(values::read_date(days(d(text)).expect("fits")), d(text));
         }
         assert!(days(d("1969-12-31")).is_err());
+        assert!(days(d("2106-01-01")).is_err());
+    }
+
+    /// The row is inserted by the crate, which names the columns after the
+    /// fields: they must be the table's, in order.
+    #[test]
+    fn the_row_has_the_columns_of_the_table() {
+        let names: Vec<&str> = REPORT_SCHEDULES.columns.iter().map(|c| c.name).collect();
+        assert_eq!(<ScheduleRow as clickhouse::Row>::COLUMN_NAMES, names);
+    }
+
+    #[test]
+    fn kinds_formats_and_frequencies_map_to_the_stored_codes_both_ways() {
+        for kind in ExportKind::ALL {
+            assert_eq!(kind_of(stored_kind(kind)), kind);
+            assert_eq!(stored_kind(kind).label(), kind.as_str());
+        }
+        for format in ExportFormat::ALL {
+            assert_eq!(format_of(stored_format(format)), format);
+            assert_eq!(stored_format(format).label(), format.as_str());
+        }
+        for frequency in [Frequency::Daily, Frequency::Weekly, Frequency::Monthly] {
+            let stored = stored_frequency(frequency);
+            assert_eq!(stored.label(), frequency.as_str());
+            assert_eq!(
+                frequency.code(),
+                stored.code(),
+                "schedule/calendar.rs's codes are the table's"
+            );
+            assert_eq!(Frequency::parse(stored.label()), Some(frequency));
+        }
+    }
+
+    #[test]
+    fn a_stored_label_this_code_does_not_know_is_an_error() {
+        let row = |frequency: &str, kind: &str, format: &str| StoredRow {
+            schedule_id: "s".into(),
+            owner_admin_id: "a".into(),
+            name: "n".into(),
+            start_date: 20_000,
+            frequency: frequency.into(),
+            kind: kind.into(),
+            format: format.into(),
+            filters: "{}".into(),
+            created_at: 0,
+            updated_at: 0,
+            last_run_date: 0,
+        };
+        assert!(row("daily", "report", "csv").into_schedule().is_ok());
+        for (frequency, kind, format) in [
+            ("hourly", "report", "csv"),
+            ("daily", "raw", "csv"),
+            ("daily", "report", "pdf"),
+        ] {
+            let error = row(frequency, kind, format)
+                .into_schedule()
+                .expect_err("unknown label");
+            assert_eq!(error.code(), "internal");
+        }
     }
 }
