@@ -37,6 +37,7 @@ use clickhouse::Client;
 use usage_core::event::Access;
 use usage_core::privacy::UserHasher;
 use usage_core::range::DateRange;
+use usage_store::schema::StoredEnum;
 
 use crate::error::ApiError;
 use crate::model::RangeDates;
@@ -66,12 +67,10 @@ fn day(days: u16) -> NaiveDate {
     NaiveDate::default() + chrono::TimeDelta::days(i64::from(days))
 }
 
-fn access_of(s: &str) -> Access {
-    if s == "flex" {
-        Access::Flex
-    } else {
-        Access::Seat
-    }
+/// An access read as `toString(access)`: a label usage-store's definition
+/// does not know is an error, not a default.
+fn access_of(label: &str) -> Result<Access, ApiError> {
+    Access::from_label(label).map_err(|e| ApiError::internal(&e))
 }
 
 impl Reporter {

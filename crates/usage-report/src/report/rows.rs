@@ -143,7 +143,7 @@ impl Reporter {
         let mut rows: HashMap<RowKey, Agg> = HashMap::with_capacity(usage.len() + held.len());
         for r in usage {
             let agg = rows
-                .entry((r.team, r.user_id, r.product, access_of(&r.access)))
+                .entry((r.team, r.user_id, r.product, access_of(&r.access)?))
                 .or_default();
             agg.days = r.days;
             agg.last = (r.last_day > 0).then(|| day(r.last_day));
@@ -154,7 +154,7 @@ impl Reporter {
                 .tokens_milli = r.tokens_milli;
         }
         for r in held {
-            rows.entry((r.team, r.user_id, r.product, access_of(&r.access)))
+            rows.entry((r.team, r.user_id, r.product, access_of(&r.access)?))
                 .or_default()
                 .since = Some(day(r.since_day));
         }

@@ -2,6 +2,7 @@
 //! user shown as a key, in a team the admin administers.
 
 use usage_core::event::{Access, AssignmentVia};
+use usage_store::schema::StoredEnum;
 
 use super::{access_of, warehouse, Reporter};
 use crate::admins::Admin;
@@ -41,18 +42,14 @@ impl Reporter {
             .map_err(warehouse)?;
         let mut found = None;
         for (stored_team, user_id, acc, assigned, via, group_id) in rows {
-            let access_here = access_of(&acc);
+            let access_here = access_of(&acc)?;
             if assigned != 1 || access.is_some_and(|a| a != access_here) {
                 continue;
             }
             if user_id != user_key && self.hash(&user_id) != user_key {
                 continue;
             }
-            let via = match via.as_str() {
-                "group" => AssignmentVia::Group,
-                "default" => AssignmentVia::Default,
-                _ => AssignmentVia::Direct,
-            };
+            let via = AssignmentVia::from_label(&via).map_err(|e| ApiError::internal(&e))?;
             // A direct assignment is the one an admin can remove; prefer it.
             let candidate = HeldAssignment {
                 team_id: stored_team,

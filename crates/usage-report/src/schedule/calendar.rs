@@ -33,20 +33,6 @@ impl Frequency {
             Frequency::Monthly => "monthly",
         }
     }
-
-    pub(super) fn code(self) -> i8 {
-        match self {
-            Frequency::Daily => 1,
-            Frequency::Weekly => 2,
-            Frequency::Monthly => 3,
-        }
-    }
-
-    pub(super) fn parse(name: &str) -> Option<Frequency> {
-        [Frequency::Daily, Frequency::Weekly, Frequency::Monthly]
-            .into_iter()
-            .find(|f| f.as_str() == name)
-    }
 }
 
 /// The `k`-th scheduled date (`k = 0` is the start date), or `None` past the

@@ -4,11 +4,10 @@
 //! admin who made a schedule sees it.
 //!
 //! The table, its columns and the codes of its `Enum8` columns are
-//! usage-store's definition (`usage_store::schema::REPORT_SCHEDULES`): kind
-//! and format map to its enums here, both ways (the frequency's codes are
-//! `Frequency::code`, held to the definition by a test), and a stored label
-//! this code does not know makes the schedule unreadable (an error), never a
-//! default. Values are checked on the way in, not clamped.
+//! usage-store's definition (`usage_store::schema::REPORT_SCHEDULES`):
+//! frequency, kind and format map to its enums here, both ways, and a stored
+//! label this code does not know makes the schedule unreadable (an error),
+//! never a default. Values are checked on the way in, not clamped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,7 +16,8 @@ use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use usage_core::admin::{can_add_schedule, can_schedule, MAX_SCHEDULES_PER_ADMIN};
 use usage_store::schema::{
-    values, ScheduleFormat, ScheduleKind, StoredEnum, Unstorable, REPORT_SCHEDULES,
+    values, ScheduleFormat, ScheduleFrequency, ScheduleKind, StoredEnum, Unstorable,
+    REPORT_SCHEDULES,
 };
 
 use super::calendar::is_due;
@@ -168,6 +168,23 @@ fn format_of(stored: ScheduleFormat) -> ExportFormat {
     }
 }
 
+/// The stored frequency of a schedule (`report_schedules.frequency`).
+fn stored_frequency(frequency: Frequency) -> ScheduleFrequency {
+    match frequency {
+        Frequency::Daily => ScheduleFrequency::Daily,
+        Frequency::Weekly => ScheduleFrequency::Weekly,
+        Frequency::Monthly => ScheduleFrequency::Monthly,
+    }
+}
+
+fn frequency_of(stored: ScheduleFrequency) -> Frequency {
+    match stored {
+        ScheduleFrequency::Daily => Frequency::Daily,
+        ScheduleFrequency::Weekly => Frequency::Weekly,
+        ScheduleFrequency::Monthly => Frequency::Monthly,
+    }
+}
+
 impl StoredRow {
     fn into_schedule(self) -> Result<Schedule, ApiError> {
         let bad = |reason: String| {
@@ -176,8 +193,9 @@ impl StoredRow {
                 reason,
             })
         };
-        let frequency = Frequency::parse(&self.frequency)
-            .ok_or_else(|| bad(format!("frequency {:?}", self.frequency)))?;
+        let frequency = ScheduleFrequency::from_label(&self.frequency)
+            .map(frequency_of)
+            .map_err(|e| bad(e.to_string()))?;
         let kind = ScheduleKind::from_label(&self.kind)
             .map(kind_of)
             .map_err(|e| bad(e.to_string()))?;
@@ -253,7 +271,7 @@ impl ScheduleStore {
             owner_admin_id: schedule.owner_admin_id.clone(),
             name: schedule.name.clone(),
             start_date: days(schedule.start_date)?,
-            frequency: schedule.frequency.code(),
+            frequency: stored_frequency(schedule.frequency).code(),
             kind: stored_kind(schedule.kind).code(),
             format: stored_format(schedule.format).code(),
             filters,
@@ -429,18 +447,6 @@ impl ScheduleStore {
 mod tests {
     use super::*;
     use crate::schedule::fixtures::{at, d};
-    use usage_store::schema::ScheduleFrequency;
-
-    /// The stored frequency of a schedule (`report_schedules.frequency`).
-    /// (Written and read with `Frequency::code` and `Frequency::parse`, which
-    /// this test holds to the table's definition.)
-    fn stored_frequency(frequency: Frequency) -> ScheduleFrequency {
-        match frequency {
-            Frequency::Daily => ScheduleFrequency::Daily,
-            Frequency::Weekly => ScheduleFrequency::Weekly,
-            Frequency::Monthly => ScheduleFrequency::Monthly,
-        }
-    }
 
     #[test]
     fn versions_strictly_increase() {
@@ -482,14 +488,8 @@ mod tests {
             assert_eq!(stored_format(format).label(), format.as_str());
         }
         for frequency in [Frequency::Daily, Frequency::Weekly, Frequency::Monthly] {
-            let stored = stored_frequency(frequency);
-            assert_eq!(stored.label(), frequency.as_str());
-            assert_eq!(
-                frequency.code(),
-                stored.code(),
-                "schedule/calendar.rs's codes are the table's"
-            );
-            assert_eq!(Frequency::parse(stored.label()), Some(frequency));
+            assert_eq!(frequency_of(stored_frequency(frequency)), frequency);
+            assert_eq!(stored_frequency(frequency).label(), frequency.as_str());
         }
     }
 
