@@ -694,6 +694,28 @@ async fn every_route_answers_as_the_served_document_says() {
         Some(schedule(0, today)),
     )
     .await;
+    // A schedule for a team the admin does not administer: 403, made or
+    // changed.
+    let mut theirs = schedule(0, today);
+    theirs["filters"]["team"] = json!(other);
+    api.expect(
+        StatusCode::FORBIDDEN,
+        Some(&two),
+        post.clone(),
+        schedules,
+        schedules,
+        Some(theirs.clone()),
+    )
+    .await;
+    api.expect(
+        StatusCode::FORBIDDEN,
+        Some(&one),
+        put.clone(),
+        one_schedule,
+        &format!("/v1/schedules/{}", ids[2]),
+        Some(theirs),
+    )
+    .await;
     for bad in [
         json!({"name": "x"}),
         json!({"name": "", "start_date": today.to_string(), "frequency": "daily", "format": "csv"}),

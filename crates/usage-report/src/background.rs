@@ -4,7 +4,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use usage_report::export::{scheduled_file_name, ExportMeta};
 use usage_report::messages::{ReportReady, ReportReadyType};
+
+use usage_report::error::ApiError;
+use usage_report::schedule::RunError;
 
 use crate::api::{run_export, AppState};
 
@@ -73,9 +77,12 @@ async fn run_due(state: &AppState) {
             Err(e) => {
                 tracing::warn!(schedule_id = %schedule.schedule_id, error = %e, "scheduled export failed");
                 state.metrics.schedule_run("failed");
+                record_run(state, &schedule.schedule_id, Some(&e)).await;
                 continue;
             }
         };
+        record_run(state, &schedule.schedule_id, None).await;
+        let export = name_after_schedule(state, export, &schedule.name, today).await;
         let note = ReportReady {
             notification_id: uuid::Uuid::new_v4().to_string(),
             kind: ReportReadyType::ReportReady,
@@ -97,5 +104,58 @@ async fn run_due(state: &AppState) {
         }
         state.metrics.schedule_run("ok");
         tracing::info!(schedule_id = %schedule.schedule_id, export_id = %export.export_id, "scheduled report ready");
+    }
+}
+
+/// Names a scheduled export after its schedule and the run's date (see
+/// [`scheduled_file_name`]). Should that fail, the export keeps its
+/// generic name: the run still counts.
+async fn name_after_schedule(
+    state: &AppState,
+    export: ExportMeta,
+    schedule_name: &str,
+    run_date: chrono::NaiveDate,
+) -> ExportMeta {
+    let store = state.exports.clone();
+    let id = export.export_id.clone();
+    let name = scheduled_file_name(schedule_name, export.format, run_date);
+    match tokio::task::spawn_blocking(move || store.rename(&id, name)).await {
+        Ok(Ok(Some(renamed))) => renamed,
+        Ok(Ok(None)) => export,
+        Ok(Err(e)) => {
+            tracing::warn!(export_id = %export.export_id, error = %e, "scheduled export keeps its generic name");
+            export
+        }
+        Err(e) => {
+            tracing::warn!(export_id = %export.export_id, error = %e, "scheduled export keeps its generic name");
+            export
+        }
+    }
+}
+
+/// Records the outcome of a schedule's export for its owner: the error of a
+/// failed run (shown as its `last_error`), or that it ran (the error is
+/// forgotten).
+async fn record_run(state: &AppState, schedule_id: &str, failure: Option<&ApiError>) {
+    let Some(runs) = state.schedules.runs().cloned() else {
+        return;
+    };
+    let id = schedule_id.to_owned();
+    let failure = failure.map(|e| RunError {
+        at: Utc::now(),
+        error: e.code().to_owned(),
+        message: e.message().to_owned(),
+    });
+    let recorded = tokio::task::spawn_blocking(move || match failure {
+        Some(error) => runs.failed(&id, &error),
+        None => runs.succeeded(&id),
+    })
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(schedule_id, error = %e, "the schedule's run not recorded")
+        }
+        Err(e) => tracing::warn!(schedule_id, error = %e, "the schedule's run not recorded"),
     }
 }

@@ -19,13 +19,17 @@ use usage_core::privacy::UserHasher;
 use usage_report::admins::Admins;
 use usage_report::export::ExportStore;
 use usage_report::report::Reporter;
-use usage_report::schedule::ScheduleStore;
+use usage_report::schedule::{RunLog, ScheduleStore};
 use usage_runtime::clickhouse::ClickHouseArgs;
 use usage_store::Warehouse;
 
 /// The key `--dev` uses when no HMAC key is given. Public, so never private:
 /// outside `--dev` the service refuses to start with it.
 const DEV_HMAC_KEY: &str = "usage-report development key: not secret, not for production";
+
+/// The directory, under the exports directory, of the last errors of
+/// failing schedules.
+const RUNS_DIR: &str = "schedule-runs";
 
 /// Serves the usage report to admins from the ClickHouse rollups.
 ///
@@ -182,6 +186,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli.exports_dir.display()
         )
     })?;
+    let runs_dir = cli.exports_dir.join(RUNS_DIR);
+    let runs = RunLog::open(&runs_dir)
+        .with_context(|| format!("opening the schedule runs directory {}", runs_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,7 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             admins: Arc::new(admins),
             reporter: Reporter::new(warehouse.client().clone(), hasher),
             exports,
-            schedules: ScheduleStore::new(warehouse.client().clone()),
+            schedules: ScheduleStore::new(warehouse.client().clone()).with_runs(runs),
             publisher,
             metrics,
         };

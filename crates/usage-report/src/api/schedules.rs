@@ -51,6 +51,7 @@ errors!(
     CreateErrors: ["invalid_parameter", "invalid_body", "forbidden", "schedule_limit"],
     400 => SCHEDULE_400,
     403 => "Only primary, secondary and SSO admins can schedule; a `user_admin` cannot \
+            (`forbidden`). The `team` filter names a team the admin does not administer \
             (`forbidden`).",
     409 => format!(
         "The admin already has {MAX_SCHEDULES_PER_ADMIN} schedules (`schedule_limit`); \
@@ -64,8 +65,11 @@ errors!(
 /// at most 5 each). It first runs on `start_date`, then every `frequency`;
 /// each run writes an export as the caller (owned by them) and publishes a
 /// "report ready" notification to the notifications topic
-/// (`usage.notifications` by default). The filters are checked now; team
-/// access when it runs.
+/// (`usage.notifications` by default). The filters are checked now, and a
+/// `team` filter must name a team the caller administers; should a run
+/// fail all the same (e.g. the admin lost the team since), the schedule
+/// shows why in `last_error` and is tried again on the scheduler's next
+/// pass.
 #[utoipa::path(
     post,
     path = "/v1/schedules",
@@ -107,8 +111,9 @@ errors!(
 
 errors!(
     /// The errors of editing one schedule.
-    UpdateErrors: ["invalid_parameter", "invalid_body", "not_found"],
+    UpdateErrors: ["invalid_parameter", "invalid_body", "forbidden", "not_found"],
     400 => SCHEDULE_400,
+    403 => "The `team` filter names a team the admin does not administer (`forbidden`).",
     404 => SCHEDULE_404,
 );
 
@@ -137,7 +142,8 @@ pub(super) async fn get_schedule(
 /// Edit a schedule
 ///
 /// Replaces the schedule's name, start date, frequency, format, kind and
-/// filters. An unchanged start date may have passed. Changing the start
+/// filters (a `team` filter must name a team the caller administers). An
+/// unchanged start date may have passed. Changing the start
 /// date or the frequency starts it afresh (`last_run_date` null, next run on
 /// the new start date); other edits keep its last run.
 #[utoipa::path(

@@ -26,7 +26,7 @@ pub use render::{
     render_report, render_seat_usage, render_token_usage, REPORT_COLUMNS, SEAT_USAGE_COLUMNS,
     TOKEN_USAGE_COLUMNS,
 };
-pub use store::{file_name, ExportMeta, ExportStore};
+pub use store::{file_name, scheduled_file_name, ExportMeta, ExportStore};
 pub use sweep::{SweepReport, STRAY_TEMP_AGE, TOMBSTONE_RETENTION};
 
 /// Why an export could not be rendered, stored or read.

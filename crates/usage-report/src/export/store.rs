@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use usage_core::admin::EXPORT_RETENTION;
 use utoipa::ToSchema;
@@ -35,7 +35,9 @@ pub struct ExportMeta {
     /// The attachment's name:
     /// `<usage-report|seat-usage|token-usage>-<YYYY-MM-DDTHH-MM-SSZ>.<csv|xlsx>`
     /// (kind, creation time in UTC, format), e.g.
-    /// `usage-report-2026-11-28T04-12-00Z.csv`.
+    /// `usage-report-2026-11-28T04-12-00Z.csv`. A scheduled export is named
+    /// after its schedule, made safe, with the run's UTC date:
+    /// `<name>-<YYYY-MM-DD>.<csv|xlsx>`, e.g. `Monthly-seats-2026-12-01.csv`.
     pub file_name: String,
     /// Data lines in the file (the header excluded).
     pub rows: u64,
@@ -70,6 +72,47 @@ pub fn file_name(kind: ExportKind, format: ExportFormat, created_at: DateTime<Ut
         created_at.format("%Y-%m-%dT%H-%M-%SZ"),
         format.as_str()
     )
+}
+
+/// The longest part of a scheduled export's file name taken from the
+/// schedule's name, in bytes (ASCII).
+const MAX_SCHEDULE_STEM: usize = 80;
+
+/// The name a scheduled export is downloaded as: the schedule's name made
+/// safe for file systems and for `Content-Disposition`, then the UTC date
+/// of the run: `<name>-<YYYY-MM-DD>.<csv|xlsx>`, e.g.
+/// `Monthly-seats-2026-12-01.csv`.
+///
+/// Only ASCII letters, digits, `_`, `.` and `-` are kept (every other
+/// character, separators, quotes, controls and non-ASCII letters included,
+/// becomes `-`), runs of `-` collapse, the name never starts with `.` or
+/// `-` and is cut to 80 bytes; a name with nothing left is
+/// `scheduled-report`.
+pub fn scheduled_file_name(
+    schedule_name: &str,
+    format: ExportFormat,
+    run_date: NaiveDate,
+) -> String {
+    let mut stem = String::with_capacity(schedule_name.len());
+    for c in schedule_name.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '_' | '.') {
+            c
+        } else {
+            '-'
+        };
+        if c == '-' && (stem.is_empty() || stem.ends_with('-')) {
+            continue;
+        }
+        stem.push(c);
+    }
+    stem.truncate(MAX_SCHEDULE_STEM);
+    let stem = stem.trim_matches(|c| c == '-' || c == '.');
+    let stem = if stem.chars().any(|c| c.is_ascii_alphanumeric()) {
+        stem
+    } else {
+        "scheduled-report"
+    };
+    format!("{stem}-{}.{}", run_date.format("%Y-%m-%d"), format.as_str())
 }
 
 /// The id as stored, if `id` is a UUID in its hyphenated form (any case);
@@ -178,6 +221,25 @@ impl ExportStore {
             return Err(e);
         }
         Ok(meta)
+    }
+
+    /// Gives the export `export_id` the attachment name `file_name` (its
+    /// sidecar rewritten atomically); its file is unchanged. Returns the new
+    /// metadata, or `None` if there is no such export.
+    pub fn rename(
+        &self,
+        export_id: &str,
+        file_name: String,
+    ) -> Result<Option<ExportMeta>, ExportError> {
+        let Some(mut meta) = self.get(export_id)? else {
+            return Ok(None);
+        };
+        let Some(id) = parse_id(&meta.export_id) else {
+            return Ok(None);
+        };
+        meta.file_name = file_name;
+        self.write_sidecar(id, &meta)?;
+        Ok(Some(meta))
     }
 
     /// The metadata of an export (a tombstone if swept), or `None` if there
@@ -350,6 +412,71 @@ mod tests {
         assert_eq!(
             file_name(ExportKind::TokenUsage, ExportFormat::Xlsx, at),
             "token-usage-2026-11-28T04-12-00Z.xlsx"
+        );
+    }
+
+    #[test]
+    fn scheduled_file_names_are_the_schedules_made_safe_with_the_date() {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
+        let name = |schedule: &str| scheduled_file_name(schedule, ExportFormat::Csv, day);
+        assert_eq!(name("Monthly seats"), "Monthly-seats-2026-12-01.csv");
+        assert_eq!(
+            scheduled_file_name("Q4_report v2.1", ExportFormat::Xlsx, day),
+            "Q4_report-v2.1-2026-12-01.xlsx"
+        );
+        assert_eq!(
+            name("../../etc/passwd\"; rm -rf / \\ a:b*c?d<e>f|g"),
+            "etc-passwd-rm-rf-a-b-c-d-e-f-g-2026-12-01.csv"
+        );
+        assert_eq!(name("Ünïcödé 報告"), "n-c-d-2026-12-01.csv");
+        assert_eq!(name("報告"), "scheduled-report-2026-12-01.csv");
+        assert_eq!(name(".hidden"), "hidden-2026-12-01.csv");
+        assert_eq!(
+            name("a\r\nContent-Type: x"),
+            "a-Content-Type-x-2026-12-01.csv"
+        );
+        let long = name(&"x".repeat(300));
+        assert_eq!(long.len(), 80 + "-2026-12-01.csv".len());
+        for hostile in [
+            "a/b",
+            "a\\b",
+            "a\"b",
+            "a\u{0}b",
+            "a\u{7f}b",
+            "a;b",
+            "..",
+            "/",
+            "a\u{202e}b",
+        ] {
+            let n = name(hostile);
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                "{hostile:?} -> {n}"
+            );
+            assert!(!n.starts_with('.') && !n.starts_with('-'), "{n}");
+            assert!(
+                axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{n}\"")).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn an_export_can_be_renamed() {
+        let tmp = TempDir::new("rename");
+        let store = ExportStore::open(&tmp.0).expect("opened");
+        let meta = save(&store, "admin-a", now());
+        let renamed = store
+            .rename(&meta.export_id, "Weekly-2026-12-01.csv".into())
+            .expect("renamed")
+            .expect("found");
+        assert_eq!(renamed.file_name, "Weekly-2026-12-01.csv");
+        assert_eq!(store.get(&meta.export_id).expect("read"), Some(renamed));
+        assert_eq!(
+            store
+                .rename(&Uuid::new_v4().to_string(), "x.csv".into())
+                .expect("no error"),
+            None
         );
     }
 

@@ -243,6 +243,7 @@ mod tests {
             updated_at: at("2026-01-01"),
             last_run_date,
             next_run_date: next_run_date(d(start), frequency, last_run_date),
+            last_error: None,
         }
     }
 

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Frequency;
+use crate::admins::Admin;
 use crate::error::ApiError;
-use crate::model::{ExportFormat, ExportKind, ReportParams};
+use crate::model::{ExportFormat, ExportKind, ReportParams, TeamSelection};
 
 /// The longest schedule name, in characters (after trimming).
 pub const MAX_NAME_CHARS: usize = 100;
@@ -64,6 +65,18 @@ impl ScheduleInput {
         self.check(now, Some(current_start_date))
     }
 
+    /// Checks that the `team` filter, if any, names a team `admin`
+    /// administers (403 `forbidden`, as the report answers): a schedule
+    /// for another team would fail on every run.
+    pub fn check_teams(&self, admin: &Admin, now: DateTime<Utc>) -> Result<(), ApiError> {
+        match self.filters.filters(now)?.team {
+            TeamSelection::Team(team) if !admin.teams.includes(&team) => Err(ApiError::forbidden(
+                format!("you do not administer team {team}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn check(&self, now: DateTime<Utc>, unchanged: Option<NaiveDate>) -> Result<(), ApiError> {
         let name = self.name.trim();
         let chars = name.chars().count();
@@ -100,6 +113,7 @@ impl ScheduleInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admins::Teams;
     use crate::schedule::fixtures::{at, d, input};
 
     fn refused(result: Result<(), ApiError>, field: &str) {
@@ -162,6 +176,36 @@ mod tests {
             with(serde_json::json!({"sort": "salary"})).validate(now),
             "sort",
         );
+    }
+
+    #[test]
+    fn a_team_filter_must_name_one_of_the_admins_teams() {
+        let now = at("2026-03-15");
+        let admin = |teams: Teams| Admin {
+            id: "a".into(),
+            email: "a@example.com".into(),
+            role: crate::admins::Role::Secondary,
+            teams,
+        };
+        let of_td = admin(Teams::Only(vec!["tD".into()]));
+        let with_team = |team: Option<&str>| ScheduleInput {
+            filters: ReportParams {
+                team: team.map(str::to_owned),
+                ..ReportParams::default()
+            },
+            ..input("a", "2026-03-15")
+        };
+        assert!(with_team(Some("tD")).check_teams(&of_td, now).is_ok());
+        assert!(with_team(None).check_teams(&of_td, now).is_ok());
+        assert!(with_team(Some("all")).check_teams(&of_td, now).is_ok());
+        let err = with_team(Some("201"))
+            .check_teams(&of_td, now)
+            .expect_err("refused");
+        assert_eq!((err.code(), err.status().as_u16()), ("forbidden", 403));
+        assert!(err.message().contains("201"), "{err}");
+        assert!(with_team(Some("201"))
+            .check_teams(&admin(Teams::Every), now)
+            .is_ok());
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! - `input`: what an admin asks for ([`ScheduleInput`]) and its checks;
 //! - `store`: [`ScheduleStore`], the schedules in ClickHouse. It writes one
 //!   row per change and reads the latest version of each schedule with
-//!   `argMax(col, version)`; a deleted schedule is a tombstone row.
+//!   `argMax(col, version)`; a deleted schedule is a tombstone row;
+//! - `runs`: [`RunLog`], the last error of each failing schedule, on disk.
 
 mod calendar;
 mod input;
+mod runs;
 mod store;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -26,6 +28,7 @@ use crate::model::{ExportFormat, ExportKind, ReportParams};
 
 pub use calendar::{is_due, next_run_date, Frequency};
 pub use input::{ScheduleInput, LAST_START_DATE, MAX_NAME_CHARS};
+pub use runs::{RunError, RunLog};
 pub use store::{statements_for_compatibility, ScheduleStore};
 
 /// A recurring export. On each due date the service writes an export owned
@@ -51,6 +54,11 @@ pub struct Schedule {
     pub last_run_date: Option<NaiveDate>,
     /// The UTC date of the next run.
     pub next_run_date: NaiveDate,
+    /// Why the last run failed; `null` when it has not failed since its
+    /// last success. A failing schedule stays due and is tried again.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub last_error: Option<RunError>,
 }
 
 impl Schedule {

@@ -21,7 +21,7 @@ use usage_store::schema::{
 };
 
 use super::calendar::is_due;
-use super::{Frequency, Schedule, ScheduleInput, LAST_START_DATE};
+use super::{Frequency, RunLog, Schedule, ScheduleInput, LAST_START_DATE};
 use crate::admins::Admin;
 use crate::error::ApiError;
 use crate::model::{ExportFormat, ExportKind, ReportParams};
@@ -214,6 +214,7 @@ impl StoredRow {
             updated_at: values::read_datetime(self.updated_at),
             last_run_date: (self.last_run_date != 0).then(|| values::read_date(self.last_run_date)),
             next_run_date: values::EPOCH,
+            last_error: None,
             name: self.name,
             schedule_id: self.schedule_id,
             owner_admin_id: self.owner_admin_id,
@@ -226,10 +227,12 @@ fn unavailable(e: &clickhouse::error::Error) -> ApiError {
     ApiError::unavailable("ClickHouse", e)
 }
 
-/// The schedules in ClickHouse (`report_schedules`).
+/// The schedules in ClickHouse (`report_schedules`), with the last error
+/// of each failing one from its [`RunLog`] (when given one).
 #[derive(Clone)]
 pub struct ScheduleStore {
     client: Client,
+    runs: Option<RunLog>,
 }
 
 impl std::fmt::Debug for ScheduleStore {
@@ -241,7 +244,20 @@ impl std::fmt::Debug for ScheduleStore {
 impl ScheduleStore {
     /// A store over `client` (bound to the pipeline's database).
     pub fn new(client: Client) -> ScheduleStore {
-        ScheduleStore { client }
+        ScheduleStore { client, runs: None }
+    }
+
+    /// The store, each schedule read with its last error from `runs`.
+    pub fn with_runs(self, runs: RunLog) -> ScheduleStore {
+        ScheduleStore {
+            runs: Some(runs),
+            ..self
+        }
+    }
+
+    /// Where the last errors of failing schedules are kept, if anywhere.
+    pub fn runs(&self) -> Option<&RunLog> {
+        self.runs.as_ref()
     }
 
     async fn read(&self, condition: &str, params: &[&str]) -> Result<Vec<Schedule>, ApiError> {
@@ -249,13 +265,19 @@ impl ScheduleStore {
         for param in params {
             query = query.bind(*param);
         }
-        query
+        let mut schedules = query
             .fetch_all::<StoredRow>()
             .await
             .map_err(|e| unavailable(&e))?
             .into_iter()
             .map(StoredRow::into_schedule)
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(runs) = &self.runs {
+            for schedule in &mut schedules {
+                schedule.last_error = runs.last_error(&schedule.schedule_id).await;
+            }
+        }
+        Ok(schedules)
     }
 
     async fn write(
@@ -306,8 +328,10 @@ impl ScheduleStore {
     }
 
     /// Adds a schedule for `admin`: refused (403) unless the admin is a
-    /// primary, secondary or SSO admin, when the input is not valid (400), and
-    /// when the admin already has [`MAX_SCHEDULES_PER_ADMIN`] (409).
+    /// primary, secondary or SSO admin, when the input is not valid (400),
+    /// when its `team` filter names a team the admin does not administer
+    /// (403), and when the admin already has [`MAX_SCHEDULES_PER_ADMIN`]
+    /// (409).
     ///
     /// Two creates racing past the count (two instances) are settled after
     /// the write: the ones beyond the limit in creation order are deleted
@@ -324,6 +348,7 @@ impl ScheduleStore {
             ));
         }
         input.validate(now)?;
+        input.check_teams(admin, now)?;
         if !can_add_schedule(self.list(&admin.id).await?.len()) {
             return Err(ApiError::schedule_limit(MAX_SCHEDULES_PER_ADMIN));
         }
@@ -341,6 +366,7 @@ impl ScheduleStore {
             updated_at: at,
             last_run_date: None,
             next_run_date: input.start_date,
+            last_error: None,
         }
         .with_next_run();
         self.write(&schedule, false, now).await?;
@@ -360,7 +386,8 @@ impl ScheduleStore {
     /// admin has no such schedule. Keeps its creation time and its last run,
     /// unless the start date or the frequency changed: then it has not run
     /// yet (its next run is the new start date). An unchanged start date may
-    /// have passed.
+    /// have passed; a `team` filter must name a team the admin administers
+    /// (403).
     pub async fn update(
         &self,
         admin: &Admin,
@@ -372,6 +399,7 @@ impl ScheduleStore {
             return Ok(None);
         };
         input.validate_update(current.start_date, now)?;
+        input.check_teams(admin, now)?;
         let rescheduled =
             input.start_date != current.start_date || input.frequency != current.frequency;
         let schedule = Schedule {
