@@ -5,6 +5,7 @@
 //   REPORT_URL      the service's base URL
 //   REPORT_TOKEN    an admin's bearer token (primary, every team)
 //   REPORT_TEAM     a team with PII visible
+//   REPORT_HASHED_TEAM a team with PII off
 //   REFUSED_USER    a user of that team holding REFUSED_PRODUCT via a group or default assignment
 //   REFUSED_PRODUCT
 //   SCREENSHOT      where to save a screenshot of the page
@@ -21,6 +22,7 @@ const env = (name) => {
 const base = env("REPORT_URL");
 const token = env("REPORT_TOKEN");
 const team = env("REPORT_TEAM");
+const hashedTeam = env("REPORT_HASHED_TEAM");
 const refusedUser = env("REFUSED_USER");
 const refusedProduct = env("REFUSED_PRODUCT");
 const screenshot = env("SCREENSHOT");
@@ -183,8 +185,19 @@ try {
   first = await api(`/v1/report/users?${filters}&sort=product:desc&page=1&page_size=50`);
   await eventually("users again", tableRows, wantRows(first));
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  step("hashed team");
+  // A team with PII off: "hashed data values are shown" — the hash (the
+  // user key) in the name and email of every row.
+  await page.selectOption("#f-team", hashedTeam);
+  const hashed = await api(`/v1/report/users?team=${encodeURIComponent(hashedTeam)}&range=last_3_months&sort=product:desc&page=1&page_size=50`);
+  await eventually("users, hashed team", tableRows, wantRows(hashed));
+  const shown = await page.evaluate(() => [...document.querySelectorAll("#users tbody tr[data-user-key]")]
+    .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="name"]')?.textContent, tr.querySelector('[data-field="email"]')?.textContent]));
+  check(shown.length > 0 && shown.every(([k, n, e]) => /^[0-9a-f]{64}$/.test(k) && n === k && e === k),
+    "the hash in name and email: " + JSON.stringify(shown.slice(0, 3)));
   check(errors.length === 0, "no errors in the page: " + errors.join("; "));
-  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule, unassign; screenshot ${screenshot}`);
+  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule, unassign, hashed team; screenshot ${screenshot}`);
 } catch (e) {
   failed = true;
   try { await (await browser.contexts()[0].pages())[0].screenshot({ path: screenshot.replace(/\.png$/, "-failed.png"), fullPage: true }); } catch (_) { /* best effort */ }

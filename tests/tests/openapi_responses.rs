@@ -403,7 +403,7 @@ async fn every_route_answers_as_the_served_document_says() {
     .await;
 
     // The report, for a team (with `inactive`), for all teams (without), for
-    // a hashed team (null names), and refused.
+    // a hashed team (the hash as name and email), and refused.
     let report_routes = [
         "/v1/report/overview",
         "/v1/report/users",

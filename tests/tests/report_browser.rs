@@ -31,6 +31,11 @@ async fn the_page_shows_what_the_api_says() {
         .into_iter()
         .find(|t| f.pii_visible(t))
         .expect("a team with PII on");
+    let hashed_team = f
+        .current_teams()
+        .into_iter()
+        .find(|t| !f.pii_visible(t))
+        .expect("a team with PII off");
     let refused = f
         .published
         .expected
@@ -65,6 +70,7 @@ async fn the_page_shows_what_the_api_says() {
         .env("REPORT_URL", report.url(""))
         .env("REPORT_TOKEN", admin.token())
         .env("REPORT_TEAM", &team)
+        .env("REPORT_HASHED_TEAM", &hashed_team)
         .env("REFUSED_USER", &refused.user_id)
         .env("REFUSED_PRODUCT", &refused.product)
         .env("SCREENSHOT", &screenshot)

@@ -6,12 +6,13 @@
 //! ready" notification; unassign refused for group and default assignments,
 //! published for direct ones.
 
-use chrono::{Duration as Days, Utc};
+use chrono::{Duration as Days, NaiveDate, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use usage_loadgen::oracle::DateRange;
-use usage_loadgen::Via;
+use usage_loadgen::{Access, Via};
 use usage_tests::report::{fixture, milli, Fixture, Report, ReportOptions, TestAdmin};
 use usage_tests::services::{self, eventually};
 
@@ -42,6 +43,120 @@ fn cell(v: &Value) -> String {
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join("; "),
         other => other.to_string(),
     }
+}
+
+/// Asks for an export and downloads it: its metadata and its bytes.
+async fn export(report: &Report, admin: &TestAdmin, body: &Value) -> (Value, Vec<u8>) {
+    let (status, meta) = report.send(admin, Method::POST, "/v1/exports", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{meta}");
+    let (status, bytes) = report
+        .get_bytes(admin, meta["download_path"].as_str().unwrap_or_default())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{meta}");
+    (meta, bytes)
+}
+
+/// The rows of an XLSX file's first sheet (header first), its cells as
+/// text, read with Python's standard library (zipfile, ElementTree).
+fn xlsx_records(bytes: &[u8]) -> Vec<Vec<String>> {
+    const READ: &str = r#"
+import sys, zipfile, io, json, xml.etree.ElementTree as ET
+ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+z = zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read()))
+shared = []
+if "xl/sharedStrings.xml" in z.namelist():
+    for si in ET.fromstring(z.read("xl/sharedStrings.xml")).findall("m:si", ns):
+        shared.append("".join(t.text or "" for t in si.iter("{%s}t" % ns["m"])))
+def col(ref):
+    n = 0
+    for ch in ref:
+        if not ch.isalpha():
+            break
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+rows = []
+for r in ET.fromstring(z.read("xl/worksheets/sheet1.xml")).iter("{%s}row" % ns["m"]):
+    cells = {}
+    for c in r.findall("m:c", ns):
+        v = c.find("m:v", ns)
+        text = "" if v is None else v.text
+        if c.get("t") == "s":
+            text = shared[int(text)]
+        elif c.get("t") == "inlineStr":
+            text = "".join(t.text or "" for t in c.iter("{%s}t" % ns["m"]))
+        cells[col(c.get("r"))] = text
+    rows.append([cells.get(i, "") for i in range(max(cells) + 1 if cells else 0)])
+print(json.dumps(rows))
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", READ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("written");
+    let out = child.wait_with_output().expect("python3 ends");
+    assert!(out.status.success(), "the XLSX file reads");
+    serde_json::from_slice(&out.stdout).expect("JSON rows")
+}
+
+/// The column `name` of a file's header.
+fn column(records: &[Vec<String>], name: &str) -> usize {
+    records[0]
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("a {name} column in {:?}", records[0]))
+}
+
+/// Thousandths of a token, from an export's cell.
+fn cell_milli(cell: &str) -> u64 {
+    (cell.parse::<f64>().unwrap_or(f64::NAN) * 1000.0).round() as u64
+}
+
+/// The oracle's raw token usage of `team` over `range`: (user, product,
+/// UTC date with Flex usage or a window opened) -> tokens (thousandths) of
+/// the windows opened that date.
+fn want_token_days(
+    f: &Fixture,
+    team: &str,
+    range: DateRange,
+) -> BTreeMap<(String, String, NaiveDate), u64> {
+    let mut want = BTreeMap::new();
+    let mut stamped = BTreeSet::new();
+    for row in &f.published.expected.rows {
+        if row.current_team_id != team || row.access != Access::Flex {
+            continue;
+        }
+        if !stamped.insert((
+            row.team_id.clone(),
+            row.user_id.clone(),
+            row.product.clone(),
+        )) {
+            continue;
+        }
+        let key = |d: NaiveDate| (row.user_id.clone(), row.product.clone(), d);
+        for d in f
+            .oracle
+            .usage_dates(&row.team_id, &row.user_id, &row.product, Access::Flex)
+        {
+            if range.from <= d && d <= range.to {
+                want.entry(key(d)).or_insert(0);
+            }
+        }
+        for w in f.oracle.windows(&row.user_id, &row.product) {
+            let d = w.start.date_naive();
+            if w.team_id == row.team_id && range.from <= d && d <= range.to {
+                *want.entry(key(d)).or_insert(0) += w.tokens_milli;
+            }
+        }
+    }
+    want
 }
 
 fn same_number(a: &str, b: &str) -> bool {
@@ -77,9 +192,15 @@ async fn exports_hold_the_report_and_expire() {
         .into_iter()
         .find(|t| f.pii_visible(t))
         .expect("a team with PII on");
+    let hidden = f
+        .current_teams()
+        .into_iter()
+        .find(|t| !f.pii_visible(t))
+        .expect("a team with PII off");
     let one = admin("one", "secondary", &[&team]);
     let two = admin("two", "sso", &[&team]);
-    let (report, _, _) = start(&f, &[one.clone(), two.clone()]).await;
+    let three = admin("three", "secondary", &[&hidden]);
+    let (report, _, _) = start(&f, &[one.clone(), two.clone(), three.clone()]).await;
     let filters = json!({"team": team, "range": "last_3_months", "sort": "days_used:desc"});
 
     // The report as CSV equals the JSON report, row by row and column by column.
@@ -92,22 +213,17 @@ async fn exports_hold_the_report_and_expire() {
     assert_eq!(status, StatusCode::OK);
     let json_rows = page["rows"].as_array().cloned().unwrap_or_default();
     assert!(!json_rows.is_empty());
-    let (status, meta) = report
-        .send(
-            &one,
-            Method::POST,
-            "/v1/exports",
-            &json!({"kind": "report", "format": "csv", "filters": filters}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{meta}");
+    let (meta, bytes) = export(
+        &report,
+        &one,
+        &json!({"kind": "report", "format": "csv", "filters": filters}),
+    )
+    .await;
     assert_eq!(meta["rows"], json!(json_rows.len()));
     let path = meta["download_path"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let (status, bytes) = report.get_bytes(&one, &path).await;
-    assert_eq!(status, StatusCode::OK);
     let records = csv_records(&bytes);
     let header = &records[0];
     assert_eq!(header[0], "user_key");
@@ -124,21 +240,21 @@ async fn exports_hold_the_report_and_expire() {
     }
 
     // The same as XLSX.
-    let (status, xlsx) = report
-        .send(
-            &one,
-            Method::POST,
-            "/v1/exports",
-            &json!({"kind": "report", "format": "xlsx", "filters": filters}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{xlsx}");
+    let (xlsx, bytes) = export(
+        &report,
+        &one,
+        &json!({"kind": "report", "format": "xlsx", "filters": filters}),
+    )
+    .await;
     assert_eq!(xlsx["rows"], json!(json_rows.len()));
-    let (status, bytes) = report
-        .get_bytes(&one, xlsx["download_path"].as_str().unwrap_or_default())
-        .await;
-    assert_eq!(status, StatusCode::OK);
     assert!(bytes.starts_with(b"PK\x03\x04"), "an XLSX file is a zip");
+    let sheet = xlsx_records(&bytes);
+    assert_eq!(
+        sheet.len(),
+        records.len(),
+        "the XLSX file has the CSV's rows"
+    );
+    assert_eq!(sheet[0], records[0]);
 
     // Raw seat usage: one line per day used, as many as the report's seat days.
     let today = f.today();
@@ -155,41 +271,68 @@ async fn exports_hold_the_report_and_expire() {
         .filter(|(k, _)| k.3 == "seat")
         .map(|(_, w)| w.days_used)
         .sum();
-    let (_, seat) = report
-        .send(
-            &one,
-            Method::POST,
-            "/v1/exports",
-            &json!({"kind": "seat_usage", "format": "csv", "filters": filters}),
-        )
-        .await;
-    let (_, bytes) = report
-        .get_bytes(&one, seat["download_path"].as_str().unwrap_or_default())
-        .await;
+    let (seat, bytes) = export(
+        &report,
+        &one,
+        &json!({"kind": "seat_usage", "format": "csv", "filters": filters}),
+    )
+    .await;
     let records = csv_records(&bytes);
     assert_eq!(records.len() as u64 - 1, seat_days, "{seat}");
     assert!(seat_days > 0);
-    // Raw token usage: one line per window; the tokens add up to the tile.
-    let (_, tokens) = report
-        .send(
-            &one,
-            Method::POST,
-            "/v1/exports",
-            &json!({"kind": "token_usage", "format": "csv", "filters": filters}),
-        )
-        .await;
-    let (_, bytes) = report
-        .get_bytes(&one, tokens["download_path"].as_str().unwrap_or_default())
-        .await;
+    // ... one line per (team, user, product, date).
+    let keys: BTreeSet<&[String]> = records[1..].iter().map(|r| &r[..]).collect();
+    assert_eq!(keys.len(), records.len() - 1, "no line twice");
+    // Raw token usage: one line per (user, product, UTC date with Flex
+    // usage), with the tokens of the windows opened that date, as the
+    // oracle says; the tokens add up to the tile.
+    let (tokens, bytes) = export(
+        &report,
+        &one,
+        &json!({"kind": "token_usage", "format": "csv", "filters": filters}),
+    )
+    .await;
     let records = csv_records(&bytes);
-    let column = records[0]
+    assert_eq!(
+        records[0],
+        ["date", "team_id", "user_key", "name", "email", "product", "tokens"],
+        "{tokens}"
+    );
+    let [date_at, team_at, key_at, product_at, tokens_at] = [
+        column(&records, "date"),
+        column(&records, "team_id"),
+        column(&records, "user_key"),
+        column(&records, "product"),
+        column(&records, "tokens"),
+    ];
+    let mut got = BTreeMap::new();
+    for r in &records[1..] {
+        assert_eq!(r[team_at], team);
+        let day = NaiveDate::parse_from_str(&r[date_at], "%Y-%m-%d").expect("a date");
+        let key = (r[key_at].clone(), r[product_at].clone(), day);
+        assert!(
+            got.insert(key, cell_milli(&r[tokens_at])).is_none(),
+            "{r:?} twice"
+        );
+    }
+    let want_days = want_token_days(&f, &team, range);
+    assert_eq!(got, want_days, "token usage day by day");
+    let inside = want_days
         .iter()
-        .position(|c| c == "tokens")
-        .expect("a tokens column");
-    let sum: u64 = records[1..]
-        .iter()
-        .map(|r| (r[column].parse::<f64>().unwrap_or(0.0) * 1000.0).round() as u64)
-        .sum();
+        .filter(|((user, product, d), tokens)| {
+            **tokens == 0
+                && d.pred_opt().is_some_and(|before| {
+                    want_days
+                        .get(&(user.clone(), product.clone(), before))
+                        .is_some_and(|t| *t > 0)
+                })
+        })
+        .count();
+    assert!(
+        inside > 0,
+        "a day used inside a window opened the day before shows 0 tokens"
+    );
+    let sum: u64 = got.values().sum();
     let (_, overview) = report
         .get(
             Some(&one),
@@ -210,6 +353,57 @@ async fn exports_hold_the_report_and_expire() {
     assert_eq!(list["exports"], json!([]));
     let (_, list) = report.get(Some(&one), "/v1/exports").await;
     assert_eq!(list["exports"].as_array().map(Vec::len), Some(4));
+
+    // A team with PII off: "hashed data values are shown" — the hash (the
+    // user key) in name and email, on the page's rows and in every file.
+    let unhash = f.unhash();
+    let hashed_filters = json!({"team": hidden, "range": "last_3_months"});
+    let (status, page) = report
+        .get(
+            Some(&three),
+            &format!("/v1/report/users?team={hidden}&range=last_3_months&page_size=1000"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = page["rows"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "{page}");
+    for row in &rows {
+        let key = row["user_key"].as_str().unwrap_or_default();
+        assert!(unhash.contains_key(key), "{row}");
+        assert_eq!((&row["name"], &row["email"]), (&json!(key), &json!(key)));
+    }
+    for (kind, format) in [
+        ("report", "csv"),
+        ("report", "xlsx"),
+        ("seat_usage", "csv"),
+        ("token_usage", "xlsx"),
+    ] {
+        let (meta, bytes) = export(
+            &report,
+            &three,
+            &json!({"kind": kind, "format": format, "filters": hashed_filters}),
+        )
+        .await;
+        let records = if format == "csv" {
+            csv_records(&bytes)
+        } else {
+            xlsx_records(&bytes)
+        };
+        assert!(records.len() > 1, "{meta}");
+        let [key_at, name_at, email_at] = [
+            column(&records, "user_key"),
+            column(&records, "name"),
+            column(&records, "email"),
+        ];
+        for r in &records[1..] {
+            assert!(unhash.contains_key(&r[key_at]), "{kind} {format}: {r:?}");
+            assert_eq!(
+                (&r[name_at], &r[email_at]),
+                (&r[key_at], &r[key_at]),
+                "{kind} {format}: the hash in name and email"
+            );
+        }
+    }
 
     // An export 15 days old is deleted by the sweeper: the file is gone and
     // the download answers 410.

@@ -17,6 +17,9 @@
 //!   iff that team's `pii_visible` is off; for All Teams, everyone is hashed
 //!   iff any team in scope is off. Teams default to off ([`TeamDirectory`]):
 //!   a team never described is hashed.
+//! - What is shown ([`display_identity`], the one rule for the report, its
+//!   page and its exports): when hashed, the hash as user key, name and
+//!   email, and no avatar; otherwise the id and the profile.
 //! - Team ids are current teams (after merges): the history of a merged team
 //!   is shown under the privacy setting of the team it was merged into.
 
@@ -101,42 +104,52 @@ where
     }
 }
 
-/// A user's identity as the report shows it.
+/// A user's identity as the report, its page and its exports show it: one
+/// rule for every place an identity is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayIdentity {
-    /// Name, or the keyed hash when hashed.
-    pub name: String,
-    /// Email, or the keyed hash when hashed.
-    pub email: String,
-    /// Never shown when hashed.
+    /// The user id, or its keyed hash when hashed.
+    pub user_key: String,
+    /// The name; the keyed hash when hashed; `None` when shown but no
+    /// profile is known.
+    pub name: Option<String>,
+    /// The email; the keyed hash when hashed; `None` when shown but no
+    /// profile is known.
+    pub email: Option<String>,
+    /// Never shown when hashed; `None` when unknown or empty.
     pub avatar_url: Option<String>,
 }
 
-/// The identity to show for `user_id`: the profile's, or its keyed hash in
-/// every field when `hashed`. An unknown profile shows the user id as name.
+/// The identity to show for `user_id` (rule 7): when `hashed`, its keyed
+/// hash (`hash`, e.g. [`UserHasher::hash`] or a cache in front of it) as
+/// key, name and email, and no avatar ("hashed data values are shown");
+/// otherwise the id and the profile's fields.
 pub fn display_identity(
     user_id: &str,
-    profile: Option<&UserProfile>,
+    profile: Option<UserProfile>,
     hashed: bool,
-    hasher: &UserHasher,
+    hash: impl FnOnce(&str) -> String,
 ) -> DisplayIdentity {
     if hashed {
-        let h = hasher.hash(user_id);
+        let h = hash(user_id);
         return DisplayIdentity {
-            name: h.clone(),
-            email: h,
+            user_key: h.clone(),
+            name: Some(h.clone()),
+            email: Some(h),
             avatar_url: None,
         };
     }
     match profile {
         Some(p) => DisplayIdentity {
-            name: p.name.clone(),
-            email: p.email.clone(),
-            avatar_url: p.avatar_url.clone(),
+            user_key: user_id.to_owned(),
+            name: Some(p.name),
+            email: Some(p.email),
+            avatar_url: p.avatar_url.filter(|a| !a.is_empty()),
         },
         None => DisplayIdentity {
-            name: user_id.to_owned(),
-            email: String::new(),
+            user_key: user_id.to_owned(),
+            name: None,
+            email: None,
             avatar_url: None,
         },
     }

@@ -1264,14 +1264,37 @@ fn the_hash_is_keyed_stable_and_hides_every_field() {
         email: "ada@example.com".into(),
         avatar_url: Some("https://example.com/ada.png".into()),
     };
-    let hidden = display_identity("user-42", Some(&profile), true, &hasher);
-    assert_eq!(hidden.name, hasher.hash("user-42"));
-    assert_eq!(hidden.email, hasher.hash("user-42"));
+    // "Hashed data values are shown": the hash in the key, name and email.
+    let hidden = display_identity("user-42", Some(profile.clone()), true, |u| hasher.hash(u));
+    let h = hasher.hash("user-42");
+    assert_eq!(hidden.user_key, h);
+    assert_eq!(hidden.name.as_deref(), Some(h.as_str()));
+    assert_eq!(hidden.email.as_deref(), Some(h.as_str()));
     assert_eq!(hidden.avatar_url, None);
-    let shown = display_identity("user-42", Some(&profile), false, &hasher);
+    let hidden_unknown = display_identity("user-42", None, true, |u| hasher.hash(u));
     assert_eq!(
-        (shown.name.as_str(), shown.email.as_str()),
-        ("Ada", "ada@example.com")
+        hidden_unknown, hidden,
+        "hashed whether or not a profile is known"
+    );
+    let shown = display_identity("user-42", Some(profile), false, |u| hasher.hash(u));
+    assert_eq!(
+        (
+            shown.user_key.as_str(),
+            shown.name.as_deref(),
+            shown.email.as_deref(),
+            shown.avatar_url.as_deref()
+        ),
+        (
+            "user-42",
+            Some("Ada"),
+            Some("ada@example.com"),
+            Some("https://example.com/ada.png")
+        )
+    );
+    let unknown = display_identity("user-42", None, false, |u| hasher.hash(u));
+    assert_eq!(
+        (unknown.user_key.as_str(), unknown.name, unknown.email),
+        ("user-42", None, None)
     );
 }
 

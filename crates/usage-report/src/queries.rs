@@ -233,8 +233,9 @@ impl RowsQuery {
         sql
     }
 
-    /// Raw seat usage, day by day: `team, user_id, product, usage_date`
-    /// for seat usage in the range ([`SeatDayRow`]).
+    /// Raw seat usage, day by day: `team, user_id, product, usage_date`,
+    /// one row per (current team, user, product, UTC date) with seat usage
+    /// in the range ([`SeatDayRow`]).
     pub fn seat_days(&self) -> Sql {
         let mut sql = Sql::new("SELECT tm, user_id, product, usage_date FROM (SELECT ");
         self.team_expr(&mut sql);
@@ -252,23 +253,40 @@ impl RowsQuery {
         sql
     }
 
-    /// Raw token usage, window by window: `team, user_id, product, window
-    /// start (seconds), tokens (thousandths)` for the windows starting in the
-    /// range ([`TokenWindowRow`]).
-    pub fn token_windows(&self) -> Sql {
-        let mut sql = Sql::new("SELECT ");
+    /// Raw token usage, day by day: `team, user_id, product, usage day
+    /// (days since 1970), tokens (thousandths)` ([`TokenDayRow`]), one row
+    /// per (current team, user, product, UTC date) in the range with Flex
+    /// usage (`daily_usage`, access flex) or a window opened: the tokens of
+    /// the windows opened that date (by `window_start`, under the current
+    /// team of the opening event), 0 on a day used inside a window opened
+    /// before. The two sources are joined by a union summed per key (no
+    /// JOIN: the same text runs on 18.16 and a current ClickHouse).
+    pub fn token_days(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, day, toUInt64(sum(tok)) AS tokens FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.bind_str(
+            " AS tm, user_id, product, toUInt16(usage_date) AS day, toUInt64(0) AS tok \
+             FROM daily_usage WHERE access = ?",
+            Access::Flex.label(),
+        )
+        .bind_str(" AND usage_date >= toDate(?)", &self.from)
+        .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(" UNION ALL SELECT ");
         self.team_of(&mut sql, "opener");
         sql.push(
-            " AS tm, user_id, product, toUInt32(window_start) AS started, tok FROM (\
-             SELECT user_id, product, window_start, window_start_us, any(team_id) AS opener, \
-             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+            " AS tm, user_id, product, toUInt16(toDate(window_start)) AS day, \
+             toUInt64(tok) AS tok FROM (SELECT user_id, product, window_start, window_start_us, \
+             any(team_id) AS opener, any(tokens_milli) AS tok FROM flex_windows WHERE 1",
         )
         .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
         .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
         self.filters(&mut sql, false);
         sql.push(
-            " GROUP BY user_id, product, window_start, window_start_us) \
-             ORDER BY started, tm, user_id, product",
+            " GROUP BY user_id, product, window_start, window_start_us)) \
+             GROUP BY tm, user_id, product, day ORDER BY day, tm, user_id, product",
         );
         sql
     }
@@ -365,13 +383,13 @@ pub struct SeatDayRow {
     pub usage_day: u16,
 }
 
-/// A row of [`RowsQuery::token_windows`].
+/// A row of [`RowsQuery::token_days`].
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
-pub struct TokenWindowRow {
+pub struct TokenDayRow {
     pub team: String,
     pub user_id: String,
     pub product: String,
-    pub started: u32,
+    pub usage_day: u16,
     pub tokens_milli: u64,
 }
 
@@ -500,7 +518,8 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("held, no filter", bare.held()),
         ("seat days", full.seat_days()),
         ("seat days, no filter", bare.seat_days()),
-        ("token windows", full.token_windows()),
+        ("token days", full.token_days()),
+        ("token days, no filter", bare.token_days()),
         ("daily usage", full.daily_usage()),
         ("daily usage, no filter", bare.daily_usage()),
         ("daily tokens", full.daily_tokens()),
@@ -546,7 +565,7 @@ mod tests {
             q.tokens(),
             q.held(),
             q.seat_days(),
-            q.token_windows(),
+            q.token_days(),
         ] {
             assert!(!sql.text().contains("OR 1=1"), "{}", sql.text());
             assert_eq!(sql.text().matches('?').count(), sql.params.len());

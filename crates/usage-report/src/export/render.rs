@@ -3,13 +3,13 @@
 
 use std::borrow::Cow;
 
-use chrono::{NaiveDate, SecondsFormat};
+use chrono::NaiveDate;
 use rust_xlsxwriter::{ColNum, Format, RowNum, Workbook, XlsxError};
 use usage_core::event::Tokens;
 
 use super::ExportError;
 use crate::model::{ExportFormat, ReportRow};
-use crate::report::{SeatUsageDay, TokenUsageWindow};
+use crate::report::{SeatUsageDay, TokenUsageDay};
 
 /// The columns of the report export: the JSON field names of [`ReportRow`],
 /// in declaration order.
@@ -35,15 +35,8 @@ pub const SEAT_USAGE_COLUMNS: [&str; 6] =
     ["date", "team_id", "user_key", "name", "email", "product"];
 
 /// The columns of the raw token usage export.
-pub const TOKEN_USAGE_COLUMNS: [&str; 8] = [
-    "date",
-    "window_start",
-    "team_id",
-    "user_key",
-    "name",
-    "email",
-    "product",
-    "tokens",
+pub const TOKEN_USAGE_COLUMNS: [&str; 7] = [
+    "date", "team_id", "user_key", "name", "email", "product", "tokens",
 ];
 
 /// Excel's limit on the characters (UTF-16 code units) of one cell.
@@ -146,17 +139,13 @@ impl Record for SeatUsageDay {
     }
 }
 
-impl Record for TokenUsageWindow {
+impl Record for TokenUsageDay {
     const COLUMNS: &'static [&'static str] = &TOKEN_USAGE_COLUMNS;
     const SHEET: &'static str = "Token usage";
 
     fn cells(&self) -> Vec<Cell<'_>> {
         vec![
             Cell::date(self.date),
-            Cell::Text(Cow::Owned(
-                self.window_start
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            )),
             Cell::text(&self.team_id),
             Cell::text(&self.user_key),
             Cell::opt_text(&self.name),
@@ -180,9 +169,10 @@ pub fn render_seat_usage(
     render(rows, format)
 }
 
-/// Renders raw token usage (one line per charged Flex window).
+/// Renders raw token usage (one line per team, user, product and UTC date
+/// with Flex usage).
 pub fn render_token_usage(
-    rows: &[TokenUsageWindow],
+    rows: &[TokenUsageDay],
     format: ExportFormat,
 ) -> Result<Vec<u8>, ExportError> {
     render(rows, format)
@@ -384,9 +374,8 @@ mod tests {
             text,
             "date,team_id,user_key,name,email,product\r\n2026-02-01,t,u,Ann,,p\r\n"
         );
-        let window = TokenUsageWindow {
+        let used = TokenUsageDay {
             date: day,
-            window_start: day.and_hms_opt(8, 30, 0).expect("time").and_utc(),
             team_id: "t".into(),
             user_key: "u".into(),
             name: None,
@@ -394,11 +383,17 @@ mod tests {
             product: "p".into(),
             tokens: Tokens::from_whole(7),
         };
-        let text = csv_text(&render_token_usage(&[window], ExportFormat::Csv).expect("rendered"));
+        let inside = TokenUsageDay {
+            date: day.succ_opt().expect("date"),
+            tokens: Tokens::ZERO,
+            ..used.clone()
+        };
+        let text =
+            csv_text(&render_token_usage(&[used, inside], ExportFormat::Csv).expect("rendered"));
         assert_eq!(
             text,
-            "date,window_start,team_id,user_key,name,email,product,tokens\r\n\
-             2026-02-01,2026-02-01T08:30:00Z,t,u,,,p,7\r\n"
+            "date,team_id,user_key,name,email,product,tokens\r\n\
+             2026-02-01,t,u,,,p,7\r\n2026-02-02,t,u,,,p,0\r\n"
         );
     }
 

@@ -131,12 +131,12 @@ impl Default for Page {
 pub struct ReportRow {
     /// The user id when the team's personal data is visible; otherwise a
     /// keyed hash of it (64 hex digits, the same for the same user), and
-    /// then `name`, `email` and `avatar_url` are null.
+    /// then `name` and `email` show that hash and `avatar_url` is null.
     pub user_key: String,
-    /// `null` when hashed.
+    /// The hash (`user_key`) when hashed; `null` when no profile is known.
     #[schema(required = true)]
     pub name: Option<String>,
-    /// `null` when hashed.
+    /// The hash (`user_key`) when hashed; `null` when no profile is known.
     #[schema(required = true)]
     pub email: Option<String>,
     /// `null` when hashed or unknown.
@@ -252,7 +252,9 @@ pub struct Daily {
 
 /// What an export holds. `report`: the users table's rows for the filters;
 /// `seat_usage`: raw seat usage, one line per (team, user, product, UTC date
-/// used); `token_usage`: raw token usage, one line per charged Flex window.
+/// used); `token_usage`: raw token usage, one line per (team, user, product,
+/// UTC date with Flex usage) with the tokens of the windows opened that date
+/// (0 on a day used inside a window opened the day before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportKind {

@@ -42,7 +42,7 @@ use usage_store::schema::StoredEnum;
 use crate::error::ApiError;
 use crate::model::RangeDates;
 
-pub use raw::{SeatUsageDay, TokenUsageWindow};
+pub use raw::{SeatUsageDay, TokenUsageDay};
 pub use scope::TeamInfo;
 pub use unassign::HeldAssignment;
 

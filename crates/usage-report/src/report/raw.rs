@@ -1,22 +1,25 @@
-//! The raw exports: seat usage day by day and token usage window by window,
-//! in the admin's scope, with the identity each user is shown with.
+//! The raw exports: seat usage and token usage, one line per (current team,
+//! user, product, UTC date), in the admin's scope, with the identity each
+//! user is shown with (rule 7, [`display_identity`]).
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use usage_core::event::Tokens;
+use chrono::NaiveDate;
+use usage_core::event::{Tokens, UserProfile};
+use usage_core::privacy::{display_identity, DisplayIdentity};
 
 use super::scope::hashed_for;
 use super::{day, warehouse, Reporter};
 use crate::admins::Admin;
 use crate::error::ApiError;
 use crate::model::ReportFilters;
-use crate::queries::{self, RowsQuery, SeatDayRow, TokenWindowRow};
+use crate::queries::{self, RowsQuery, SeatDayRow, TokenDayRow};
 
-/// user id -> (user key, name, email) as a raw export shows them.
-type Identities = HashMap<String, (String, Option<String>, Option<String>)>;
+/// user id -> the identity a raw export shows.
+type Identities = HashMap<String, DisplayIdentity>;
 
-/// One day of seat usage (raw seat usage export).
+/// One day of seat usage (raw seat usage export): a (current team, user,
+/// product, UTC date) with seat usage.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SeatUsageDay {
     pub date: NaiveDate,
@@ -27,11 +30,13 @@ pub struct SeatUsageDay {
     pub product: String,
 }
 
-/// One charged Flex window (raw token usage export).
+/// One day of Flex usage (raw token usage export): a (current team, user,
+/// product, UTC date) with Flex usage, and the tokens charged by the
+/// windows opened that date (0 on a day used inside a window opened the day
+/// before).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TokenUsageWindow {
+pub struct TokenUsageDay {
     pub date: NaiveDate,
-    pub window_start: DateTime<Utc>,
     pub team_id: String,
     pub user_key: String,
     pub name: Option<String>,
@@ -41,32 +46,28 @@ pub struct TokenUsageWindow {
 }
 
 impl Reporter {
-    /// Identity columns for raw exports: key, and name/email when visible.
+    /// The identity each of `users` is shown with in a raw export.
     async fn identities(
         &self,
         users: BTreeSet<String>,
         hashed: bool,
     ) -> Result<Identities, ApiError> {
-        if hashed {
-            return Ok(users
-                .into_iter()
-                .map(|u| {
-                    let key = self.hash(&u);
-                    (u, (key, None, None))
-                })
-                .collect());
-        }
-        let profiles = self.profiles(Some(users.iter().cloned().collect())).await?;
+        let mut profiles = if hashed {
+            HashMap::new()
+        } else {
+            self.profiles(Some(users.iter().cloned().collect())).await?
+        };
         Ok(users
             .into_iter()
             .map(|u| {
-                let p = profiles.get(&u);
-                let value = (
-                    u.clone(),
-                    p.map(|p| p.name.clone()),
-                    p.map(|p| p.email.clone()),
-                );
-                (u, value)
+                let profile = profiles.remove(&u).map(|p| UserProfile {
+                    user_id: u.clone(),
+                    name: p.name,
+                    email: p.email,
+                    avatar_url: Some(p.avatar_url),
+                });
+                let shown = display_identity(&u, profile, hashed, |id| self.hash(id));
+                (u, shown)
             })
             .collect())
     }
@@ -110,52 +111,56 @@ impl Reporter {
         Ok(days
             .into_iter()
             .map(|d| {
-                let (user_key, name, email) = ids.get(&d.user_id).cloned().unwrap_or_default();
+                let shown = shown(&ids, &d.user_id);
                 SeatUsageDay {
                     date: day(d.usage_day),
                     team_id: d.team,
-                    user_key,
-                    name,
-                    email,
+                    user_key: shown.user_key,
+                    name: shown.name,
+                    email: shown.email,
                     product: d.product,
                 }
             })
             .collect())
     }
 
-    /// Raw token usage, window by window, in the range.
+    /// Raw token usage, day by day, in the range (team, product filters apply).
     pub async fn token_usage(
         &self,
         admin: &Admin,
         filters: &ReportFilters,
-    ) -> Result<Vec<TokenUsageWindow>, ApiError> {
-        let (windows, ids) = self
-            .raw(
-                admin,
-                filters,
-                RowsQuery::token_windows,
-                |w: &TokenWindowRow| (&w.team, &w.user_id),
-            )
+    ) -> Result<Vec<TokenUsageDay>, ApiError> {
+        let (days, ids) = self
+            .raw(admin, filters, RowsQuery::token_days, |d: &TokenDayRow| {
+                (&d.team, &d.user_id)
+            })
             .await?;
-        Ok(windows
+        Ok(days
             .into_iter()
-            .map(|w| {
-                let (user_key, name, email) = ids.get(&w.user_id).cloned().unwrap_or_default();
-                let start = Utc
-                    .timestamp_opt(i64::from(w.started), 0)
-                    .single()
-                    .unwrap_or_default();
-                TokenUsageWindow {
-                    date: start.date_naive(),
-                    window_start: start,
-                    team_id: w.team,
-                    user_key,
-                    name,
-                    email,
-                    product: w.product,
-                    tokens: Tokens::from_millis(w.tokens_milli),
+            .map(|d| {
+                let shown = shown(&ids, &d.user_id);
+                TokenUsageDay {
+                    date: day(d.usage_day),
+                    team_id: d.team,
+                    user_key: shown.user_key,
+                    name: shown.name,
+                    email: shown.email,
+                    product: d.product,
+                    tokens: Tokens::from_millis(d.tokens_milli),
                 }
             })
             .collect())
     }
+}
+
+/// The identity of `user_id` (every user of the rows has one).
+fn shown(ids: &Identities, user_id: &str) -> DisplayIdentity {
+    ids.get(user_id)
+        .cloned()
+        .unwrap_or_else(|| DisplayIdentity {
+            user_key: String::new(),
+            name: None,
+            email: None,
+            avatar_url: None,
+        })
 }

@@ -5,8 +5,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use usage_core::event::{Access, Tokens};
+use usage_core::event::{Access, Tokens, UserProfile};
 use usage_core::merge::TeamMerges;
+use usage_core::privacy::display_identity;
 use usage_core::status::{self, Held, Status};
 use usage_core::usage::monthly_average;
 
@@ -351,14 +352,23 @@ impl Reporter {
 
 pub(super) fn display(line: &Line, hashed: bool, filters: &ReportFilters) -> ReportRow {
     let average = monthly_average(line.days, &filters.range);
-    let profile = if hashed { None } else { line.profile.as_ref() };
+    // Rule 7, as the core shows it: the key was hashed (cached) above.
+    let profile = line
+        .profile
+        .as_ref()
+        .filter(|_| !hashed)
+        .map(|p| UserProfile {
+            user_id: line.user_id.clone(),
+            name: p.name.clone(),
+            email: p.email.clone(),
+            avatar_url: Some(p.avatar_url.clone()),
+        });
+    let shown = display_identity(&line.user_id, profile, hashed, |_| line.user_key.clone());
     ReportRow {
-        user_key: line.user_key.clone(),
-        name: profile.map(|p| p.name.clone()),
-        email: profile.map(|p| p.email.clone()),
-        avatar_url: profile
-            .map(|p| p.avatar_url.clone())
-            .filter(|a| !a.is_empty()),
+        user_key: shown.user_key,
+        name: shown.name,
+        email: shown.email,
+        avatar_url: shown.avatar_url,
         team_id: line.team.clone(),
         groups: line.groups.clone(),
         product: line.product.clone(),
