@@ -8,6 +8,7 @@
 //! - [`report`]: rows and tiles, with the rules from `usage-core`;
 //! - [`export`]: CSV/XLSX files, their store and the 14-day sweeper;
 //! - [`schedule`]: scheduled exports and their store;
+//! - [`mail`]: the "report ready" emails and their outbox;
 //! - [`messages`]: the Kafka messages the service publishes;
 //! - [`openapi`]: the `/openapi.json` document, derived from the types;
 //! - [`error`]: errors as JSON with stable codes.
@@ -15,6 +16,7 @@
 pub mod admins;
 pub mod error;
 pub mod export;
+pub mod mail;
 pub mod messages;
 pub mod model;
 pub mod openapi;

@@ -18,6 +18,7 @@ use clap::Parser;
 use usage_core::privacy::UserHasher;
 use usage_report::admins::Admins;
 use usage_report::export::ExportStore;
+use usage_report::mail::{read_password, MailSettings, Mailer, Outbox, TlsMode};
 use usage_report::report::Reporter;
 use usage_report::schedule::{RunLog, ScheduleStore};
 use usage_runtime::clickhouse::ClickHouseArgs;
@@ -30,6 +31,9 @@ const DEV_HMAC_KEY: &str = "usage-report development key: not secret, not for pr
 /// The directory, under the exports directory, of the last errors of
 /// failing schedules.
 const RUNS_DIR: &str = "schedule-runs";
+
+/// The directory, under the exports directory, of the emails to send.
+const OUTBOX_DIR: &str = "mail-outbox";
 
 /// Serves the usage report to admins from the ClickHouse rollups.
 ///
@@ -110,6 +114,51 @@ struct Cli {
     )]
     scheduler_interval_secs: u64,
 
+    /// The SMTP server that sends the "report ready" emails (host name; also
+    /// the name its TLS certificate must bear). No host: no emails (the
+    /// notification is still published).
+    #[arg(long, env = "USAGE_REPORT_SMTP_HOST", help_heading = "Mail")]
+    smtp_host: Option<String>,
+    /// Its port [default: 25 with --smtp-tls none, 587 with starttls, 465
+    /// with tls].
+    #[arg(long, env = "USAGE_REPORT_SMTP_PORT", help_heading = "Mail")]
+    smtp_port: Option<u16>,
+    /// How the connection is secured: none (a trusted relay only),
+    /// starttls (required, not opportunistic) or tls (from the first byte).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_SMTP_TLS",
+        value_enum,
+        default_value = "starttls",
+        help_heading = "Mail"
+    )]
+    smtp_tls: TlsMode,
+    /// The user to authenticate as (with --smtp-password-file); none: no
+    /// authentication.
+    #[arg(long, env = "USAGE_REPORT_SMTP_USER", help_heading = "Mail")]
+    smtp_user: Option<String>,
+    /// File holding the SMTP password (its final line break ignored).
+    #[arg(long, env = "USAGE_REPORT_SMTP_PASSWORD_FILE", help_heading = "Mail")]
+    smtp_password_file: Option<PathBuf>,
+    /// The emails' sender, e.g. "Usage report <usage@example.com>"
+    /// (required with --smtp-host).
+    #[arg(long, env = "USAGE_REPORT_MAIL_FROM", help_heading = "Mail")]
+    mail_from: Option<String>,
+    /// Where admins reach this service, e.g. https://usage.example.com: the
+    /// emails link to <public-url>/?download=<export_id> (required with
+    /// --smtp-host).
+    #[arg(long, env = "USAGE_REPORT_PUBLIC_URL", help_heading = "Mail")]
+    public_url: Option<String>,
+    /// How often unsent emails are sent; a failed one waits this long,
+    /// doubled after each failure, up to an hour.
+    #[arg(
+        long,
+        env = "USAGE_REPORT_MAIL_INTERVAL_SECS",
+        default_value_t = 30,
+        help_heading = "Mail"
+    )]
+    mail_interval_secs: u64,
+
     /// Bootstrap brokers, comma-separated host:port.
     #[arg(
         long,
@@ -171,6 +220,39 @@ fn hmac_key(cli: &Cli) -> anyhow::Result<Vec<u8>> {
     Ok(key.into_bytes())
 }
 
+/// The mail settings, `None` (mail off) without an SMTP host.
+fn mail_settings(cli: &Cli) -> anyhow::Result<Option<MailSettings>> {
+    let Some(host) = cli.smtp_host.clone().filter(|h| !h.trim().is_empty()) else {
+        if cli.mail_from.is_some() || cli.smtp_user.is_some() {
+            tracing::warn!("mail settings given but no --smtp-host: no emails are sent");
+        }
+        return Ok(None);
+    };
+    let credentials = match (&cli.smtp_user, &cli.smtp_password_file) {
+        (Some(user), Some(path)) => Some((
+            user.clone(),
+            read_password(path)
+                .with_context(|| format!("reading the SMTP password file {}", path.display()))?,
+        )),
+        (None, None) => None,
+        _ => anyhow::bail!("--smtp-user and --smtp-password-file go together"),
+    };
+    Ok(Some(MailSettings {
+        host,
+        port: cli.smtp_port,
+        tls: cli.smtp_tls,
+        credentials,
+        from: cli
+            .mail_from
+            .clone()
+            .context("--smtp-host needs --mail-from (the emails' sender)")?,
+        public_url: cli
+            .public_url
+            .clone()
+            .context("--smtp-host needs --public-url (the links' base)")?,
+    }))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let hasher = UserHasher::new(&hmac_key(&cli)?)
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -189,6 +271,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runs_dir = cli.exports_dir.join(RUNS_DIR);
     let runs = RunLog::open(&runs_dir)
         .with_context(|| format!("opening the schedule runs directory {}", runs_dir.display()))?;
+    let mail = match mail_settings(&cli)? {
+        Some(settings) => {
+            let mailer = Mailer::new(&settings).context("the mail settings")?;
+            let outbox_dir = cli.exports_dir.join(OUTBOX_DIR);
+            let outbox = Outbox::open(&outbox_dir)
+                .with_context(|| format!("opening the mail outbox {}", outbox_dir.display()))?;
+            Some((mailer, outbox))
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -217,10 +309,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state.clone(),
             Duration::from_secs(cli.sweep_interval_secs.max(1)),
         );
+        let mail_server = mail.as_ref().map(|(mailer, _)| mailer.server().to_owned());
         if cli.scheduler_interval_secs > 0 {
+            // The mailer runs beside the one scheduler: it alone reads the
+            // outbox the scheduler writes.
+            let outbox = mail.as_ref().map(|(_, outbox)| outbox.clone());
+            if let Some((mailer, outbox)) = mail {
+                background::spawn_mailer(
+                    mailer,
+                    outbox,
+                    state.metrics.clone(),
+                    Duration::from_secs(cli.mail_interval_secs.max(1)),
+                );
+            }
             background::spawn_scheduler(
                 state.clone(),
                 Duration::from_secs(cli.scheduler_interval_secs),
+                outbox,
             );
         }
         tracing::info!(
@@ -230,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             admins = state.admins.len(),
             exports = %cli.exports_dir.display(),
             dev = cli.dev,
+            mail = mail_server.as_deref().unwrap_or("off"),
             "usage-report serving"
         );
         axum::serve(listener, api::router(state))

@@ -21,6 +21,8 @@ struct Inner {
     exports: IntCounterVec,
     exports_swept: IntCounterVec,
     schedule_runs: IntCounterVec,
+    emails_sent: IntCounterVec,
+    email_failures: IntCounterVec,
     unassign_requests: IntCounterVec,
 }
 
@@ -62,6 +64,18 @@ impl Metrics {
             "Scheduled exports run, by outcome (ok, failed, owner_unknown).",
             &["outcome"],
         )?;
+        let emails_sent = counter(
+            "emails_sent_total",
+            "\"Report ready\" emails the SMTP server accepted.",
+            &[],
+        )?;
+        let email_failures = counter(
+            "email_failures_total",
+            "\"Report ready\" emails not sent, by reason: smtp (the server was unreachable or \
+             refused it; tried again later), address (the admin's address is not valid), \
+             expired (its export expired first: given up), outbox (the outbox on disk failed).",
+            &["reason"],
+        )?;
         let unassign_requests = counter(
             "unassign_requests_total",
             "Unassign requests, by outcome (published, refused, failed).",
@@ -74,6 +88,8 @@ impl Metrics {
             exports,
             exports_swept,
             schedule_runs,
+            emails_sent,
+            email_failures,
             unassign_requests,
         })))
     }
@@ -109,6 +125,14 @@ impl Metrics {
 
     pub(crate) fn schedule_run(&self, outcome: &str) {
         self.0.schedule_runs.with_label_values(&[outcome]).inc();
+    }
+
+    pub(crate) fn email_sent(&self) {
+        self.0.emails_sent.with_label_values(&[] as &[&str]).inc();
+    }
+
+    pub(crate) fn email_failed(&self, reason: &str) {
+        self.0.email_failures.with_label_values(&[reason]).inc();
     }
 
     pub(crate) fn unassign(&self, outcome: &str) {

@@ -28,6 +28,7 @@ use crate::model::{ExportFormat, ExportKind, ReportParams};
 
 pub use calendar::{is_due, next_run_date, Frequency};
 pub use input::{ScheduleInput, LAST_START_DATE, MAX_NAME_CHARS};
+pub(crate) use runs::write_atomic;
 pub use runs::{RunError, RunLog};
 pub use store::{statements_for_compatibility, ScheduleStore};
 
@@ -62,6 +63,28 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The notification id of the schedule's next run: the same for every
+    /// attempt at that run (another pass after a failure, a restart), a new
+    /// one once it has run or is edited. The email is sent once per id.
+    /// A UUID (version 8: the first 16 bytes of a SHA-256 of the schedule
+    /// id, its last edit and its next run date).
+    pub fn run_notification_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"report_ready\0");
+        hash.update(self.schedule_id.as_bytes());
+        hash.update(b"\0");
+        hash.update(self.updated_at.timestamp().to_be_bytes());
+        hash.update(self.next_run_date.to_string().as_bytes());
+        let digest = hash.finalize();
+        let mut bytes = [0_u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .to_string()
+    }
+
     fn with_next_run(mut self) -> Schedule {
         self.next_run_date = next_run_date(self.start_date, self.frequency, self.last_run_date);
         self
