@@ -135,7 +135,13 @@ try {
   }
 
   step("export");
-  // Export: the CSV downloaded holds every row of the table.
+  // Export: accepted, its progress shown, then the CSV downloaded holds
+  // every row of the table.
+  await page.evaluate(() => {
+    window.exportLines = [];
+    new MutationObserver(() => window.exportLines.push(document.querySelector("#export-line").textContent))
+      .observe(document.querySelector("#export-line"), { childList: true, characterData: true, subtree: true });
+  });
   const [download] = await Promise.all([
     page.waitForEvent("download"),
     page.click('[data-export="report"][data-format="csv"]'),
@@ -144,6 +150,9 @@ try {
   check(csv[0].startsWith("user_key,"), "the CSV header: " + csv[0]);
   check(csv.length - 1 === first.total, `the CSV has ${csv.length - 1} rows, the report ${first.total}`);
   await page.waitForSelector(`#export-line:has-text("Exported ${first.total} rows")`);
+  const exportLines = await page.evaluate(() => window.exportLines);
+  check(exportLines.some((l) => /^Export(ing| requested| waiting)/.test(l)),
+    "the export's progress is shown: " + JSON.stringify(exportLines));
 
   step("schedule");
   // Schedule the report with these filters: listed, with the limit shown.

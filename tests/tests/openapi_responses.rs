@@ -491,7 +491,8 @@ async fn every_route_answers_as_the_served_document_says() {
     )
     .await;
 
-    // Exports: written, listed, read, downloaded; refused; expired.
+    // Exports: accepted (written in the background), polled, listed, read,
+    // downloaded; refused; not ready; expired.
     let exports = "/v1/exports";
     let filters = json!({"team": team, "range": "last_3_months", "sort": "days_used:desc"});
     let mut written = Vec::new();
@@ -504,7 +505,7 @@ async fn every_route_answers_as_the_served_document_says() {
         let body = json!({"kind": kind, "format": format, "filters": filters});
         let meta = api
             .expect(
-                StatusCode::CREATED,
+                StatusCode::ACCEPTED,
                 Some(&one),
                 post.clone(),
                 exports,
@@ -516,7 +517,7 @@ async fn every_route_answers_as_the_served_document_says() {
     }
     let meta = api
         .expect(
-            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
             Some(&one),
             post.clone(),
             exports,
@@ -560,6 +561,47 @@ async fn every_route_answers_as_the_served_document_says() {
         .await;
     let one_export = "/v1/exports/{export_id}";
     let download = "/v1/exports/{export_id}/download";
+    for meta in &written {
+        let path = format!(
+            "/v1/exports/{}",
+            meta["export_id"].as_str().unwrap_or(NO_SUCH_ID)
+        );
+        let ready = eventually(Duration::from_secs(60), || async {
+            report.get(Some(&one), &path).await.1["state"] == json!("ready")
+        })
+        .await;
+        assert!(ready, "{path} becomes ready");
+    }
+    // Not ready: an export still running is not downloaded (409).
+    {
+        let id = written[1]["export_id"].as_str().unwrap_or(NO_SUCH_ID);
+        let mut running: Value = serde_json::from_slice(
+            &std::fs::read(report.exports_dir.join(format!("{id}.json"))).expect("sidecar"),
+        )
+        .expect("JSON");
+        let unfinished = "5d7e8f90-a1b2-4c3d-8e4f-5a6b7c8d9e0f";
+        running["export_id"] = json!(unfinished);
+        running["download_path"] = json!(format!("/v1/exports/{unfinished}/download"));
+        running["state"] = json!("running");
+        running["rows"] = json!(0);
+        std::fs::write(
+            report.exports_dir.join(format!("{unfinished}.json")),
+            serde_json::to_vec(&running).expect("JSON"),
+        )
+        .expect("write");
+        let path = format!("/v1/exports/{unfinished}");
+        api.expect(ok, Some(&one), get.clone(), one_export, &path, None)
+            .await;
+        api.expect(
+            StatusCode::CONFLICT,
+            Some(&one),
+            get.clone(),
+            download,
+            &format!("{path}/download"),
+            None,
+        )
+        .await;
+    }
     for meta in &written {
         let id = meta["export_id"].as_str().unwrap_or(NO_SUCH_ID).to_owned();
         let path = format!("/v1/exports/{id}");

@@ -45,15 +45,40 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// Asks for an export and downloads it: its metadata and its bytes.
+/// Asks for an export, polls it until it is ready, and downloads it: its
+/// metadata and its bytes. It is accepted (202) `pending` or `running`,
+/// never written while the request waits.
 async fn export(report: &Report, admin: &TestAdmin, body: &Value) -> (Value, Vec<u8>) {
-    let (status, meta) = report.send(admin, Method::POST, "/v1/exports", body).await;
-    assert_eq!(status, StatusCode::CREATED, "{meta}");
+    let (status, accepted) = report.send(admin, Method::POST, "/v1/exports", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert!(
+        matches!(accepted["state"].as_str(), Some("pending" | "running")),
+        "{accepted}"
+    );
+    let id = accepted["export_id"].as_str().unwrap_or_default();
+    let meta = ready(report, admin, id).await;
     let (status, bytes) = report
         .get_bytes(admin, meta["download_path"].as_str().unwrap_or_default())
         .await;
     assert_eq!(status, StatusCode::OK, "{meta}");
     (meta, bytes)
+}
+
+/// Polls `GET /v1/exports/{id}` until the export is `ready` (60 s at most).
+async fn ready(report: &Report, admin: &TestAdmin, id: &str) -> Value {
+    let path = format!("/v1/exports/{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, meta) = report.get(Some(admin), &path).await;
+        assert_eq!(status, StatusCode::OK, "{meta}");
+        match meta["state"].as_str() {
+            Some("ready") => return meta,
+            Some("pending" | "running") if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => panic!("the export did not become ready: {meta}"),
+        }
+    }
 }
 
 /// The rows of an XLSX file's first sheet (header first), its cells as
@@ -424,6 +449,84 @@ async fn exports_hold_the_report_and_expire() {
         (status, body["error"].clone()),
         (StatusCode::GONE, json!("export_expired"))
     );
+    // Written in the background: the answer is 202 with where to poll.
+    let response = reqwest::Client::new()
+        .post(report.url("/v1/exports"))
+        .bearer_auth(one.token())
+        .json(&json!({"kind": "seat_usage", "format": "xlsx", "filters": filters}))
+        .send()
+        .await
+        .expect("usage-report answers");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let accepted: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        location,
+        format!("/v1/exports/{}", cell(&accepted["export_id"]))
+    );
+    let polled = ready(&report, &one, cell(&accepted["export_id"]).as_str()).await;
+    assert!(polled["rows"].as_u64().is_some_and(|n| n > 0), "{polled}");
+
+    // An export whose writer stopped (a restart, a crash: its sidecar is no
+    // longer touched) is failed, not running for ever; it is not
+    // downloaded (409) and says why. One still touched is running.
+    let stranded = "7b0c6f5e-1d2a-4c3b-9e8f-0a1b2c3d4e5f";
+    let mut running = stored.clone();
+    running["export_id"] = json!(stranded);
+    running["download_path"] = json!(format!("/v1/exports/{stranded}/download"));
+    running["created_at"] = json!(Utc::now());
+    running["expires_at"] = json!(Utc::now() + Days::days(14));
+    running["rows"] = json!(0);
+    running["state"] = json!("running");
+    let stranded_sidecar = report.exports_dir.join(format!("{stranded}.json"));
+    std::fs::write(
+        &stranded_sidecar,
+        serde_json::to_vec(&running).expect("JSON"),
+    )
+    .expect("write");
+    let (_, meta) = report
+        .get(Some(&one), &format!("/v1/exports/{stranded}"))
+        .await;
+    assert_eq!(meta["state"], json!("running"), "{meta}");
+    let (status, body) = report
+        .get(Some(&one), &format!("/v1/exports/{stranded}/download"))
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::CONFLICT, json!("export_not_ready"))
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&stranded_sidecar)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(120)))
+        .expect("aged");
+    let (_, meta) = report
+        .get(Some(&one), &format!("/v1/exports/{stranded}"))
+        .await;
+    assert_eq!(meta["state"], json!("failed"), "{meta}");
+    assert!(cell(&meta["error"]).contains("stopped"), "says why: {meta}");
+    let (status, body) = report
+        .get(Some(&one), &format!("/v1/exports/{stranded}/download"))
+        .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::CONFLICT, json!("export_not_ready")),
+        "{body}"
+    );
+    let (_, list) = report.get(Some(&one), "/v1/exports").await;
+    let listed = list["exports"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e["export_id"] == json!(stranded));
+    assert_eq!(listed.map(|e| e["state"].clone()), Some(json!("failed")));
+
     // A younger export is still there.
     let (status, _) = report
         .get_bytes(&one, xlsx["download_path"].as_str().unwrap_or_default())

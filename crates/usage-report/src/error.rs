@@ -17,7 +17,7 @@ pub struct ApiError {
 }
 
 /// Every stable error code, with its HTTP status (listed in the OpenAPI).
-pub const CODES: [(&str, u16, &str); 11] = [
+pub const CODES: [(&str, u16, &str); 12] = [
     (
         "unauthorized",
         401,
@@ -52,6 +52,11 @@ pub const CODES: [(&str, u16, &str); 11] = [
         "export_expired",
         410,
         "the export was older than 14 days and was deleted",
+    ),
+    (
+        "export_not_ready",
+        409,
+        "the export is still being written, or it failed: see its state",
     ),
     (
         "schedule_limit",
@@ -145,6 +150,11 @@ impl ApiError {
             "export_expired",
             "exports are deleted after 14 days; export the report again",
         )
+    }
+
+    /// A download of an export that is not `ready`.
+    pub fn export_not_ready(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "export_not_ready", message)
     }
 
     pub fn schedule_limit(max: usize) -> ApiError {

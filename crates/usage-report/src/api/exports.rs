@@ -1,22 +1,32 @@
-//! Exports: written on request (or by a schedule, [`run_export`]), listed,
-//! and downloaded by the admin who owns them, for 14 days.
+//! Exports: accepted on request and written in the background (the caller
+//! polls the export until it is `ready`), written at once by a schedule
+//! ([`run_export`]), listed, and downloaded by the admin who owns them, for
+//! 14 days.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use usage_report::admins::Admin;
 use usage_report::error::ApiError;
-use usage_report::export::{self, ExportMeta, TOMBSTONE_RETENTION};
-use usage_report::model::{ExportFormat, ExportKind, ReportParams};
+use usage_report::export::{self, ExportError, ExportMeta, HEARTBEAT, TOMBSTONE_RETENTION};
+use usage_report::model::{ExportFormat, ExportKind, ExportState, ReportParams, ReportRow};
 use usage_report::openapi::{tags, EXPORT_RETENTION_DAYS};
+use usage_report::report::{SeatUsageDay, TokenUsageDay};
 use utoipa::ToSchema;
 
 use super::{blocking, body, errors, AppState, V1Errors};
 use crate::request::Authed;
+
+/// Exports written at the same time in the background; the others wait,
+/// `pending`. Each holds its rows in memory while it renders.
+static WRITERS: Semaphore = Semaphore::const_new(2);
 
 /// The body of `POST /v1/exports`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,7 +39,64 @@ pub(super) struct ExportRequest {
     filters: ReportParams,
 }
 
-/// Runs an export for `admin` and stores it (requests and schedules alike).
+/// The rows of an export, read and not yet rendered.
+enum Fetched {
+    Report(Vec<ReportRow>),
+    SeatUsage(Vec<SeatUsageDay>),
+    TokenUsage(Vec<TokenUsageDay>),
+}
+
+impl Fetched {
+    /// Data lines.
+    fn rows(&self) -> u64 {
+        let n = match self {
+            Fetched::Report(rows) => rows.len(),
+            Fetched::SeatUsage(rows) => rows.len(),
+            Fetched::TokenUsage(rows) => rows.len(),
+        };
+        n as u64
+    }
+
+    /// The file (blocking: CSV or XLSX).
+    fn render(&self, format: ExportFormat) -> Result<Vec<u8>, ExportError> {
+        match self {
+            Fetched::Report(rows) => export::render_report(rows, format),
+            Fetched::SeatUsage(rows) => export::render_seat_usage(rows, format),
+            Fetched::TokenUsage(rows) => export::render_token_usage(rows, format),
+        }
+    }
+}
+
+/// Reads the rows of an export for `admin` (their teams and PII rules),
+/// with the filters as they read at `now`.
+async fn fetch(
+    state: &AppState,
+    admin: &Admin,
+    kind: ExportKind,
+    params: &ReportParams,
+    now: DateTime<Utc>,
+) -> Result<Fetched, ApiError> {
+    let filters = params.filters(now)?;
+    Ok(match kind {
+        ExportKind::Report => {
+            let sort = params.sort()?;
+            Fetched::Report(state.reporter.all_rows(admin, filters, sort).await?)
+        }
+        ExportKind::SeatUsage => {
+            Fetched::SeatUsage(state.reporter.seat_usage(admin, &filters).await?)
+        }
+        ExportKind::TokenUsage => {
+            Fetched::TokenUsage(state.reporter.token_usage(admin, &filters).await?)
+        }
+    })
+}
+
+/// Renders `fetched` off the async threads.
+async fn render(fetched: Fetched, format: ExportFormat) -> Result<Vec<u8>, ApiError> {
+    blocking(move || fetched.render(format)).await
+}
+
+/// Writes an export for `admin` now and stores it, `ready` (schedules).
 pub(crate) async fn run_export(
     state: &AppState,
     admin: &Admin,
@@ -39,34 +106,9 @@ pub(crate) async fn run_export(
     schedule_id: Option<String>,
 ) -> Result<ExportMeta, ApiError> {
     let now = Utc::now();
-    let filters = params.filters(now)?;
-    let sort = params.sort()?;
-    let (bytes, rows) = match kind {
-        ExportKind::Report => {
-            let rows = state.reporter.all_rows(admin, filters, sort).await?;
-            let n = rows.len() as u64;
-            (
-                blocking(move || export::render_report(&rows, format)).await?,
-                n,
-            )
-        }
-        ExportKind::SeatUsage => {
-            let rows = state.reporter.seat_usage(admin, &filters).await?;
-            let n = rows.len() as u64;
-            (
-                blocking(move || export::render_seat_usage(&rows, format)).await?,
-                n,
-            )
-        }
-        ExportKind::TokenUsage => {
-            let rows = state.reporter.token_usage(admin, &filters).await?;
-            let n = rows.len() as u64;
-            (
-                blocking(move || export::render_token_usage(&rows, format)).await?,
-                n,
-            )
-        }
-    };
+    let fetched = fetch(state, admin, kind, &params, now).await?;
+    let rows = fetched.rows();
+    let bytes = render(fetched, format).await?;
     let store = state.exports.clone();
     let owner = admin.id.clone();
     let origin = if schedule_id.is_some() {
@@ -82,6 +124,87 @@ pub(crate) async fn run_export(
     Ok(meta)
 }
 
+/// Writes an accepted export in the background: `running` once a writer
+/// is free, then `ready` or `failed`; a panic fails it too. Until it ends,
+/// its sidecar is touched every [`HEARTBEAT`] (an export no one touches
+/// lost its writer: see `ExportStore::settle`).
+fn spawn_export(state: AppState, admin: Admin, meta: ExportMeta) {
+    let store = state.exports.clone();
+    let accepted = meta.clone();
+    let mut job = tokio::spawn(write_export(state, admin, meta));
+    tokio::spawn(async move {
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await; // the first tick is now: the sidecar was just written
+        let ended = loop {
+            tokio::select! {
+                ended = &mut job => break ended,
+                _ = beat.tick() => {
+                    let (store, id) = (store.clone(), accepted.export_id.clone());
+                    if let Err(e) = blocking(move || store.touch(&id)).await {
+                        tracing::warn!(error = %e, "cannot touch an unfinished export");
+                    }
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::error!(export_id = %accepted.export_id, error = %e, "export job failed");
+            let failed = blocking(move || {
+                store.fail(accepted, "internal error; the service log has the details")
+            })
+            .await;
+            if let Err(e) = failed {
+                tracing::error!(error = %e, "cannot mark a failed export");
+            }
+        }
+    });
+}
+
+/// Records an export's progress; a failure to do so is logged (the export
+/// goes on: its end is written again).
+async fn record(state: &AppState, meta: &ExportMeta) {
+    let store = state.exports.clone();
+    let meta = meta.clone();
+    if let Err(e) = blocking(move || store.progress(&meta)).await {
+        tracing::warn!(error = %e, "cannot record an export's progress");
+    }
+}
+
+async fn write_export(state: AppState, admin: Admin, mut meta: ExportMeta) {
+    // The semaphore is never closed: a permit always comes.
+    let _writer = WRITERS.acquire().await;
+    meta.state = ExportState::Running;
+    record(&state, &meta).await;
+    let (kind, format) = (meta.kind, meta.format);
+    let written = async {
+        let fetched = fetch(&state, &admin, kind, &meta.filters, meta.created_at).await?;
+        meta.rows = fetched.rows();
+        record(&state, &meta).await;
+        let rows = meta.rows;
+        let bytes = render(fetched, format).await?;
+        let store = state.exports.clone();
+        let accepted = meta.clone();
+        blocking(move || store.complete(accepted, rows, &bytes)).await
+    }
+    .await;
+    match written {
+        Ok(ready) => {
+            state
+                .metrics
+                .export(kind.as_str(), format.as_str(), "request");
+            tracing::info!(admin = %admin.id, export_id = %ready.export_id, kind = kind.as_str(), format = format.as_str(), rows = ready.rows, "export written");
+        }
+        Err(e) => {
+            tracing::warn!(admin = %admin.id, export_id = %meta.export_id, error = %e, "export failed");
+            let store = state.exports.clone();
+            let message = e.message().to_owned();
+            if let Err(e) = blocking(move || store.fail(meta, &message)).await {
+                tracing::error!(error = %e, "cannot mark a failed export");
+            }
+        }
+    }
+}
+
 errors!(
     /// The errors of `POST /v1/exports`.
     CreateErrors: ["invalid_parameter", "invalid_body", "forbidden", "team_merged"],
@@ -93,11 +216,15 @@ errors!(
 
 /// Export the report
 ///
-/// Writes the file now, as the caller (their teams and PII rules), and
-/// answers its metadata. `report` holds every row of the users table for
-/// the filters (sorted as `sort` says; `page` and `page_size` are ignored);
-/// `seat_usage` and `token_usage` hold the raw day-by-day usage for the
-/// same filters. The file is deleted 14 days after creation.
+/// Accepts the export and writes it in the background, as the caller
+/// (their teams and PII rules): the answer is the export, `pending`, with
+/// its `Location`; poll `GET /v1/exports/{export_id}` until its `state` is
+/// `ready` (then download it from `download_path`) or `failed` (`error`
+/// says why; export again). The filters are checked before it is accepted.
+/// `report` holds every row of the users table for the filters (sorted as
+/// `sort` says; `page` and `page_size` are ignored); `seat_usage` and
+/// `token_usage` hold the raw day-by-day usage for the same filters. The
+/// file is deleted 14 days after creation (when the export was asked for).
 #[utoipa::path(
     post,
     path = "/v1/exports",
@@ -105,7 +232,10 @@ errors!(
     tag = tags::EXPORTS,
     request_body(content = ExportRequest, description = "What to export."),
     responses(
-        (status = 201, description = "The export was written.", body = ExportMeta),
+        (status = 202, description = "The export was accepted; it is written in the background.",
+            body = ExportMeta,
+            headers(("Location" = String,
+                description = "Where to poll it: `/v1/exports/{export_id}`."))),
         CreateErrors,
     ),
 )]
@@ -113,18 +243,31 @@ pub(super) async fn create_export(
     State(state): State<AppState>,
     Authed(admin): Authed,
     json: Result<Json<ExportRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<ExportMeta>), ApiError> {
+) -> Result<Response, ApiError> {
     let request = body(json)?;
-    let meta = run_export(
-        &state,
-        &admin,
+    let now = Utc::now();
+    // Refused now, not in the background: bad filters, another's team.
+    let filters = request.filters.filters(now)?;
+    request.filters.sort()?;
+    state.reporter.check_scope(&admin, &filters).await?;
+    let store = state.exports.clone();
+    let (owner, kind, format, params) = (
+        admin.id.clone(),
         request.kind,
         request.format,
         request.filters,
-        None,
+    );
+    let meta = blocking(move || store.accept(&owner, kind, format, params, now)).await?;
+    let location = HeaderValue::from_str(&format!("/v1/exports/{}", meta.export_id))
+        .map_err(|e| ApiError::internal(&e))?;
+    tracing::info!(admin = %admin.id, export_id = %meta.export_id, kind = kind.as_str(), format = format.as_str(), "export accepted");
+    spawn_export(state, admin, meta.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(meta),
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(meta)))
+        .into_response())
 }
 
 /// The caller's exports.
@@ -151,14 +294,24 @@ pub(super) async fn list_exports(
     Authed(admin): Authed,
 ) -> Result<Json<ExportList>, ApiError> {
     let store = state.exports.clone();
-    let exports = blocking(move || store.list(&admin.id)).await?;
+    let exports = blocking(move || {
+        let now = SystemTime::now();
+        store
+            .list(&admin.id)
+            .map(|list| list.into_iter().map(|m| store.settle(m, now)).collect())
+    })
+    .await?;
     Ok(Json(ExportList { exports }))
 }
 
 /// The export, if `admin` may see it: another admin's is "not found".
 async fn owned_export(state: &AppState, admin: &Admin, id: String) -> Result<ExportMeta, ApiError> {
     let store = state.exports.clone();
-    let meta = blocking(move || store.get(&id)).await?;
+    let meta = blocking(move || {
+        let now = SystemTime::now();
+        store.get(&id).map(|m| m.map(|m| store.settle(m, now)))
+    })
+    .await?;
     let meta = meta.ok_or_else(|| ApiError::not_found("no such export"))?;
     match export::downloadable(&meta, &admin.id, Utc::now()) {
         Ok(()) => Ok(meta),
@@ -179,6 +332,20 @@ errors!(
     ),
 );
 
+errors!(
+    /// The errors of downloading an export.
+    DownloadErrors: ["not_found", "export_expired", "export_not_ready"],
+    404 => "No such export, another admin's, or deleted long ago (`not_found`).",
+    409 => "The export is not `ready`: still `pending` or `running` (poll \
+            `GET /v1/exports/{export_id}`), or `failed` (`export_not_ready`).",
+    410 => format!(
+        "The export is {EXPORT_RETENTION_DAYS} days old and its file was (or is about to \
+         be) deleted (`export_expired`); export the report again. Answered until {} days \
+         after creation, `not_found` after.",
+        TOMBSTONE_RETENTION.num_days()
+    ),
+);
+
 /// The path of one export.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -187,9 +354,11 @@ pub(super) struct ExportPath {
     export_id: String,
 }
 
-/// One export's metadata
+/// One export's metadata and progress
 ///
-/// Only the admin who owns the export can see it.
+/// Its `state` (`pending`, `running` with the rows read, `ready` with its
+/// `download_path`, or `failed` with an `error`): poll it after `POST
+/// /v1/exports`. Only the admin who owns the export can see it.
 #[utoipa::path(
     get,
     path = "/v1/exports/{export_id}",
@@ -208,8 +377,8 @@ pub(super) async fn get_export(
 
 /// Download an export's file
 ///
-/// The CSV (UTF-8, `text/csv; charset=utf-8`) or XLSX file. Only the admin
-/// who owns the export can download it.
+/// The CSV (UTF-8, `text/csv; charset=utf-8`) or XLSX file, once the
+/// export is `ready`. Only the admin who owns the export can download it.
 #[utoipa::path(
     get,
     path = "/v1/exports/{export_id}/download",
@@ -225,7 +394,7 @@ pub(super) async fn get_export(
                 (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
             ),
         ),
-        ExportErrors,
+        DownloadErrors,
     ),
 )]
 pub(super) async fn download_export(
@@ -234,6 +403,20 @@ pub(super) async fn download_export(
     Path(path): Path<ExportPath>,
 ) -> Result<Response, ApiError> {
     let meta = owned_export(&state, &admin, path.export_id).await?;
+    match meta.state {
+        ExportState::Ready => {}
+        ExportState::Pending | ExportState::Running => {
+            return Err(ApiError::export_not_ready(
+                "the export is still being written; poll it until it is ready",
+            ))
+        }
+        ExportState::Failed => {
+            return Err(ApiError::export_not_ready(format!(
+                "the export failed: {}",
+                meta.error.as_deref().unwrap_or("no reason recorded")
+            )))
+        }
+    }
     let store = state.exports.clone();
     let (format, file_name) = (meta.format, meta.file_name.clone());
     let bytes = blocking(move || store.read(&meta)).await?;

@@ -7,8 +7,12 @@
 //!   holding their [`ExportMeta`], written atomically (`store`);
 //! - [`ExportStore::sweep`]: deletes expired exports, leaving a tombstone so
 //!   a late download answers 410 rather than 404 (`sweep`);
-//! - [`downloadable`]: who may download what, and until when (here).
+//! - [`downloadable`]: who may download what, and until when (here);
+//! - exports written in the background: accepted `pending`, then
+//!   `running`, `ready` or `failed`, a heartbeat while unfinished and
+//!   [`ExportStore::settle`] for those whose writer stopped (`jobs`).
 
+mod jobs;
 mod render;
 mod store;
 mod sweep;
@@ -26,6 +30,7 @@ pub use render::{
     render_report, render_seat_usage, render_token_usage, REPORT_COLUMNS, SEAT_USAGE_COLUMNS,
     TOKEN_USAGE_COLUMNS,
 };
+pub use jobs::{HEARTBEAT, INTERRUPTED, STALE_AFTER};
 pub use store::{file_name, scheduled_file_name, ExportMeta, ExportStore};
 pub use sweep::{SweepReport, STRAY_TEMP_AGE, TOMBSTONE_RETENTION};
 

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ExportError;
-use crate::model::{ExportFormat, ExportKind, ReportParams};
+use crate::model::{ExportFormat, ExportKind, ExportState, ReportParams};
 
 /// What marks a temporary file of the store (`.<final name>.tmp-<uuid>`).
 pub(super) const TMP_MARK: &str = ".tmp-";
@@ -39,7 +39,8 @@ pub struct ExportMeta {
     /// after its schedule, made safe, with the run's UTC date:
     /// `<name>-<YYYY-MM-DD>.<csv|xlsx>`, e.g. `Monthly-seats-2026-12-01.csv`.
     pub file_name: String,
-    /// Data lines in the file (the header excluded).
+    /// Data lines in the file (the header excluded); while `running`, the
+    /// lines read (0 until the report's rows are read).
     pub rows: u64,
     /// When it was made.
     pub created_at: DateTime<Utc>,
@@ -50,8 +51,18 @@ pub struct ExportMeta {
     /// The schedule that wrote it; `null` when asked for directly.
     #[schema(format = Uuid, required = true)]
     pub schedule_id: Option<String>,
-    /// Where to download it: `/v1/exports/{export_id}/download`.
+    /// Where to download it, once `ready`:
+    /// `/v1/exports/{export_id}/download`.
     pub download_path: String,
+    /// Where it is: written in the background until `ready` or `failed`.
+    /// Sidecars stored before exports had a state are `ready`.
+    #[serde(default)]
+    #[schema(value_type = ExportState)]
+    pub state: ExportState,
+    /// Why it failed (for people); absent unless `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<String>,
     /// When the sweep deleted the file (it is then a tombstone); absent
     /// until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +224,8 @@ impl ExportStore {
             filters,
             schedule_id,
             deleted_at: None,
+            state: ExportState::Ready,
+            error: None,
         };
         let data = self.data_path(id, format);
         self.write_atomic(&data, bytes)?;
@@ -338,7 +351,7 @@ impl ExportStore {
     /// Writes `bytes` to a temporary file in the store's directory, syncs
     /// it, and renames it to `path`: readers see the old file or the new
     /// one, never a part.
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    pub(super) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())

@@ -284,6 +284,29 @@ impl ExportKind {
     }
 }
 
+/// Where an export is. `pending`: accepted, waiting for a free writer;
+/// `running`: being written; `ready`: its file can be downloaded; `failed`:
+/// it was not written (`error` says why; export again). An export whose
+/// writer stopped (a restart, a crash) is `failed`, never `running` for
+/// ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportState {
+    Pending,
+    Running,
+    /// Also every export stored before exports had a state.
+    #[default]
+    Ready,
+    Failed,
+}
+
+impl ExportState {
+    /// Whether the export is still being written.
+    pub fn unfinished(self) -> bool {
+        matches!(self, ExportState::Pending | ExportState::Running)
+    }
+}
+
 /// The file format and extension of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

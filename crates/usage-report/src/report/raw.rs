@@ -72,6 +72,17 @@ impl Reporter {
             .collect())
     }
 
+    /// Whether `admin` may export the filters' team: answers as the report
+    /// would (`forbidden`, `team_merged`), before an export is accepted.
+    pub async fn check_scope(
+        &self,
+        admin: &Admin,
+        filters: &ReportFilters,
+    ) -> Result<(), ApiError> {
+        let dir = self.directory().await?;
+        Self::scope(admin, &filters.team, &dir).map(|_| ())
+    }
+
     /// Raw rows of `sql` for the admin's scope, with the identity to show
     /// for each user: (user key, name, email).
     async fn raw<R>(
