@@ -3,8 +3,9 @@
 //! tests/smtp/requirements.txt, installed by scripts/test into
 //! .local/venv-smtp; `USAGE_SMTP_PYTHON` may name another interpreter that
 //! has it), over rollups built by the real ingest: a due schedule's run
-//! sends one email to its admin with the absolute link; the link's export
-//! downloads for its owner only; a restart sends no second email; an SMTP
+//! sends one email to its admin with the absolute link; the link opens the
+//! page, which after sign-in downloads the file for its owner only (in
+//! headless Chromium, tests/browser/email-link.test.mjs); a restart sends no second email; an SMTP
 //! server that is down at run time delays the email (the export is written
 //! all the same) until it is back.
 
@@ -201,6 +202,40 @@ async fn send(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Runs tests/browser/email-link.test.mjs (headless Chromium) on the link.
+fn open_link_in_browser(
+    report: &Report,
+    link: &str,
+    owner: &TestAdmin,
+    other: &TestAdmin,
+    file_name: &str,
+) {
+    let browser_dir = usage_tests::repo_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in tests/browser (scripts/test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let output = Command::new("node")
+        .arg("email-link.test.mjs")
+        .current_dir(&browser_dir)
+        .env("REPORT_URL", report.url(""))
+        .env("LINK_PATH", link)
+        .env("OWNER_TOKEN", owner.token())
+        .env("OTHER_TOKEN", other.token())
+        .env("FILE_NAME", file_name)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the browser test of the link failed:\n{}\n{}\nservice log:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        report.process.log_text()
+    );
+}
+
 async fn metric(report: &Report, name: &str) -> f64 {
     Metrics::scrape(report.port)
         .await
@@ -291,6 +326,15 @@ async fn a_scheduled_report_is_emailed_once_with_a_link_for_its_admin() {
     let (status, _) = send(&report, &other, Method::GET, &download, &Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(metric(&report, "usage_report_emails_sent_total").await, 1.0);
+    // In a browser: the page asks for sign-in, then downloads the file for
+    // its owner, and nothing for the other admin.
+    open_link_in_browser(
+        &report,
+        &format!("/?download={export_id}"),
+        &owner,
+        &other,
+        &format!("Weekly-seats-{today}.csv"),
+    );
 
     // A restart sends no second email.
     drop(report);
