@@ -2,7 +2,8 @@
 //! by the real ingest, against the real broker and ClickHouse: a scheduled
 //! file is named after its schedule (made safe, with the run date), a
 //! schedule is only for the admin's own teams (403 when made or changed),
-//! and a schedule that fails shows its owner why (API and page data).
+//! and a schedule that fails shows its owner why (the API, and the page in
+//! headless Chromium: tests/browser/schedule-error.test.mjs).
 
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
@@ -44,6 +45,33 @@ async fn start(
     .start()
     .await
     .unwrap_or_else(|e| panic!("usage-report starts: {e:#}"))
+}
+
+/// Runs tests/browser/schedule-error.test.mjs (headless Chromium): the
+/// page shows the schedule's last error.
+fn show_error_in_browser(report: &Report, admin: &TestAdmin, schedule_id: &str, message: &str) {
+    let browser_dir = usage_tests::repo_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in tests/browser (scripts/test does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let output = std::process::Command::new("node")
+        .arg("schedule-error.test.mjs")
+        .current_dir(&browser_dir)
+        .env("REPORT_URL", report.url(""))
+        .env("TOKEN", admin.token())
+        .env("SCHEDULE_ID", schedule_id)
+        .env("MESSAGE", message)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the browser check of the schedule's error failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
 }
 
 async fn send(
@@ -219,6 +247,13 @@ async fn scheduled_files_are_named_after_their_schedule_and_only_for_the_admins_
     );
     let (_, list) = send(&report, &moved, Method::GET, "/v1/schedules", &Value::Null).await;
     assert_eq!(list["schedules"][0]["last_error"], failed["last_error"]);
+    // The page shows it under the schedule.
+    show_error_in_browser(
+        &report,
+        &moved,
+        &id,
+        failed["last_error"]["message"].as_str().unwrap_or_default(),
+    );
     drop(report);
 
     // The team given back, the next pass runs it and the error is gone.

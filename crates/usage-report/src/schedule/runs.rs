@@ -70,7 +70,8 @@ impl RunLog {
         write_atomic(&self.dir, &path, &json)
     }
 
-    /// Records that the schedule ran: its last error is forgotten.
+    /// Records that the schedule ran (or was deleted): its last error is
+    /// forgotten.
     pub fn succeeded(&self, schedule_id: &str) -> io::Result<()> {
         let Some(path) = self.path(schedule_id) else {
             return Ok(());

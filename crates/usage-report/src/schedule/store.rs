@@ -422,13 +422,18 @@ impl ScheduleStore {
         Ok(Some(schedule))
     }
 
-    /// Deletes the schedule `id` of `admin`; `false` when the admin has no
-    /// such schedule.
+    /// Deletes the schedule `id` of `admin` (and its last error); `false`
+    /// when the admin has no such schedule.
     pub async fn delete(&self, admin: &Admin, id: &str) -> Result<bool, ApiError> {
         let Some(current) = self.get(&admin.id, id).await? else {
             return Ok(false);
         };
         self.write(&current, true, Utc::now()).await?;
+        if let Some(runs) = &self.runs {
+            if let Err(e) = runs.succeeded(id) {
+                tracing::warn!(schedule_id = id, error = %e, "the deleted schedule's last error is left on disk");
+            }
+        }
         Ok(true)
     }
 
