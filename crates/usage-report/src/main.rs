@@ -237,6 +237,12 @@ fn mail_settings(cli: &Cli) -> anyhow::Result<Option<MailSettings>> {
         (None, None) => None,
         _ => anyhow::bail!("--smtp-user and --smtp-password-file go together"),
     };
+    if credentials.is_some() && cli.smtp_tls == TlsMode::None {
+        tracing::warn!("--smtp-tls none: the SMTP password crosses the network in clear text");
+    }
+    if cli.scheduler_interval_secs == 0 {
+        tracing::warn!("mail is set up but this instance runs no scheduler (--scheduler-interval-secs 0): it sends no emails");
+    }
     Ok(Some(MailSettings {
         host,
         port: cli.smtp_port,
