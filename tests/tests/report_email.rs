@@ -1,5 +1,6 @@
 //! The "report ready" email of a scheduled report, sent by `usage-report`
-//! to a real SMTP server on loopback (aiosmtpd, pinned by hash in
+//! to a real SMTP server on loopback that requires AUTH with the password
+//! the service reads from a file (tests/smtp/sink.py on aiosmtpd, pinned by hash in
 //! tests/smtp/requirements.txt, installed by scripts/test into
 //! .local/venv-smtp; `USAGE_SMTP_PYTHON` may name another interpreter that
 //! has it), over rollups built by the real ingest: a due schedule's run
@@ -42,9 +43,15 @@ fn smtp_python() -> PathBuf {
         })
 }
 
-/// A real SMTP server on `127.0.0.1:port` writing every message it
-/// accepts to the maildir `dir` (aiosmtpd's Mailbox handler).
-fn start_smtp(port: u16, dir: &Path) -> Process {
+/// The SMTP account the service signs in with.
+const SMTP_USER: &str = "mailer";
+const SMTP_PASSWORD: &str = "s3cret pass";
+
+/// A real SMTP server on `127.0.0.1:port` (tests/smtp/sink.py, on
+/// aiosmtpd) writing every message it accepts to the maildir `dir`, and
+/// accepting none before AUTH with [`SMTP_USER`] and the password in
+/// `password_file`.
+fn start_smtp(port: u16, dir: &Path, password_file: &Path) -> Process {
     let python = smtp_python();
     assert!(
         python.exists(),
@@ -55,10 +62,13 @@ fn start_smtp(port: u16, dir: &Path) -> Process {
     let log_file = std::fs::File::create(&log).expect("SMTP log");
     let mut command = Command::new(python);
     command
-        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(usage_tests::repo_root().join("tests/smtp/sink.py"))
+        .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg("--maildir")
         .arg(dir)
+        .args(["--user", SMTP_USER, "--password-file"])
+        .arg(password_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
@@ -176,6 +186,8 @@ async fn start(
     .args(["--notifications-topic", notes])
     .args(["--smtp-host", "127.0.0.1", "--smtp-tls", "none"])
     .args(["--smtp-port", &smtp_port.to_string()])
+    .args(["--smtp-user", SMTP_USER, "--smtp-password-file"])
+    .args([dir.join("smtp-password")])
     .args(["--mail-from", "Usage report <usage@example.com>"])
     .args(["--public-url", PUBLIC_URL, "--mail-interval-secs", "1"])
     .env("RUST_LOG", "info,usage_report=debug")
@@ -254,8 +266,12 @@ async fn a_scheduled_report_is_emailed_once_with_a_link_for_its_admin() {
     let dir = std::env::temp_dir().join(unique("report-email"));
     let maildir = dir.join("maildir");
     std::fs::create_dir_all(&dir).expect("test directory");
+    // The service reads the password from a file (its final line break
+    // ignored).
+    let password_file = dir.join("smtp-password");
+    std::fs::write(&password_file, format!("{SMTP_PASSWORD}\n")).expect("password file");
     let smtp_port = free_port().expect("a free port");
-    let smtp = start_smtp(smtp_port, &maildir);
+    let smtp = start_smtp(smtp_port, &maildir, &password_file);
     let report = start(f.db.name(), &dir, &admins, &notes, smtp_port).await;
     let today = Utc::now().date_naive();
     let schedule = |name: &str| {
@@ -373,7 +389,7 @@ async fn a_scheduled_report_is_emailed_once_with_a_link_for_its_admin() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(mails(&maildir).len(), 1);
-    let _smtp = start_smtp(smtp_port, &maildir);
+    let _smtp = start_smtp(smtp_port, &maildir, &password_file);
     let got = wait_for_mails(&maildir, 2, &report).await;
     assert!(
         got[1].contains("Subject: Your scheduled report \"Down day\" is ready"),
