@@ -63,9 +63,11 @@ errors!(
 ///
 /// Creates a schedule owned by the caller (primary, secondary or SSO admins;
 /// at most 5 each). It first runs on `start_date`, then every `frequency`;
-/// each run writes an export as the caller (owned by them) and publishes a
-/// "report ready" notification to the notifications topic
-/// (`usage.notifications` by default). The filters are checked now, and a
+/// each run writes an export as the caller (owned by them, named after the
+/// schedule and the run's date), emails the caller a link to it when the
+/// service has mail set up (one email per run), and publishes a "report
+/// ready" notification to the notifications topic (`usage.notifications`
+/// by default). The filters are checked now, and a
 /// `team` filter must name a team the caller administers; should a run
 /// fail all the same (e.g. the admin lost the team since), the schedule
 /// shows why in `last_error` and is tried again on the scheduler's next
