@@ -12,7 +12,15 @@
 //! ClickHouse (`tests/tests/sql_compat.rs` runs them in chDB): no CTEs, no
 //! window functions, no `FINAL` with filters on non-key columns (copies are
 //! collapsed with duplicate-insensitive aggregates: `uniqExact`, `max`,
-//! `argMax` by version, `any` per key).
+//! `argMax` by version, `any` per key, the OR of day bits, a set of windows),
+//! no lambdas (18.16 cannot resolve one inside an aggregating query or over a
+//! subquery's aggregate: arrays are unrolled with `ARRAY JOIN` instead), no
+//! `bitCount` (18.16 has none: `length(bitmaskToArray(..))`).
+//!
+//! The line aggregates read the rollups shaped for them (migration 0006):
+//! days used from `usage_months`, last accessed from `last_access`, tokens
+//! from `token_months`; the raw exports and the daily chart, which list days
+//! and windows by nature, read the day-level tables.
 
 use clickhouse::query::Query;
 use clickhouse::Client;
@@ -175,19 +183,60 @@ impl RowsQuery {
         }
     }
 
-    /// Usage per (current team, user, product, access) with any usage:
-    /// `team, user_id, product, access, days used in range, last day used
-    /// (all time)` ([`UsageRow`]).
-    pub fn usage(&self) -> Sql {
+    /// `month >= ... AND month <= ...`: the months the range touches.
+    fn months(&self, sql: &mut Sql) {
+        sql.bind_str("month >= toStartOfMonth(toDate(?))", &self.from)
+            .bind_str(" AND month <= toStartOfMonth(toDate(?))", &self.to);
+    }
+
+    /// `lo, hi`: the first and last day of `month` in the range (1 and 31
+    /// for the months strictly inside it).
+    fn days_of_month(&self, sql: &mut Sql) {
+        sql.bind_str("if(month = toStartOfMonth(toDate(?))", &self.from)
+            .bind_str(", toDayOfMonth(toDate(?)), 1) AS lo, ", &self.from)
+            .bind_str("if(month = toStartOfMonth(toDate(?))", &self.to)
+            .bind_str(", toDayOfMonth(toDate(?)), 31) AS hi", &self.to);
+    }
+
+    /// Days used in the range per (current team, user, product, access),
+    /// where not 0: `team, user_id, product, access, days` ([`DaysRow`]).
+    ///
+    /// From `usage_months`: per stored month, the day bits of the merged
+    /// teams' rows OR-ed (a day used in two merged teams counts once), kept
+    /// between `lo` and `hi` and counted. ClickHouse 18.16 has no
+    /// `bitCount`: `length(bitmaskToArray(..))` counts the bits.
+    pub fn days(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, acc, toUInt64(sum(length(bitmaskToArray(hit)))) AS days \
+             FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, toString(access) AS acc, ");
+        self.days_of_month(&mut sql);
+        sql.push(
+            ", bitAnd(toUInt64(groupBitOrMerge(days)), \
+             bitAnd(bitShiftLeft(toUInt64(1), hi) - 1, bitNot(bitShiftLeft(toUInt64(1), lo - 1) - 1))) \
+             AS hit FROM usage_months WHERE ",
+        );
+        self.months(&mut sql);
+        self.filters(&mut sql, true);
+        sql.push(
+            " GROUP BY tm, user_id, product, acc, month) \
+             GROUP BY tm, user_id, product, acc HAVING days > 0",
+        );
+        sql
+    }
+
+    /// The last day used, ever, per (current team, user, product, access)
+    /// with any usage: `team, user_id, product, access, last day (days since
+    /// 1970)` ([`LastAccessRow`]). From `last_access`, one row per key.
+    pub fn last_access(&self) -> Sql {
         let mut sql = Sql::new("SELECT ");
         self.team_expr(&mut sql);
-        sql.push(" AS tm, user_id, product, toString(access) AS acc, ")
-            .bind_str(
-                "toUInt64(uniqExactIf(usage_date, usage_date >= toDate(?)",
-                &self.from,
-            )
-            .bind_str(" AND usage_date <= toDate(?))) AS days, ", &self.to)
-            .push("toUInt16(max(usage_date)) AS last_day FROM daily_usage WHERE 1");
+        sql.push(
+            " AS tm, user_id, product, toString(access) AS acc, \
+             toUInt16(max(last_date)) AS last_day FROM last_access WHERE 1",
+        );
         self.filters(&mut sql, true);
         sql.push(" GROUP BY tm, user_id, product, acc");
         sql
@@ -196,19 +245,23 @@ impl RowsQuery {
     /// Tokens of the Flex windows starting in the range, per (current team
     /// of the opening event, user, product): `team, user_id, product,
     /// tokens (thousandths)` ([`TokensRow`]).
+    ///
+    /// From `token_months`: per stored month, the sets of windows of the
+    /// merged teams' rows merged (a window stored twice is one element),
+    /// unrolled, kept when their day is between `lo` and `hi`, and summed.
+    /// (No lambda: 18.16 cannot resolve one over a subquery's aggregate.)
     pub fn tokens(&self) -> Sql {
-        let mut sql = Sql::new("SELECT ");
-        self.team_of(&mut sql, "opener");
-        sql.push(
-            " AS tm, user_id, product, toUInt64(sum(tok)) AS tokens FROM (SELECT user_id, \
-             product, window_start, window_start_us, any(team_id) AS opener, \
-             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
-        )
-        .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
-        .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        let mut sql =
+            Sql::new("SELECT tm, user_id, product, toUInt64(sum(tupleElement(t, 4))) AS tokens FROM (SELECT ");
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, groupUniqArrayMerge(windows) AS w, ");
+        self.days_of_month(&mut sql);
+        sql.push(" FROM token_months WHERE ");
+        self.months(&mut sql);
         self.filters(&mut sql, false);
         sql.push(
-            " GROUP BY user_id, product, window_start, window_start_us) \
+            " GROUP BY tm, user_id, product, month) ARRAY JOIN w AS t \
+             WHERE tupleElement(t, 1) >= lo AND tupleElement(t, 1) <= hi \
              GROUP BY tm, user_id, product",
         );
         sql
@@ -326,14 +379,23 @@ pub struct DailyTokensRow {
     pub tokens_milli: u64,
 }
 
-/// A row of [`RowsQuery::usage`].
+/// A row of [`RowsQuery::days`].
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
-pub struct UsageRow {
+pub struct DaysRow {
     pub team: String,
     pub user_id: String,
     pub product: String,
     pub access: String,
     pub days: u64,
+}
+
+/// A row of [`RowsQuery::last_access`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct LastAccessRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: String,
     pub last_day: u16,
 }
 
@@ -492,8 +554,10 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ..RowsQuery::default()
     };
     vec![
-        ("usage, every filter", full.usage()),
-        ("usage, no filter", bare.usage()),
+        ("days, every filter", full.days()),
+        ("days, no filter", bare.days()),
+        ("last access, every filter", full.last_access()),
+        ("last access, no filter", bare.last_access()),
         ("tokens, every filter", full.tokens()),
         ("tokens, no filter", bare.tokens()),
         ("held, every filter", full.held()),
@@ -515,12 +579,12 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ),
         ("known teams", known_teams()),
         (
-            "usage, no team",
+            "days, no team",
             RowsQuery {
                 teams: Some(Vec::new()),
                 ..bare.clone()
             }
-            .usage(),
+            .days(),
         ),
         ("profiles of nobody", profiles(Some(Vec::new()))),
         ("assignments", assignments_of(vec!["t1".into()], "p")),
@@ -542,7 +606,8 @@ mod tests {
             ..RowsQuery::default()
         };
         for sql in [
-            q.usage(),
+            q.days(),
+            q.last_access(),
             q.tokens(),
             q.held(),
             q.seat_days(),
@@ -560,7 +625,8 @@ mod tests {
             access: Some("seat".into()),
             ..RowsQuery::default()
         };
-        assert!(q.usage().text().contains("access = ?"));
+        assert!(q.days().text().contains("access = ?"));
+        assert!(q.last_access().text().contains("access = ?"));
         assert!(q.held().text().contains("access = ?"));
         // Flex windows have no access column: the caller skips them for seats.
         assert!(!q.tokens().text().contains("access = ?"));
