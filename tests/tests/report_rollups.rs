@@ -7,6 +7,7 @@
 //! with copies of rows written before and after the migration, the
 //! migration's statements run a second time, and before and after merges.
 
+use usage_report::queries::Sql;
 use usage_store::migrate::{self, Migration};
 use usage_store::{Warehouse, WarehouseSettings};
 use usage_tests::rollups::{
@@ -49,6 +50,21 @@ impl Db {
         rows.sort();
         rows
     }
+
+    /// The rows a report statement answers, its values bound as the
+    /// service binds them, sorted.
+    async fn rows_of<T>(&self, sql: &Sql) -> Vec<T>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead + Ord,
+    {
+        let mut rows = sql
+            .query(self.warehouse.client())
+            .fetch_all::<T>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {}", sql.with_literals()));
+        rows.sort();
+        rows
+    }
 }
 
 /// (team, user, product, access, a number).
@@ -60,15 +76,15 @@ type TokensLine = (String, String, String, u64);
 async fn rollups_answer_as_the_day_level_tables(db: &Db, when: &str) {
     let mut compared = (0, 0, 0);
     for q in queries() {
-        let days: Vec<LineNumber<u64>> = db.rows(&q.days().with_literals()).await;
+        let days: Vec<LineNumber<u64>> = db.rows_of(&q.days()).await;
         let want: Vec<LineNumber<u64>> = db.rows(&days_from_daily_usage(&q)).await;
         assert_eq!(days, want, "{when}: days used, {q:?}");
         compared.0 += days.len();
-        let last: Vec<LineNumber<u16>> = db.rows(&q.last_access().with_literals()).await;
+        let last: Vec<LineNumber<u16>> = db.rows_of(&q.last_access()).await;
         let want: Vec<LineNumber<u16>> = db.rows(&last_from_daily_usage(&q)).await;
         assert_eq!(last, want, "{when}: last accessed, {q:?}");
         compared.1 += last.len();
-        let tokens: Vec<TokensLine> = db.rows(&q.tokens().with_literals()).await;
+        let tokens: Vec<TokensLine> = db.rows_of(&q.tokens()).await;
         let want: Vec<TokensLine> = db.rows(&tokens_from_flex_windows(&q)).await;
         assert_eq!(tokens, want, "{when}: tokens, {q:?}");
         compared.2 += tokens.len();
