@@ -3,7 +3,8 @@
 
 Reads JSON from stdin: {"database": "usage", "statements": [{"name": "...", "sql": "..."}]}
 and executes them in order in one session, in that database. Prints JSON to
-stdout: {"version": "26.x", "results": [{"name", "ok", "error"?}]}. Exits 0 even
+stdout: {"version": "26.x", "results": [{"name", "ok", "rows"?, "error"?}]},
+"rows" being what the statement answered, as TabSeparated text. Exits 0 even
 when statements fail: the caller (a Rust test) decides.
 """
 import json
@@ -26,7 +27,7 @@ def main() -> int:
         for statement in request["statements"]:
             result = {"name": statement["name"], "ok": True}
             try:
-                sess.query(statement["sql"])
+                result["rows"] = str(sess.query(statement["sql"], "TabSeparated"))
             except Exception as error:  # chdb raises its own error types
                 result["ok"] = False
                 result["error"] = str(error).strip()[:2000]

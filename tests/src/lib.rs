@@ -5,6 +5,7 @@
 
 pub mod modern_clickhouse;
 pub mod report;
+pub mod rollups;
 pub mod scenario;
 pub mod services;
 

@@ -21,6 +21,9 @@ pub struct Statement {
 pub struct Outcome {
     pub name: String,
     pub ok: bool,
+    /// What the statement answered (TabSeparated), when it ran.
+    #[serde(default)]
+    pub rows: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
 }

@@ -67,13 +67,14 @@ impl ScratchDatabase {
             .collect()
     }
 
-    /// The tables (not the views) the migrations created.
+    /// The tables (not the views, materialized or not) the migrations created.
     async fn tables(&self) -> Vec<String> {
         self.0
             .server_client()
             .query(
                 "SELECT name FROM system.tables \
-                 WHERE database = ? AND engine != 'View' AND name != ? ORDER BY name",
+                 WHERE database = ? AND engine NOT IN ('View', 'MaterializedView') AND name != ? \
+                 ORDER BY name",
             )
             .bind(self.0.database())
             .bind(migrate::MIGRATIONS_TABLE)

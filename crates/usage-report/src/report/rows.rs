@@ -1,4 +1,4 @@
-//! The report's lines: the three aggregates of ClickHouse joined by (current
+//! The report's lines: the aggregates of ClickHouse joined by (current
 //! team, user, product, access), each line's status, the group and search
 //! filters, the profiles and groups filled in, and a line as JSON shows it.
 
@@ -17,7 +17,7 @@ use super::{access_of, day, warehouse, Reporter};
 use crate::admins::Admin;
 use crate::error::ApiError;
 use crate::model::{ReportFilters, ReportRow, Sort, SortColumn};
-use crate::queries::{self, HeldRow, RowsQuery, TokensRow, UsageRow};
+use crate::queries::{self, DaysRow, HeldRow, LastAccessRow, RowsQuery, TokensRow};
 
 /// (current team, user, product, access).
 type RowKey = (String, String, String, Access);
@@ -116,13 +116,18 @@ impl Reporter {
             .collect())
     }
 
-    /// The three aggregates of a report (usage, tokens, assignments in
-    /// force), queried concurrently and joined here by (current team, user,
-    /// product, access); only keys assigned now or used in the range stay.
+    /// The aggregates of a report (days used in the range, last accessed,
+    /// tokens, assignments in force), queried concurrently and joined here by
+    /// (current team, user, product, access); only keys assigned now or used
+    /// in the range stay, with their last access (ever) filled in.
     async fn aggregate(&self, query: &RowsQuery) -> Result<HashMap<RowKey, Agg>, ApiError> {
         let seat_only = query.access.as_deref() == Some("seat");
-        let (usage, tokens, held) = tokio::join!(
-            query.usage().query(&self.client).fetch_all::<UsageRow>(),
+        let (days, last, tokens, held) = tokio::join!(
+            query.days().query(&self.client).fetch_all::<DaysRow>(),
+            query
+                .last_access()
+                .query(&self.client)
+                .fetch_all::<LastAccessRow>(),
             async {
                 if seat_only {
                     Ok(Vec::new())
@@ -136,18 +141,17 @@ impl Reporter {
             },
             query.held().query(&self.client).fetch_all::<HeldRow>(),
         );
-        let (usage, tokens, held) = (
-            usage.map_err(warehouse)?,
+        let (days, last, tokens, held) = (
+            days.map_err(warehouse)?,
+            last.map_err(warehouse)?,
             tokens.map_err(warehouse)?,
             held.map_err(warehouse)?,
         );
-        let mut rows: HashMap<RowKey, Agg> = HashMap::with_capacity(usage.len() + held.len());
-        for r in usage {
-            let agg = rows
-                .entry((r.team, r.user_id, r.product, access_of(&r.access)?))
-                .or_default();
-            agg.days = r.days;
-            agg.last = (r.last_day > 0).then(|| day(r.last_day));
+        let mut rows: HashMap<RowKey, Agg> = HashMap::with_capacity(days.len() + held.len());
+        for r in days {
+            rows.entry((r.team, r.user_id, r.product, access_of(&r.access)?))
+                .or_default()
+                .days = r.days;
         }
         for r in tokens {
             rows.entry((r.team, r.user_id, r.product, Access::Flex))
@@ -160,6 +164,14 @@ impl Reporter {
                 .since = Some(day(r.since_day));
         }
         rows.retain(|_, a| a.since.is_some() || a.days > 0);
+        // Last access alone never makes a line: it is filled into the lines
+        // kept, so a line assigned now and not used in the range shows it.
+        for r in last {
+            let key = (r.team, r.user_id, r.product, access_of(&r.access)?);
+            if let Some(agg) = rows.get_mut(&key) {
+                agg.last = (r.last_day > 0).then(|| day(r.last_day));
+            }
+        }
         Ok(rows)
     }
 

@@ -27,7 +27,8 @@ pub use codes::{
 };
 pub use tables::{
     ALL, ASSIGNMENT_EVENTS, ASSIGNMENT_STATE, AUTHORIZATIONS, DAILY_USAGE, FLEX_WINDOWS,
-    GROUP_MEMBERSHIPS, PRODUCT_RATES, REPORT_SCHEDULES, TEAMS, TEAM_MERGES, USER_PROFILES,
+    GROUP_MEMBERSHIPS, LAST_ACCESS, PRODUCT_RATES, REPORT_SCHEDULES, TEAMS, TEAM_MERGES,
+    TOKEN_MONTHS, USAGE_MONTHS, USER_PROFILES,
 };
 pub use values::{Unreadable, Unstorable, Why};
 
@@ -47,6 +48,14 @@ pub enum ColumnType {
     /// `Enum8` with these labels and codes, in ascending code order (the
     /// `CODES` of a [`StoredEnum`]).
     Enum8(&'static [(&'static str, i8)]),
+    /// `AggregateFunction(function, arguments)`: the state of an aggregate
+    /// function, kept by an `AggregatingMergeTree` and read with the
+    /// function's `-Merge` form (never written or read as rows by this code).
+    AggregateState {
+        function: &'static str,
+        /// The argument types, as `DESCRIBE TABLE` prints them.
+        arguments: &'static str,
+    },
 }
 
 impl fmt::Display for ColumnType {
@@ -69,6 +78,10 @@ impl fmt::Display for ColumnType {
                 }
                 f.write_str(")")
             }
+            ColumnType::AggregateState {
+                function,
+                arguments,
+            } => write!(f, "AggregateFunction({function}, {arguments})"),
         }
     }
 }
@@ -120,6 +133,10 @@ mod tests {
         assert_eq!(
             ColumnType::Enum8(Access::CODES).to_string(),
             "Enum8('seat' = 1, 'flex' = 2)"
+        );
+        assert_eq!(
+            USAGE_MONTHS.column("days").map(|c| c.ty.to_string()),
+            Some("AggregateFunction(groupBitOr, UInt32)".to_owned())
         );
     }
 

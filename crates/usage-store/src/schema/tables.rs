@@ -176,10 +176,68 @@ pub const REPORT_SCHEDULES: TableDef = TableDef {
     ],
 };
 
+/// Days used per (team, user, product, access, UTC month): the month's days
+/// with usage as bits (bit d-1 for day d), OR-ed. Filled by the materialized
+/// view `usage_months_mv` from `daily_usage` (migration 0006).
+pub const USAGE_MONTHS: TableDef = TableDef {
+    name: "usage_months",
+    columns: &[
+        c("team_id", T::String),
+        c("user_id", T::String),
+        c("product", T::String),
+        c("access", T::Enum8(Access::CODES)),
+        c("month", T::Date),
+        c(
+            "days",
+            T::AggregateState {
+                function: "groupBitOr",
+                arguments: "UInt32",
+            },
+        ),
+    ],
+};
+
+/// Last accessed per (team, user, product, access), the latest date wins.
+/// Filled by the materialized view `last_access_mv` from `daily_usage`
+/// (migration 0006).
+pub const LAST_ACCESS: TableDef = TableDef {
+    name: "last_access",
+    columns: &[
+        c("team_id", T::String),
+        c("user_id", T::String),
+        c("product", T::String),
+        c("access", T::Enum8(Access::CODES)),
+        c("last_date", T::Date),
+    ],
+};
+
+/// Flex windows per (opening event's team, user, product, UTC month of the
+/// start): the set of (day of month, start in seconds, its microseconds,
+/// tokens in thousandths). Filled by the materialized view `token_months_mv`
+/// from `flex_windows` (migration 0006).
+pub const TOKEN_MONTHS: TableDef = TableDef {
+    name: "token_months",
+    columns: &[
+        c("team_id", T::String),
+        c("user_id", T::String),
+        c("product", T::String),
+        c("month", T::Date),
+        c(
+            "windows",
+            T::AggregateState {
+                function: "groupUniqArray",
+                arguments: "Tuple(UInt8, UInt32, UInt32, UInt64)",
+            },
+        ),
+    ],
+};
+
 /// Every table, in the order the ingest writes a batch: windows before the
 /// facts that point at them, facts before the rollups derived from them,
-/// then the assignment and directory tables; the report's own last.
-pub const ALL: [TableDef; 11] = [
+/// then the assignment and directory tables; the report's own; last the
+/// report's rollups, which ClickHouse writes itself (materialized views over
+/// `daily_usage` and `flex_windows`).
+pub const ALL: [TableDef; 14] = [
     FLEX_WINDOWS,
     AUTHORIZATIONS,
     DAILY_USAGE,
@@ -191,4 +249,7 @@ pub const ALL: [TableDef; 11] = [
     TEAM_MERGES,
     PRODUCT_RATES,
     REPORT_SCHEDULES,
+    USAGE_MONTHS,
+    LAST_ACCESS,
+    TOKEN_MONTHS,
 ];

@@ -75,7 +75,10 @@ impl Unstorable {
             ColumnType::UInt16 => format!("0 to {}", u16::MAX),
             ColumnType::UInt32 => format!("0 to {}", u32::MAX),
             ColumnType::UInt64 => format!("0 to {}", u64::MAX),
-            ColumnType::UInt8 | ColumnType::String | ColumnType::Enum8(_) => String::new(),
+            ColumnType::UInt8
+            | ColumnType::String
+            | ColumnType::Enum8(_)
+            | ColumnType::AggregateState { .. } => String::new(),
         };
         match self.why {
             Why::Below => format!("before {range}"),

@@ -1,0 +1,346 @@
+//! The statements of the report's lines ([`RowsQuery`]): the aggregates
+//! per (current team, user, product, access) — days used, last accessed,
+//! tokens, assignments in force —, the raw exports and the daily chart; and
+//! the rows they answer.
+
+use super::{Param, Sql};
+use usage_core::event::Access;
+use usage_store::schema::StoredEnum;
+
+/// What the rows query is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowsQuery {
+    /// `(from, into)` of every merged team: stored teams are reported under
+    /// their current team.
+    pub merges: Vec<(String, String)>,
+    /// The stored teams whose rows count; `None`: every team.
+    pub teams: Option<Vec<String>>,
+    /// First and last date of the range (`YYYY-MM-DD`).
+    pub from: String,
+    pub to: String,
+    pub product: Option<String>,
+    /// `seat` or `flex`: the label of the stored `access` code
+    /// (`usage_store::schema`, what `toString(access)` reads).
+    pub access: Option<String>,
+}
+
+impl RowsQuery {
+    /// The stored team column `column` mapped to its current team.
+    fn team_of(&self, sql: &mut Sql, column: &str) {
+        if self.merges.is_empty() {
+            sql.push(column);
+        } else {
+            let (from, into): (Vec<String>, Vec<String>) = self.merges.iter().cloned().unzip();
+            sql.push("transform(")
+                .push(column)
+                .bind(", ?, ", Param::Strs(from))
+                .bind("?, ", Param::Strs(into))
+                .push(column)
+                .push(")");
+        }
+    }
+
+    /// `team_id` mapped to its current team.
+    fn team_expr(&self, sql: &mut Sql) {
+        self.team_of(sql, "team_id");
+    }
+
+    /// ` AND ...` for the stored team, product and (optionally) access.
+    fn filters(&self, sql: &mut Sql, with_access: bool) {
+        match &self.teams {
+            // An empty array literal has no element type on ClickHouse 18.16.
+            Some(teams) if teams.is_empty() => {
+                sql.push(" AND 0");
+            }
+            Some(teams) => {
+                sql.bind(
+                    " AND team_id IN (SELECT arrayJoin(?))",
+                    Param::Strs(teams.clone()),
+                );
+            }
+            None => {}
+        }
+        if let Some(product) = &self.product {
+            sql.bind_str(" AND product = ?", product);
+        }
+        if with_access {
+            if let Some(access) = &self.access {
+                sql.bind_str(" AND access = ?", access);
+            }
+        }
+    }
+
+    /// `month >= ... AND month <= ...`: the months the range touches.
+    fn months(&self, sql: &mut Sql) {
+        sql.bind_str("month >= toStartOfMonth(toDate(?))", &self.from)
+            .bind_str(" AND month <= toStartOfMonth(toDate(?))", &self.to);
+    }
+
+    /// `lo, hi`: the first and last day of `month` in the range (1 and 31
+    /// for the months strictly inside it).
+    fn days_of_month(&self, sql: &mut Sql) {
+        sql.bind_str("if(month = toStartOfMonth(toDate(?))", &self.from)
+            .bind_str(", toDayOfMonth(toDate(?)), 1) AS lo, ", &self.from)
+            .bind_str("if(month = toStartOfMonth(toDate(?))", &self.to)
+            .bind_str(", toDayOfMonth(toDate(?)), 31) AS hi", &self.to);
+    }
+
+    /// Days used in the range per (current team, user, product, access),
+    /// where not 0: `team, user_id, product, access, days` ([`DaysRow`]).
+    ///
+    /// From `usage_months`: per stored month, the day bits of the merged
+    /// teams' rows OR-ed (a day used in two merged teams counts once), kept
+    /// from bit `lo - 1` to bit `hi - 1` (the mask of the bits below `hi`
+    /// AND NOT the mask of the bits below `lo - 1`: empty if `lo > hi`) and
+    /// counted. ClickHouse 18.16 has no `bitCount`:
+    /// `length(bitmaskToArray(..))` counts the bits.
+    pub fn days(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, acc, toUInt64(sum(length(bitmaskToArray(hit)))) AS days \
+             FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, toString(access) AS acc, ");
+        self.days_of_month(&mut sql);
+        sql.push(
+            ", bitAnd(toUInt64(groupBitOrMerge(days)), bitAnd(bitShiftLeft(toUInt64(1), hi) - 1, \
+             bitNot(bitShiftLeft(toUInt64(1), lo - 1) - 1))) AS hit FROM usage_months WHERE ",
+        );
+        self.months(&mut sql);
+        self.filters(&mut sql, true);
+        sql.push(
+            " GROUP BY tm, user_id, product, acc, month) \
+             GROUP BY tm, user_id, product, acc HAVING days > 0",
+        );
+        sql
+    }
+
+    /// The last day used, ever, per (current team, user, product, access)
+    /// with any usage: `team, user_id, product, access, last day (days since
+    /// 1970)` ([`LastAccessRow`]). From `last_access`, one row per key.
+    pub fn last_access(&self) -> Sql {
+        let mut sql = Sql::new("SELECT ");
+        self.team_expr(&mut sql);
+        sql.push(
+            " AS tm, user_id, product, toString(access) AS acc, \
+             toUInt16(max(last_date)) AS last_day FROM last_access WHERE 1",
+        );
+        self.filters(&mut sql, true);
+        sql.push(" GROUP BY tm, user_id, product, acc");
+        sql
+    }
+
+    /// Tokens of the Flex windows starting in the range, per (current team
+    /// of the opening event, user, product): `team, user_id, product,
+    /// tokens (thousandths)` ([`TokensRow`]).
+    ///
+    /// From `token_months`: per stored month, the sets of windows of the
+    /// merged teams' rows merged (a window stored twice is one element),
+    /// unrolled, kept when their day is between `lo` and `hi`, and summed.
+    /// (No lambda: 18.16 cannot resolve one over a subquery's aggregate.)
+    pub fn tokens(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, toUInt64(sum(tupleElement(t, 4))) AS tokens \
+             FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, groupUniqArrayMerge(windows) AS w, ");
+        self.days_of_month(&mut sql);
+        sql.push(" FROM token_months WHERE ");
+        self.months(&mut sql);
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY tm, user_id, product, month) ARRAY JOIN w AS t \
+             WHERE tupleElement(t, 1) >= lo AND tupleElement(t, 1) <= hi \
+             GROUP BY tm, user_id, product",
+        );
+        sql
+    }
+
+    /// The assignments in force now, per (current team, user, product,
+    /// access): `team, user_id, product, access, assigned date (days since
+    /// 1970; the earliest of the merged teams')` ([`HeldRow`]).
+    pub fn held(&self) -> Sql {
+        let mut sql =
+            Sql::new("SELECT tm, user_id, product, acc, toUInt16(min(d)) AS since FROM (SELECT ");
+        self.team_expr(&mut sql);
+        sql.push(
+            " AS tm, user_id, product, toString(access) AS acc, argMax(assigned, version) AS a, \
+             argMax(assigned_date, version) AS d FROM assignment_state WHERE 1",
+        );
+        self.filters(&mut sql, true);
+        sql.push(
+            " GROUP BY team_id, user_id, product, access) WHERE a = 1 \
+             GROUP BY tm, user_id, product, acc",
+        );
+        sql
+    }
+
+    /// Raw seat usage, day by day: `team, user_id, product, usage_date`,
+    /// one row per (current team, user, product, UTC date) with seat usage
+    /// in the range ([`SeatDayRow`]).
+    pub fn seat_days(&self) -> Sql {
+        let mut sql = Sql::new("SELECT tm, user_id, product, usage_date FROM (SELECT ");
+        self.team_expr(&mut sql);
+        sql.bind_str(
+            " AS tm, user_id, product, usage_date FROM daily_usage WHERE access = ?",
+            Access::Seat.label(),
+        )
+        .bind_str(" AND usage_date >= toDate(?)", &self.from)
+        .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            ") GROUP BY tm, user_id, product, usage_date \
+             ORDER BY usage_date, tm, user_id, product",
+        );
+        sql
+    }
+
+    /// Raw token usage, day by day: `team, user_id, product, usage day
+    /// (days since 1970), tokens (thousandths)` ([`TokenDayRow`]), one row
+    /// per (current team, user, product, UTC date) in the range with Flex
+    /// usage (`daily_usage`, access flex) or a window opened: the tokens of
+    /// the windows opened that date (by `window_start`, under the current
+    /// team of the opening event), 0 on a day used inside a window opened
+    /// before. The two sources are joined by a union summed per key (no
+    /// JOIN: the same text runs on 18.16 and a current ClickHouse).
+    pub fn token_days(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, day, toUInt64(sum(tok)) AS tokens FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.bind_str(
+            " AS tm, user_id, product, toUInt16(usage_date) AS day, toUInt64(0) AS tok \
+             FROM daily_usage WHERE access = ?",
+            Access::Flex.label(),
+        )
+        .bind_str(" AND usage_date >= toDate(?)", &self.from)
+        .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(" UNION ALL SELECT ");
+        self.team_of(&mut sql, "opener");
+        sql.push(
+            " AS tm, user_id, product, toUInt16(toDate(window_start)) AS day, \
+             toUInt64(tok) AS tok FROM (SELECT user_id, product, window_start, window_start_us, \
+             any(team_id) AS opener, any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+        )
+        .bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
+        .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY user_id, product, window_start, window_start_us)) \
+             GROUP BY tm, user_id, product, day ORDER BY day, tm, user_id, product",
+        );
+        sql
+    }
+}
+
+impl RowsQuery {
+    /// Per UTC date of the range: distinct users with usage, and report
+    /// rows — (current team, user, product, access) — used that day (`usage_date`
+    /// as days since 1970, users, rows) ([`DailyUsageRow`]).
+    pub fn daily_usage(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT toUInt16(usage_date) AS day, toUInt64(uniqExact(user_id)) AS users, \
+             toUInt64(uniqExact(",
+        );
+        self.team_expr(&mut sql);
+        sql.push(", user_id, product, access)) AS pairs FROM daily_usage WHERE 1")
+            .bind_str(" AND usage_date >= toDate(?)", &self.from)
+            .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        self.filters(&mut sql, true);
+        sql.push(" GROUP BY usage_date ORDER BY usage_date");
+        sql
+    }
+
+    /// Per UTC date of the range: tokens (thousandths) of the Flex windows
+    /// starting that day ([`DailyTokensRow`]).
+    pub fn daily_tokens(&self) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT toUInt16(toDate(started)) AS day, toUInt64(sum(tok)) AS tokens FROM (\
+             SELECT user_id, product, window_start AS started, window_start_us, \
+             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+        );
+        sql.bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
+            .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY user_id, product, window_start, window_start_us) \
+             GROUP BY day ORDER BY day",
+        );
+        sql
+    }
+}
+
+/// A row of [`RowsQuery::daily_usage`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct DailyUsageRow {
+    pub day: u16,
+    pub users: u64,
+    pub pairs: u64,
+}
+
+/// A row of [`RowsQuery::daily_tokens`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct DailyTokensRow {
+    pub day: u16,
+    pub tokens_milli: u64,
+}
+
+/// A row of [`RowsQuery::days`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct DaysRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: String,
+    pub days: u64,
+}
+
+/// A row of [`RowsQuery::last_access`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct LastAccessRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: String,
+    pub last_day: u16,
+}
+
+/// A row of [`RowsQuery::tokens`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct TokensRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub tokens_milli: u64,
+}
+
+/// A row of [`RowsQuery::held`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct HeldRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub access: String,
+    pub since_day: u16,
+}
+
+/// A row of [`RowsQuery::seat_days`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct SeatDayRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub usage_day: u16,
+}
+
+/// A row of [`RowsQuery::token_days`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct TokenDayRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    pub usage_day: u16,
+    pub tokens_milli: u64,
+}
