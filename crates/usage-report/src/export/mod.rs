@@ -26,11 +26,11 @@ use usage_core::admin::export_expired;
 
 use crate::error::ApiError;
 
+pub use jobs::{HEARTBEAT, INTERRUPTED, STALE_AFTER};
 pub use render::{
     render_report, render_seat_usage, render_token_usage, REPORT_COLUMNS, SEAT_USAGE_COLUMNS,
     TOKEN_USAGE_COLUMNS,
 };
-pub use jobs::{HEARTBEAT, INTERRUPTED, STALE_AFTER};
 pub use store::{file_name, scheduled_file_name, ExportMeta, ExportStore};
 pub use sweep::{SweepReport, STRAY_TEMP_AGE, TOMBSTONE_RETENTION};
 
