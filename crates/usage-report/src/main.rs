@@ -19,7 +19,7 @@ use usage_core::privacy::UserHasher;
 use usage_report::admins::Admins;
 use usage_report::export::ExportStore;
 use usage_report::mail::{read_password, MailSettings, Mailer, Outbox, TlsMode};
-use usage_report::report::Reporter;
+use usage_report::report::{CacheLookup, Reporter};
 use usage_report::schedule::{RunLog, ScheduleStore};
 use usage_runtime::clickhouse::ClickHouseArgs;
 use usage_store::Warehouse;
@@ -70,6 +70,17 @@ struct Cli {
         help_heading = "Access"
     )]
     admins_file: PathBuf,
+    /// How long a filter set's report is reused, in seconds: the page's
+    /// overview, users pages and daily chart for the same filters share one
+    /// computation, and data visible in the tables shows in the report at
+    /// most this long later (0: every request computes its own).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_CACHE_SECS",
+        default_value_t = 5,
+        help_heading = "HTTP"
+    )]
+    report_cache_secs: u64,
     /// File holding the secret key of the identity hash (at least 32 bytes;
     /// e.g. `openssl rand -hex 32`). Keep it stable: changing it changes
     /// every hashed user key.
@@ -301,7 +312,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
         let state = api::AppState {
             admins: Arc::new(admins),
-            reporter: Reporter::new(warehouse.client().clone(), hasher),
+            reporter: Reporter::new(warehouse.client().clone(), hasher).with_cache(
+                Duration::from_secs(cli.report_cache_secs),
+                {
+                    let metrics = metrics.clone();
+                    move |lookup| metrics.report_cache(lookup == CacheLookup::Hit)
+                },
+            ),
             exports,
             schedules: ScheduleStore::new(warehouse.client().clone()).with_runs(runs),
             publisher,

@@ -24,6 +24,8 @@ struct Inner {
     emails_sent: IntCounterVec,
     email_failures: IntCounterVec,
     unassign_requests: IntCounterVec,
+    cache_hits: IntCounterVec,
+    cache_misses: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +83,18 @@ impl Metrics {
             "Unassign requests, by outcome (published, refused, failed).",
             &["outcome"],
         )?;
+        let cache_hits = counter(
+            "cache_hits_total",
+            "Report requests (overview, users page, daily chart, export) served from the \
+             brief report cache, or waiting for the same filters' computation under way.",
+            &[],
+        )?;
+        let cache_misses = counter(
+            "cache_misses_total",
+            "Report requests that computed their filter set's report (a cache miss, or \
+             --report-cache-secs 0).",
+            &[],
+        )?;
         Ok(Metrics(Arc::new(Inner {
             registry,
             requests,
@@ -91,6 +105,8 @@ impl Metrics {
             emails_sent,
             email_failures,
             unassign_requests,
+            cache_hits,
+            cache_misses,
         })))
     }
 
@@ -137,6 +153,16 @@ impl Metrics {
 
     pub(crate) fn unassign(&self, outcome: &str) {
         self.0.unassign_requests.with_label_values(&[outcome]).inc();
+    }
+
+    /// A lookup of the report cache.
+    pub(crate) fn report_cache(&self, hit: bool) {
+        let counter = if hit {
+            &self.0.cache_hits
+        } else {
+            &self.0.cache_misses
+        };
+        counter.with_label_values(&[] as &[&str]).inc();
     }
 
     /// The Prometheus text exposition.

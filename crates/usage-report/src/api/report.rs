@@ -27,6 +27,10 @@ errors!(
 /// one team and active in another). Flex counts the tokens of the usage
 /// windows started in the range, the distinct users with Flex usage and the
 /// sum of their days used.
+///
+/// Data visible in the tables shows here at most `--report-cache-secs`
+/// (default 5) seconds later: the report of a filter set is computed once
+/// and reused for that long by the overview, the users pages and the chart.
 #[utoipa::path(
     get,
     path = "/v1/report/overview",
@@ -53,6 +57,10 @@ pub(super) async fn overview(
 /// One row per (current team, user, product, access) matching the filters,
 /// sorted, one page at a time; `total` counts the matching rows over all
 /// pages. A page past the end has no rows.
+///
+/// Data visible in the tables shows here at most `--report-cache-secs`
+/// (default 5) seconds later: the report of a filter set is computed once
+/// and reused for that long by the overview, the users pages and the chart.
 #[utoipa::path(
     get,
     path = "/v1/report/users",
@@ -85,6 +93,10 @@ pub(super) async fn users(
 /// that started that day. The `team`, range, `product` and `access` filters
 /// apply; the row filters (`status`, `group`, `q`) do not: the chart is of
 /// the team.
+///
+/// Data visible in the tables shows here at most `--report-cache-secs`
+/// (default 5) seconds later: the report of a filter set is computed once
+/// and reused for that long by the overview, the users pages and the chart.
 #[utoipa::path(
     get,
     path = "/v1/report/daily",

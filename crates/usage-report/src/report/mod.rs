@@ -10,6 +10,10 @@
 //!
 //! A request reads top to bottom through the modules:
 //!
+//! - `state`: what a filter set's report is computed from (directory,
+//!   scope, aggregates, hashing), shared by the page's requests for those
+//!   filters through `cache`, a brief single-flight cache bounded by age
+//!   (`--report-cache-secs`) and entries;
 //! - `scope`: the directory (merges, team privacy) and who a request
 //!   covers: the team (or all the admin's teams) and the stored teams in
 //!   their history; whether identities are hashed (rule 7); the teams an
@@ -22,15 +26,18 @@
 //! - `raw`: the raw day-by-day seat and window-by-window token exports;
 //! - `unassign`: the assignment an unassign request is about.
 
+mod cache;
 mod order;
 mod overview;
 mod raw;
 mod rows;
 mod scope;
+mod state;
 mod unassign;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use clickhouse::Client;
@@ -40,8 +47,11 @@ use usage_core::range::DateRange;
 use usage_store::schema::StoredEnum;
 
 use crate::error::ApiError;
-use crate::model::RangeDates;
+use crate::model::{Daily, RangeDates};
+use cache::{Cache, DEFAULT_ENTRIES};
+use state::{ReportState, StateKey};
 
+pub use cache::CacheLookup;
 pub use raw::{SeatUsageDay, TokenUsageDay};
 pub use scope::TeamInfo;
 pub use unassign::HeldAssignment;
@@ -54,6 +64,12 @@ pub struct Reporter {
     /// user id -> keyed hash: the hash is a pure function of the id, and a
     /// report of every team hashes every user.
     keys: Arc<Mutex<HashMap<String, String>>>,
+    /// Each filter set's state, briefly (none by default).
+    states: Arc<Cache<StateKey, ReportState>>,
+    /// Each filter set's daily chart, as briefly.
+    charts: Arc<Cache<StateKey, Daily>>,
+    /// Told of every cache lookup (metrics).
+    on_lookup: Option<Arc<dyn Fn(CacheLookup) + Send + Sync>>,
 }
 
 /// Past this many cached user keys the cache starts over (memory bound).
@@ -74,12 +90,32 @@ fn access_of(label: &str) -> Result<Access, ApiError> {
 }
 
 impl Reporter {
+    /// A reporter computing every request (no cache).
     pub fn new(client: Client, hasher: UserHasher) -> Reporter {
         Reporter {
             client,
             hasher,
             keys: Arc::default(),
+            states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES)),
+            charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES)),
+            on_lookup: None,
         }
+    }
+
+    /// Reuses a filter set's report (the state of its lines and its daily
+    /// chart) for `freshness` after its computation starts: data visible in
+    /// the tables shows in every report requested more than `freshness`
+    /// later. Zero: every request computes its own. `on_lookup` is told of
+    /// every lookup, hit or miss.
+    pub fn with_cache(
+        mut self,
+        freshness: Duration,
+        on_lookup: impl Fn(CacheLookup) + Send + Sync + 'static,
+    ) -> Reporter {
+        self.states = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES));
+        self.charts = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES));
+        self.on_lookup = Some(Arc::new(on_lookup));
+        self
     }
 
     /// The keyed hash of `user_id` (cached).

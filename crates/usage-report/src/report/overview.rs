@@ -70,7 +70,12 @@ impl Reporter {
     /// The daily chart: per date of the range, active users, days used and
     /// tokens, for the team, product and access filters (the row filters —
     /// status, group, search — do not apply: the chart is of the team).
-    pub async fn daily(&self, admin: &Admin, filters: &ReportFilters) -> Result<Daily, ApiError> {
+    /// Its own queries (per day, not per line); cached by `Reporter::daily`.
+    pub(super) async fn compute_daily(
+        &self,
+        admin: &Admin,
+        filters: &ReportFilters,
+    ) -> Result<Daily, ApiError> {
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
         let query = Self::rows_query(&dir, &scope, filters);

@@ -12,7 +12,7 @@ use usage_core::status::{self, Held, Status};
 use usage_core::usage::monthly_average;
 
 use super::order::{arrange, order, View};
-use super::scope::{hashed_for, Directory, Scope};
+use super::scope::{Directory, Scope};
 use super::{access_of, day, warehouse, Reporter};
 use crate::admins::Admin;
 use crate::error::ApiError;
@@ -20,11 +20,11 @@ use crate::model::{ReportFilters, ReportRow, Sort, SortColumn};
 use crate::queries::{self, DaysRow, HeldRow, LastAccessRow, RowsQuery, TokensRow};
 
 /// (current team, user, product, access).
-type RowKey = (String, String, String, Access);
+pub(super) type RowKey = (String, String, String, Access);
 
 /// What the warehouse says of one row.
 #[derive(Debug, Default)]
-struct Agg {
+pub(super) struct Agg {
     /// Days used in the range.
     days: u64,
     /// Last day used, ever.
@@ -120,7 +120,10 @@ impl Reporter {
     /// tokens, assignments in force), queried concurrently and joined here by
     /// (current team, user, product, access); only keys assigned now or used
     /// in the range stay, with their last access (ever) filled in.
-    async fn aggregate(&self, query: &RowsQuery) -> Result<HashMap<RowKey, Agg>, ApiError> {
+    pub(super) async fn aggregate(
+        &self,
+        query: &RowsQuery,
+    ) -> Result<HashMap<RowKey, Agg>, ApiError> {
         let seat_only = query.access.as_deref() == Some("seat");
         let (days, last, tokens, held) = tokio::join!(
             query.days().query(&self.client).fetch_all::<DaysRow>(),
@@ -176,7 +179,8 @@ impl Reporter {
     }
 
     /// Every row of the report matching `filters`, filled in and ordered as
-    /// much as `view` needs.
+    /// much as `view` needs: from the filter set's state (cached briefly),
+    /// then the row filters, profiles and groups as needed.
     pub(super) async fn rows(
         &self,
         admin: &Admin,
@@ -184,26 +188,21 @@ impl Reporter {
         sort: Sort,
         view: View,
     ) -> Result<Rows, ApiError> {
-        let dir = self.directory().await?;
-        let scope = Self::scope(admin, &filters.team, &dir)?;
+        let state = self.state(admin, &filters).await?;
         let with_groups = view == View::All
             || filters.group.is_some()
             || (view != View::Tiles && sort.column == SortColumn::Groups);
         let with_keys = view != View::Tiles || filters.q.is_some();
-        let query = Self::rows_query(&dir, &scope, &filters);
-        let (raw, memberships) = tokio::join!(self.aggregate(&query), async {
-            if with_groups {
-                queries::memberships(scope.stored_teams.clone(), None)
-                    .query(&self.client)
-                    .fetch_all::<(String, String, String, String, u8)>()
-                    .await
-                    .map_err(warehouse)
-            } else {
-                Ok(Vec::new())
-            }
-        });
-        let (raw, memberships) = (raw?, memberships?);
-        let hashed = hashed_for(&scope, &dir, raw.keys().map(|k| k.0.as_str()));
+        let memberships = if with_groups {
+            queries::memberships(state.scope.stored_teams.clone(), None)
+                .query(&self.client)
+                .fetch_all::<(String, String, String, String, u8)>()
+                .await
+                .map_err(warehouse)?
+        } else {
+            Vec::new()
+        };
+        let (dir, hashed) = (&state.dir, state.hashed);
         let mut groups: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
         for (team, user, group_id, group_name, member) in memberships {
             if member == 1 {
@@ -214,8 +213,9 @@ impl Reporter {
             }
         }
         let mut keys: HashMap<String, String> = HashMap::new();
-        let mut lines = Vec::with_capacity(raw.len());
-        for ((team, user_id, product, access), a) in raw {
+        let mut lines = Vec::with_capacity(state.raw.len());
+        for ((team, user_id, product, access), a) in &state.raw {
+            let access = *access;
             let held = a.since.map(|since| Held {
                 access,
                 since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
@@ -248,15 +248,15 @@ impl Reporter {
                 String::new()
             } else if hashed {
                 keys.entry(user_id.clone())
-                    .or_insert_with(|| self.hash(&user_id))
+                    .or_insert_with(|| self.hash(user_id))
                     .clone()
             } else {
                 user_id.clone()
             };
             lines.push(Line {
-                team,
-                user_id,
-                product,
+                team: team.clone(),
+                user_id: user_id.clone(),
+                product: product.clone(),
                 access,
                 days,
                 last: a.last,
@@ -294,8 +294,8 @@ impl Reporter {
             hashed,
             filters,
             groups_loaded: with_groups,
-            stored_teams: scope.stored_teams,
-            merges: dir.merges,
+            stored_teams: state.scope.stored_teams.clone(),
+            merges: state.dir.merges.clone(),
         })
     }
 
