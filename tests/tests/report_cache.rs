@@ -72,7 +72,7 @@ const MISSES: &str = "usage_report_cache_misses_total";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_shares_one_computation_within_its_bound() {
-    let f = fixture("report-cache", 23).await;
+    let f = fixture("report_cache", 23).await;
     let teams = f.current_teams();
     assert!(teams.len() >= 2, "teams: {teams:?}");
     let root = TestAdmin {
