@@ -112,3 +112,73 @@ impl Reporter {
         Ok(Daily::clone(&daily))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admins::Role;
+    use crate::model::ReportParams;
+
+    fn admin(id: &str, teams: Teams) -> Admin {
+        Admin {
+            id: id.to_owned(),
+            email: format!("{id}@example.com"),
+            role: Role::Secondary,
+            teams,
+        }
+    }
+
+    fn filters(params: ReportParams) -> ReportFilters {
+        params.filters(chrono::Utc::now()).expect("valid filters")
+    }
+
+    #[test]
+    fn keys_differ_by_admin_scope_and_filters() {
+        let all = filters(ReportParams::default());
+        let one = admin("one", Teams::Only(vec!["t-1".into()]));
+        let two = admin("two", Teams::Only(vec!["t-2".into()]));
+        let every = admin("root", Teams::Every);
+        let key = StateKey::of(&one, &all);
+        assert_eq!(
+            key,
+            StateKey::of(&one, &all),
+            "the same request, the same key"
+        );
+        // Never shared across admins, whatever their scope.
+        assert_ne!(key, StateKey::of(&two, &all));
+        assert_ne!(key, StateKey::of(&every, &all));
+        assert_ne!(
+            key,
+            StateKey::of(&admin("one", Teams::Only(vec!["t-2".into()])), &all),
+            "an admin whose teams changed"
+        );
+        // Every filter before the row filters counts.
+        for params in [
+            ReportParams {
+                team: Some("t-1".into()),
+                ..ReportParams::default()
+            },
+            ReportParams {
+                range: Some("last_3_months".into()),
+                ..ReportParams::default()
+            },
+            ReportParams {
+                product: Some("autocad".into()),
+                ..ReportParams::default()
+            },
+            ReportParams {
+                access: Some("flex".into()),
+                ..ReportParams::default()
+            },
+        ] {
+            assert_ne!(key, StateKey::of(&one, &filters(params)));
+        }
+        // The row filters do not: one state serves them all.
+        let searched = filters(ReportParams {
+            q: Some("pat".into()),
+            status: Some("active".into()),
+            ..ReportParams::default()
+        });
+        assert_eq!(key, StateKey::of(&one, &searched));
+    }
+}
