@@ -27,8 +27,12 @@ const refusedUser = env("REFUSED_USER");
 const refusedProduct = env("REFUSED_PRODUCT");
 const screenshot = env("SCREENSHOT");
 
-async function api(path) {
-  const res = await fetch(base + path, { headers: { Authorization: "Bearer " + token } });
+async function api(path, method, body) {
+  const res = await fetch(base + path, {
+    method: method || "GET",
+    headers: Object.assign({ Authorization: "Bearer " + token }, body ? { "Content-Type": "application/json" } : {}),
+    body: body ? JSON.stringify(body) : undefined,
+  });
   if (!res.ok) throw new Error(`${path}: ${res.status}`);
   return res.json();
 }
@@ -61,7 +65,7 @@ let failed = false;
 let stepName = "start";
 const step = (name) => { stepName = name; };
 try {
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 1100 } });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1100 } });
   const page = await context.newPage();
   page.on("pageerror", (e) => errors.push(e.message));
   // JavaScript errors count; Chromium's "Failed to load resource" lines for
@@ -87,6 +91,24 @@ try {
   const tableRows = () => page.evaluate(() => [...document.querySelectorAll("#users tbody tr[data-user-key]")]
     .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="days_used"]').textContent]));
   const wantRows = (p) => p.rows.map((r) => [r.user_key, String(r.days_used)]);
+  // At 1280 px: the table needs no sideways scrolling, and no status badge
+  // is cut off (its text fits the badge, the badge its cell).
+  const badgesFit = async (what) => {
+    const bad = await page.evaluate(() => {
+      const out = [];
+      const box = document.querySelector("#users").parentElement;
+      if (box.scrollWidth > box.clientWidth) out.push(`the table is ${box.scrollWidth}px wide in ${box.clientWidth}px`);
+      const view = box.getBoundingClientRect();
+      for (const b of document.querySelectorAll("#users tbody .badge")) {
+        const r = b.getBoundingClientRect(), c = b.closest("td").getBoundingClientRect();
+        if (b.scrollWidth > b.clientWidth || r.left < c.left || r.right > c.right || r.top < c.top
+          || r.bottom > c.bottom || r.right > view.right + 0.5) out.push(`${b.textContent}: ${JSON.stringify([r, c])}`);
+      }
+      return out;
+    });
+    check(bad.length === 0, `badges cut off (${what}): ${bad.slice(0, 3).join("; ")}`);
+    check(await page.locator("#users tbody .badge").count() > 0, `badges shown (${what})`);
+  };
 
   step("log in");
   // Log in: a wrong token is refused, an admin's opens the report.
@@ -164,12 +186,91 @@ try {
   check(schedules.schedules.length === 1 && schedules.schedules[0].filters.team === team,
     "the schedule holds the page's filters: " + JSON.stringify(schedules));
   step("edit schedule");
-  // Edit it.
-  await page.click("#schedules li button:has-text('Edit')");
-  await page.fill("#s-name", "Browser monthly");
+  // Edit it with other filters on the page: it keeps its own kind and
+  // filters (shown), only the name and frequency change.
+  const own = { kind: "token_usage", filters: { team, range: "last_6_months", access: "flex" } };
+  const made = await api("/v1/schedules", "POST", Object.assign(
+    { name: "Browser tokens", start_date: new Date().toISOString().slice(0, 10), frequency: "weekly", format: "csv" }, own));
+  await page.reload();
+  await page.waitForSelector("#app:not(.hidden)");
+  await page.waitForSelector("#schedules li:has-text('Browser tokens')");
+  await page.click('#users th[data-col="product"]'); // the sort again: product, descending
+  await page.selectOption("#f-access", "seat");
+  const li = `#schedules li[data-schedule="${made.schedule_id}"]`;
+  const what = await page.textContent(`${li} [data-field="what"]`);
+  check(/token usage/.test(what) && what.includes("last_6_months") && what.includes("flex"),
+    "the schedule's own kind and filters are shown: " + what);
+  await page.click(`${li} button:has-text('Edit')`);
+  const keeps = await page.textContent("#s-keeps");
+  check(/token usage/.test(keeps) && keeps.includes("flex"), "the edit shows what it keeps: " + keeps);
+  await page.fill("#s-name", "Browser tokens monthly");
   await page.selectOption("#s-frequency", "monthly");
   await page.click("#s-submit");
-  await page.waitForSelector("#schedules li:has-text('Browser monthly')");
+  await page.waitForSelector("#schedules li:has-text('Browser tokens monthly')");
+  const edited = await api(`/v1/schedules/${made.schedule_id}`);
+  check(edited.kind === own.kind && JSON.stringify(edited.filters) === JSON.stringify(own.filters)
+    && edited.frequency === "monthly" && edited.format === "csv",
+    "the edit kept the schedule's kind and filters: " + JSON.stringify(edited));
+  await page.selectOption("#f-access", "");
+  await page.selectOption("#f-team", team);
+  await page.selectOption("#f-range", "last_3_months");
+  await eventually("tiles, back to the team", tiles, wantTiles(await api(`/v1/report/overview?${filters}`)));
+
+  step("every filter");
+  // Product, group and search update the tiles and the table without
+  // "Apply"; the search waits for the typing to stop.
+  const unfiltered = await api(`/v1/report/users?${filters}&sort=product:desc&page=1&page_size=50`);
+  const requests = [];
+  page.on("request", (r) => { if (r.url().includes("/v1/report/")) requests.push(r.url()); });
+  const byProduct = `${filters}&product=${encodeURIComponent(refusedProduct)}`;
+  await page.fill("#f-product", refusedProduct);
+  await eventually("tiles, one product", tiles, wantTiles(await api(`/v1/report/overview?${byProduct}`)));
+  await eventually("users, one product", tableRows,
+    wantRows(await api(`/v1/report/users?${byProduct}&sort=product:desc&page=1&page_size=50`)));
+  await page.fill("#f-product", "");
+  const group = unfiltered.rows.flatMap((r) => r.groups)[0];
+  if (group) {
+    const byGroup = `${filters}&group=${encodeURIComponent(group)}`;
+    await page.fill("#f-group", group);
+    await eventually("tiles, one group", tiles, wantTiles(await api(`/v1/report/overview?${byGroup}`)));
+    await eventually("users, one group", tableRows,
+      wantRows(await api(`/v1/report/users?${byGroup}&sort=product:desc&page=1&page_size=50`)));
+    await page.fill("#f-group", "");
+  }
+  await eventually("users, no filter typed", tableRows, wantRows(unfiltered));
+  await new Promise((r) => setTimeout(r, 500));
+  requests.length = 0;
+  const typed = refusedUser.slice(0, 8);
+  await page.type("#f-q", typed, { delay: 40 });
+  await eventually("users, searched", tableRows,
+    wantRows(await api(`/v1/report/users?${filters}&q=${encodeURIComponent(typed)}&sort=product:desc&page=1&page_size=50`)));
+  await new Promise((r) => setTimeout(r, 500));
+  const searches = requests.filter((u) => u.includes("/v1/report/users")).length;
+  check(searches >= 1 && searches <= 2, `the search is debounced: ${searches} requests for ${typed.length} keys`);
+  await page.fill("#f-q", "");
+  await eventually("users, search cleared", tableRows, wantRows(unfiltered));
+
+  // "Custom" waits for both dates, from <= to: no request that fails.
+  const day = (n) => new Date(Date.now() - n * 86400000).toISOString().slice(0, 10);
+  await new Promise((r) => setTimeout(r, 500));
+  requests.length = 0;
+  await page.selectOption("#f-range", "custom");
+  await page.fill("#f-from", day(5));
+  await page.waitForSelector("#range-line:has-text('both dates')");
+  await page.fill("#f-to", day(40));
+  await page.waitForSelector("#range-line:has-text('on or before')");
+  await new Promise((r) => setTimeout(r, 500));
+  check(requests.length === 0, "no request before both dates are chosen: " + JSON.stringify(requests));
+  check(!(await page.evaluate(() => document.querySelector("#range-line").classList.contains("error"))),
+    "a half-chosen custom range is not an error");
+  await page.fill("#f-from", day(40));
+  await page.fill("#f-to", day(5));
+  const custom = `team=${encodeURIComponent(team)}&range=custom&from=${day(40)}&to=${day(5)}`;
+  await eventually("tiles, custom range", tiles, wantTiles(await api(`/v1/report/overview?${custom}`)));
+  await eventually("users, custom range", tableRows,
+    wantRows(await api(`/v1/report/users?${custom}&sort=product:desc&page=1&page_size=50`)));
+  await page.selectOption("#f-range", "last_3_months");
+  await eventually("users, back to 3 months", tableRows, wantRows(unfiltered));
 
   step("unassign");
   // Unassign a user who holds the product through a group or a default
@@ -193,6 +294,7 @@ try {
   await page.click("#filters button[type=submit]");
   first = await api(`/v1/report/users?${filters}&sort=product:desc&page=1&page_size=50`);
   await eventually("users again", tableRows, wantRows(first));
+  await badgesFit("team");
   await page.screenshot({ path: screenshot, fullPage: true });
 
   step("hashed team");
@@ -201,12 +303,13 @@ try {
   await page.selectOption("#f-team", hashedTeam);
   const hashed = await api(`/v1/report/users?team=${encodeURIComponent(hashedTeam)}&range=last_3_months&sort=product:desc&page=1&page_size=50`);
   await eventually("users, hashed team", tableRows, wantRows(hashed));
+  await badgesFit("hashed team");
   const shown = await page.evaluate(() => [...document.querySelectorAll("#users tbody tr[data-user-key]")]
     .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="name"]')?.textContent, tr.querySelector('[data-field="email"]')?.textContent]));
   check(shown.length > 0 && shown.every(([k, n, e]) => /^[0-9a-f]{64}$/.test(k) && n === k && e === k),
     "the hash in name and email: " + JSON.stringify(shown.slice(0, 3)));
   check(errors.length === 0, "no errors in the page: " + errors.join("; "));
-  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule, unassign, hashed team; screenshot ${screenshot}`);
+  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule and its edit, every filter, custom range, badges at 1280 px, unassign, hashed team; screenshot ${screenshot}`);
 } catch (e) {
   failed = true;
   try { await (await browser.contexts()[0].pages())[0].screenshot({ path: screenshot.replace(/\.png$/, "-failed.png"), fullPage: true }); } catch (_) { /* best effort */ }
