@@ -10,6 +10,10 @@
 //   REFUSED_PRODUCT
 //   SCREENSHOT      where to save a screenshot of the page
 // Every number the page shows is compared with what the JSON API answers.
+// Also: editing a schedule keeps its own kind and filters; product, group and
+// search (debounced) update the page without "Apply"; a custom range sends
+// nothing until both dates are chosen, from <= to; at 1280 px wide the table
+// needs no sideways scrolling and no status badge is cut off.
 // Exits 0 when every check passes; prints the failure and exits 1 otherwise.
 import { chromium } from "playwright-core";
 import { readFileSync } from "node:fs";
