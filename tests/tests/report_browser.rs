@@ -1,8 +1,11 @@
 //! The report page in headless Chromium (Debian's `chromium`, driven by
 //! `playwright-core` from `tests/browser/`), against `usage-report` over
 //! rollups built by the real ingest: log in with a token, change team and
-//! range, sort, page, export, schedule, unassign — and the numbers on the
-//! page equal the API's. The screenshot is saved to
+//! range, sort, page, export (with its progress), schedule, unassign; every
+//! filter refreshes the page (typed ones debounced, a custom range only when
+//! both dates are set and in order); editing a schedule keeps its kind and
+//! filters; badges are never cut off at 1280 px; the email's download link —
+//! and the numbers on the page equal the API's. The screenshot is saved to
 //! `target/browser/usage-report.png`.
 //!
 //! `scripts/test` installs Chromium (apt) and `playwright-core` (`npm ci`).
