@@ -4,8 +4,8 @@
 //! range, sort, page, export (with its progress), schedule, unassign; every
 //! filter refreshes the page (typed ones debounced, a custom range only when
 //! both dates are set and in order); editing a schedule keeps its kind and
-//! filters; badges are never cut off at 1280 px; the email's download link —
-//! and the numbers on the page equal the API's. The screenshot is saved to
+//! filters; badges are never cut off at 1280 px — and the numbers on the
+//! page equal the API's. The screenshot is saved to
 //! `target/browser/usage-report.png`.
 //!
 //! `scripts/test` installs Chromium (apt) and `playwright-core` (`npm ci`).
