@@ -149,17 +149,29 @@ impl Report {
         path: &str,
         body: &Value,
     ) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(admin.token())
-            .json(body)
-            .send()
-            .await
-            .expect("usage-report answers");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        send_json(&self.client, self.url(path), admin, method, body).await
     }
+}
+
+/// Sends `method` to `url` with a JSON body as `admin`: the status and the
+/// JSON answer (`null` when the body is not JSON). For tests that start
+/// usage-report with options of their own (`usage_testkit::report::Report`).
+pub async fn send_json(
+    client: &reqwest::Client,
+    url: String,
+    admin: &TestAdmin,
+    method: reqwest::Method,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .request(method, url)
+        .bearer_auth(admin.token())
+        .json(body)
+        .send()
+        .await
+        .expect("usage-report answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ use usage_testkit::metrics::Metrics;
 use usage_testkit::ports::free_port;
 use usage_testkit::process::Process;
 use usage_testkit::report::{Report, ReportRun};
-use usage_tests::report::{fixture, TestAdmin, HMAC_KEY};
+use usage_tests::report::{fixture, send_json, TestAdmin, HMAC_KEY};
 use usage_tests::services::{self, binary, unique};
 
 /// Where the tests' links point.
@@ -203,15 +203,14 @@ async fn send(
     path: &str,
     body: &Value,
 ) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .request(method, report.url(path))
-        .bearer_auth(admin.token())
-        .json(body)
-        .send()
-        .await
-        .expect("usage-report answers");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    send_json(
+        &reqwest::Client::new(),
+        report.url(path),
+        admin,
+        method,
+        body,
+    )
+    .await
 }
 
 /// Runs tests/browser/email-link.test.mjs (headless Chromium) on the link.

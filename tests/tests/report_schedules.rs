@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 use usage_testkit::report::{Report, ReportRun};
-use usage_tests::report::{fixture, TestAdmin, HMAC_KEY};
+use usage_tests::report::{fixture, send_json, TestAdmin, HMAC_KEY};
 use usage_tests::services::{self, binary, unique};
 
 fn admin(id: &'static str, role: &'static str, teams: &[&str]) -> TestAdmin {
@@ -81,15 +81,14 @@ async fn send(
     path: &str,
     body: &Value,
 ) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .request(method, report.url(path))
-        .bearer_auth(admin.token())
-        .json(body)
-        .send()
-        .await
-        .expect("usage-report answers");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    send_json(
+        &reqwest::Client::new(),
+        report.url(path),
+        admin,
+        method,
+        body,
+    )
+    .await
 }
 
 async fn get(report: &Report, admin: &TestAdmin, path: &str) -> reqwest::Response {

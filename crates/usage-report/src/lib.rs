@@ -21,5 +21,6 @@ pub mod messages;
 pub mod model;
 pub mod openapi;
 pub mod queries;
+mod records;
 pub mod report;
 pub mod schedule;

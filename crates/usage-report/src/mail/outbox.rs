@@ -17,9 +17,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::schedule::write_atomic;
+use crate::records::{open_private_dir, uuid_stem, write_atomic};
 
 /// How long after its export expired an entry is kept (sent or not).
 const KEEP_AFTER_EXPIRY: TimeDelta = TimeDelta::days(7);
@@ -55,30 +54,17 @@ pub struct Outbox {
     dir: PathBuf,
 }
 
-fn stem(notification_id: &str) -> Option<String> {
-    Uuid::try_parse(notification_id)
-        .ok()
-        .map(|u| u.hyphenated().to_string())
-}
-
 impl Outbox {
     /// The outbox in `dir`, created (private to the service's user) if
     /// missing.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Outbox> {
         let dir = dir.into();
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(&dir)?;
+        open_private_dir(&dir)?;
         Ok(Outbox { dir })
     }
 
     fn path(&self, notification_id: &str) -> io::Result<PathBuf> {
-        stem(notification_id)
+        uuid_stem(notification_id)
             .map(|s| self.dir.join(format!("{s}.json")))
             .ok_or_else(|| {
                 io::Error::new(
@@ -133,7 +119,7 @@ impl Outbox {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".json"))
-                .is_some_and(|s| stem(s).is_some());
+                .is_some_and(|s| uuid_stem(s).is_some());
             if !is_entry {
                 continue;
             }
@@ -221,6 +207,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)

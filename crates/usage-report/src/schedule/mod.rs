@@ -28,7 +28,6 @@ use crate::model::{ExportFormat, ExportKind, ReportParams};
 
 pub use calendar::{is_due, next_run_date, Frequency};
 pub use input::{ScheduleInput, LAST_START_DATE, MAX_NAME_CHARS};
-pub(crate) use runs::write_atomic;
 pub use runs::{RunError, RunLog};
 pub use store::{statements_for_compatibility, ScheduleStore};
 

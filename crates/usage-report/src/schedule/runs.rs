@@ -6,13 +6,14 @@
 //! its own (`schedule-runs/` under the exports directory), written
 //! atomically; a successful run removes it. Only UUIDs reach a path.
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
+
+use crate::records::{open_private_dir, uuid_stem, write_atomic};
 
 /// Why a schedule's last run failed. The schedule stays due: the scheduler
 /// tries it again on its next pass.
@@ -34,31 +35,16 @@ pub struct RunLog {
     dir: PathBuf,
 }
 
-/// The canonical form of a schedule id, if it is a UUID; nothing else
-/// reaches a path.
-fn file_stem(schedule_id: &str) -> Option<String> {
-    Uuid::try_parse(schedule_id)
-        .ok()
-        .map(|u| u.hyphenated().to_string())
-}
-
 impl RunLog {
     /// The log in `dir`, created (private to the service's user) if missing.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<RunLog> {
         let dir = dir.into();
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(&dir)?;
+        open_private_dir(&dir)?;
         Ok(RunLog { dir })
     }
 
     fn path(&self, schedule_id: &str) -> Option<PathBuf> {
-        file_stem(schedule_id).map(|stem| self.dir.join(format!("{stem}.json")))
+        uuid_stem(schedule_id).map(|stem| self.dir.join(format!("{stem}.json")))
     }
 
     /// Records that the schedule's run failed (replacing an older error).
@@ -102,33 +88,10 @@ impl RunLog {
     }
 }
 
-/// Writes `bytes` to a temporary file in `dir`, syncs it and renames it to
-/// `path`: readers see the old file or the new one, never a part.
-pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".tmp-{}", Uuid::new_v4().simple()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[tokio::test]
     async fn errors_are_kept_until_a_run_succeeds() {
