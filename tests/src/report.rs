@@ -153,9 +153,27 @@ impl Report {
     }
 }
 
+/// Sends `method` to `path` of a usage-report started with options of its
+/// own (`usage_testkit::report::Report`) with a JSON body as `admin`.
+pub async fn send_to(
+    report: &usage_testkit::report::Report,
+    admin: &TestAdmin,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    send_json(
+        &reqwest::Client::new(),
+        report.url(path),
+        admin,
+        method,
+        body,
+    )
+    .await
+}
+
 /// Sends `method` to `url` with a JSON body as `admin`: the status and the
-/// JSON answer (`null` when the body is not JSON). For tests that start
-/// usage-report with options of their own (`usage_testkit::report::Report`).
+/// JSON answer (`null` when the body is not JSON).
 pub async fn send_json(
     client: &reqwest::Client,
     url: String,

@@ -21,7 +21,7 @@ use usage_testkit::metrics::Metrics;
 use usage_testkit::ports::free_port;
 use usage_testkit::process::Process;
 use usage_testkit::report::{Report, ReportRun};
-use usage_tests::report::{fixture, send_json, TestAdmin, HMAC_KEY};
+use usage_tests::report::{fixture, send_to as send, TestAdmin, HMAC_KEY};
 use usage_tests::services::{self, binary, unique};
 
 /// Where the tests' links point.
@@ -194,23 +194,6 @@ async fn start(
     .start()
     .await
     .unwrap_or_else(|e| panic!("usage-report starts: {e:#}"))
-}
-
-async fn send(
-    report: &Report,
-    admin: &TestAdmin,
-    method: Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Value) {
-    send_json(
-        &reqwest::Client::new(),
-        report.url(path),
-        admin,
-        method,
-        body,
-    )
-    .await
 }
 
 /// Runs tests/browser/email-link.test.mjs (headless Chromium) on the link.

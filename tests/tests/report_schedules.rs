@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 use usage_testkit::report::{Report, ReportRun};
-use usage_tests::report::{fixture, send_json, TestAdmin, HMAC_KEY};
+use usage_tests::report::{fixture, send_to as send, TestAdmin, HMAC_KEY};
 use usage_tests::services::{self, binary, unique};
 
 fn admin(id: &'static str, role: &'static str, teams: &[&str]) -> TestAdmin {
@@ -72,23 +72,6 @@ fn show_error_in_browser(report: &Report, admin: &TestAdmin, schedule_id: &str, 
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
-}
-
-async fn send(
-    report: &Report,
-    admin: &TestAdmin,
-    method: Method,
-    path: &str,
-    body: &Value,
-) -> (StatusCode, Value) {
-    send_json(
-        &reqwest::Client::new(),
-        report.url(path),
-        admin,
-        method,
-        body,
-    )
-    .await
 }
 
 async fn get(report: &Report, admin: &TestAdmin, path: &str) -> reqwest::Response {
