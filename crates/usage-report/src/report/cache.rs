@@ -5,10 +5,19 @@
 //! Freshness: an entry lives `freshness` from the moment its computation
 //! starts, and every query it makes starts after that moment; so data
 //! visible in the tables is in every answer to a request made more than
-//! `freshness` later. Bounded by age and by a number of entries (the
-//! oldest goes first); concurrent lookups of one key wait for one
+//! `freshness` later. Concurrent lookups of one key wait for one
 //! computation (single-flight). A failed computation is not kept: the next
 //! lookup computes again. A `freshness` of zero disables the cache.
+//!
+//! Refresh ahead: a lookup that finds an entry past half its life starts
+//! its next computation in the background and is answered from the entry;
+//! when that computation ends, its value replaces the entry (born when it
+//! started). So a filter set asked for steadily — the default view at the
+//! start of a week — is never waited for after its first computation, and
+//! freshness is kept; one nobody asks for again just expires.
+//!
+//! Bounds: entries, and the bytes their values hold ([`Weigh`]); past
+//! either, the oldest entries go first.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,23 +39,49 @@ pub enum CacheLookup {
 /// Entries per cache by default.
 pub(super) const DEFAULT_ENTRIES: usize = 64;
 
+/// Bytes of values per cache by default: with the service's other memory,
+/// under the report's 128 MB budget (a state of all teams at 150,000 users
+/// holds about 15 MB).
+pub(super) const DEFAULT_BYTES: usize = 48 << 20;
+
+/// About how many bytes a cached value holds.
+pub(super) trait Weigh {
+    fn bytes(&self) -> usize;
+}
+
+/// What a lookup found.
+enum Found<V> {
+    /// The entry's cell: its value, or the computation to wait for or run.
+    Cell(Arc<OnceCell<Arc<V>>>),
+    /// The value of an entry past half its life, now being refreshed.
+    Refresh(Arc<V>),
+}
+
 struct Entry<V> {
     born: Instant,
     value: Arc<OnceCell<Arc<V>>>,
+    /// A computation of the next value runs in the background.
+    refreshing: bool,
 }
 
 /// Values by key, computed once per key and `freshness`.
 pub(super) struct Cache<K, V> {
     freshness: Duration,
     capacity: usize,
+    budget: usize,
     entries: Mutex<HashMap<K, Entry<V>>>,
 }
 
-impl<K: Eq + Hash + Clone, V> Cache<K, V> {
-    pub(super) fn new(freshness: Duration, capacity: usize) -> Cache<K, V> {
+impl<K, V> Cache<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Weigh + Send + Sync + 'static,
+{
+    pub(super) fn new(freshness: Duration, capacity: usize, budget: usize) -> Cache<K, V> {
         Cache {
             freshness,
             capacity,
+            budget,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -65,16 +100,17 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
             .len()
     }
 
-    /// The entry of `key`: the fresh one, or a new one (expired entries
-    /// and, past the capacity, the oldest are dropped first).
-    fn entry(&self, key: K) -> Arc<OnceCell<Arc<V>>> {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Drops the expired entries, then the oldest while there are more
+    /// than `room` entries or their values weigh more than the budget.
+    fn evict(&self, entries: &mut HashMap<K, Entry<V>>, now: Instant, room: usize) {
         entries.retain(|_, e| now.duration_since(e.born) < self.freshness);
-        if let Some(e) = entries.get(&key) {
-            return Arc::clone(&e.value);
-        }
-        while entries.len() >= self.capacity {
+        let weight = |entries: &HashMap<K, Entry<V>>| -> usize {
+            entries
+                .values()
+                .filter_map(|e| e.value.get().map(|v| v.bytes()))
+                .sum()
+        };
+        while entries.len() > room || (entries.len() > 1 && weight(entries) > self.budget) {
             let oldest = entries
                 .iter()
                 .min_by_key(|(_, e)| e.born)
@@ -82,32 +118,59 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
             let Some(oldest) = oldest else { break };
             entries.remove(&oldest);
         }
+    }
+
+    /// The entry of `key`: the fresh one, or a new one; or the value of one
+    /// past half its life, which the caller refreshes.
+    fn entry(&self, key: &K) -> Found<V> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.evict(&mut entries, now, self.capacity);
+        if let Some(e) = entries.get_mut(key) {
+            if !e.refreshing && now.duration_since(e.born) >= self.freshness / 2 {
+                if let Some(value) = e.value.get() {
+                    e.refreshing = true;
+                    return Found::Refresh(Arc::clone(value));
+                }
+            }
+            return Found::Cell(Arc::clone(&e.value));
+        }
+        self.evict(&mut entries, now, self.capacity - 1);
         let value = Arc::new(OnceCell::new());
         entries.insert(
-            key,
+            key.clone(),
             Entry {
                 born: now,
                 value: Arc::clone(&value),
+                refreshing: false,
             },
         );
-        value
+        Found::Cell(value)
     }
 
     /// The value of `key`: the cached one, the one being computed, or
-    /// `compute`'s.
+    /// `compute`'s (run in the background to refresh an entry past half its
+    /// life).
     pub(super) async fn get_or_compute<E, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         key: K,
         compute: F,
     ) -> Result<(Arc<V>, CacheLookup), E>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, E>>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Send + 'static,
     {
         if !self.enabled() {
             return Ok((Arc::new(compute().await?), CacheLookup::Miss));
         }
-        let cell = self.entry(key);
+        let cell = match self.entry(&key) {
+            Found::Cell(cell) => cell,
+            Found::Refresh(value) => {
+                self.refresh(key, compute);
+                return Ok((value, CacheLookup::Hit));
+            }
+        };
         let mut computed = false;
         let value = cell
             .get_or_try_init(|| {
@@ -122,6 +185,41 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
         };
         Ok((Arc::clone(value), lookup))
     }
+
+    /// Computes `key`'s next value in the background; on success it
+    /// replaces the entry, born when the computation started.
+    fn refresh<E, F, Fut>(self: &Arc<Self>, key: K, compute: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Send + 'static,
+    {
+        let cache = Arc::clone(self);
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let outcome = compute().await;
+            let mut entries = cache.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            match outcome {
+                Ok(value) => {
+                    cache.evict(&mut entries, Instant::now(), cache.capacity - 1);
+                    entries.insert(
+                        key,
+                        Entry {
+                            born: started,
+                            value: Arc::new(OnceCell::new_with(Some(Arc::new(value)))),
+                            refreshing: false,
+                        },
+                    );
+                }
+                // Kept until it expires; a later lookup tries again.
+                Err(_) => {
+                    if let Some(e) = entries.get_mut(&key) {
+                        e.refreshing = false;
+                    }
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -129,9 +227,16 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    async fn get(cache: &Cache<String, u32>, key: &str, value: u32) -> (u32, CacheLookup) {
+    /// A test value weighs its number.
+    impl Weigh for u32 {
+        fn bytes(&self) -> usize {
+            *self as usize
+        }
+    }
+
+    async fn get(cache: &Arc<Cache<String, u32>>, key: &str, value: u32) -> (u32, CacheLookup) {
         let (v, lookup) = cache
-            .get_or_compute(key.to_owned(), || async move { Ok::<_, ()>(value) })
+            .get_or_compute(key.to_owned(), move || async move { Ok::<_, ()>(value) })
             .await
             .expect("no error");
         (*v, lookup)
@@ -139,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fresh_entry_is_reused_and_an_expired_one_recomputed() {
-        let cache = Cache::new(Duration::from_millis(200), 8);
+        let cache = Arc::new(Cache::new(Duration::from_millis(200), 8, usize::MAX));
         assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
         assert_eq!(get(&cache, "a", 2).await, (1, CacheLookup::Hit));
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -148,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn zero_freshness_always_computes() {
-        let cache = Cache::new(Duration::ZERO, 8);
+        let cache = Arc::new(Cache::new(Duration::ZERO, 8, usize::MAX));
         assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
         assert_eq!(get(&cache, "a", 2).await, (2, CacheLookup::Miss));
         assert_eq!(cache.len(), 0);
@@ -156,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_entries_are_bounded_and_the_oldest_goes_first() {
-        let cache = Cache::new(Duration::from_secs(60), 2);
+        let cache = Arc::new(Cache::new(Duration::from_secs(60), 2, usize::MAX));
         get(&cache, "a", 1).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
         get(&cache, "b", 2).await;
@@ -171,7 +276,8 @@ mod tests {
     #[tokio::test]
     async fn keys_differ_by_every_part() {
         // As the report keys its entries: (admin, scope, hashed) differ.
-        let cache: Cache<(String, bool), u32> = Cache::new(Duration::from_secs(60), 8);
+        let cache: Arc<Cache<(String, bool), u32>> =
+            Arc::new(Cache::new(Duration::from_secs(60), 8, usize::MAX));
         let mut lookups = Vec::new();
         for (key, value) in [
             (("admin-1".to_owned(), false), 1),
@@ -179,7 +285,7 @@ mod tests {
             (("admin-1".to_owned(), true), 3),
         ] {
             let (v, l) = cache
-                .get_or_compute(key, || async move { Ok::<_, ()>(value) })
+                .get_or_compute(key, move || async move { Ok::<_, ()>(value) })
                 .await
                 .expect("no error");
             lookups.push((*v, l));
@@ -196,7 +302,11 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_lookups_wait_for_one_computation() {
-        let cache = Arc::new(Cache::<String, u32>::new(Duration::from_secs(60), 8));
+        let cache = Arc::new(Cache::<String, u32>::new(
+            Duration::from_secs(60),
+            8,
+            usize::MAX,
+        ));
         let runs = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -225,11 +335,73 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_is_not_kept() {
-        let cache: Cache<String, u32> = Cache::new(Duration::from_secs(60), 8);
+        let cache: Arc<Cache<String, u32>> =
+            Arc::new(Cache::new(Duration::from_secs(60), 8, usize::MAX));
         let failed = cache
             .get_or_compute("a".to_owned(), || async { Err::<u32, _>("down") })
             .await;
         assert!(failed.is_err());
         assert_eq!(get(&cache, "a", 5).await, (5, CacheLookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn values_are_bounded_by_their_bytes_and_the_oldest_goes_first() {
+        let cache = Arc::new(Cache::new(Duration::from_secs(60), 8, 100));
+        get(&cache, "a", 60).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        get(&cache, "b", 30).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // 60 + 30 + 20 > 100: the oldest goes at the next lookup.
+        get(&cache, "c", 20).await;
+        get(&cache, "c", 0).await;
+        assert_eq!(cache.len(), 2);
+        assert_eq!(get(&cache, "b", 0).await, (30, CacheLookup::Hit));
+        assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn an_entry_past_half_its_life_is_refreshed_in_the_background() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(400), 8, usize::MAX));
+        assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
+        // Before half its life: kept, no computation.
+        assert_eq!(get(&cache, "a", 2).await, (1, CacheLookup::Hit));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Past half: answered from the entry at once, the next value
+        // computed meanwhile.
+        let slow = cache
+            .get_or_compute("a".to_owned(), || async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, ()>(3)
+            })
+            .await
+            .map(|(v, l)| (*v, l));
+        assert_eq!(slow, Ok((1, CacheLookup::Hit)));
+        // While it runs, no second refresh starts.
+        assert_eq!(get(&cache, "a", 4).await, (1, CacheLookup::Hit));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The refreshed value, born when its computation started: it outlives
+        // the first entry's 400 ms.
+        assert_eq!(get(&cache, "a", 5).await, (3, CacheLookup::Hit));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(get(&cache, "a", 6).await.0, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_the_entry_until_it_expires() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(300), 8, usize::MAX));
+        get(&cache, "a", 1).await;
+        tokio::time::sleep(Duration::from_millis(170)).await;
+        let answer = cache
+            .get_or_compute("a".to_owned(), || async { Err::<u32, _>("down") })
+            .await
+            .map(|(v, l)| (*v, l));
+        assert_eq!(answer, Ok((1, CacheLookup::Hit)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Tried again by the next lookup past half its life.
+        assert_eq!(get(&cache, "a", 2).await, (1, CacheLookup::Hit));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(get(&cache, "a", 0).await, (2, CacheLookup::Hit));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(get(&cache, "a", 7).await.0, 7, "refreshed ones expire too");
     }
 }

@@ -18,8 +18,10 @@
 //!   covers: the team (or all the admin's teams) and the stored teams in
 //!   their history; whether identities are hashed (rule 7); the teams an
 //!   admin can pick;
-//! - `rows`: the report's lines: the aggregates joined, status, group and
-//!   search filters, profiles and groups filled in, and a line as JSON shows it;
+//! - `table`: a filter set's lines, compact (integers, strings interned
+//!   in sorted lists): the aggregates joined, each line's status;
+//! - `rows`: a request's lines: the status, group and search filters,
+//!   the order, the lines shown filled in, and a line as JSON shows it;
 //! - `order`: the sort order, a page of the users table, every row for
 //!   exports;
 //! - `overview`: the tiles and the daily chart;
@@ -33,6 +35,7 @@ mod raw;
 mod rows;
 mod scope;
 mod state;
+mod table;
 mod unassign;
 
 use std::collections::HashMap;
@@ -48,7 +51,7 @@ use usage_store::schema::StoredEnum;
 
 use crate::error::ApiError;
 use crate::model::{Daily, RangeDates};
-use cache::{Cache, DEFAULT_ENTRIES};
+use cache::{Cache, DEFAULT_BYTES, DEFAULT_ENTRIES};
 use state::{ReportState, StateKey};
 
 pub use cache::CacheLookup;
@@ -96,8 +99,8 @@ impl Reporter {
             client,
             hasher,
             keys: Arc::default(),
-            states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES)),
-            charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES)),
+            states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
+            charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             on_lookup: None,
         }
     }
@@ -112,8 +115,8 @@ impl Reporter {
         freshness: Duration,
         on_lookup: impl Fn(CacheLookup) + Send + Sync + 'static,
     ) -> Reporter {
-        self.states = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES));
-        self.charts = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES));
+        self.states = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES, DEFAULT_BYTES));
+        self.charts = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES, DEFAULT_BYTES));
         self.on_lookup = Some(Arc::new(on_lookup));
         self
     }

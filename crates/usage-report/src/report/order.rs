@@ -3,8 +3,10 @@
 //! ordered) and every row in order for exports.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
-use super::rows::{display, Line};
+use super::rows::{display, Profile};
+use super::table::Entry;
 use super::Reporter;
 use crate::admins::Admin;
 use crate::error::ApiError;
@@ -15,8 +17,8 @@ use crate::model::{Page, ReportFilters, ReportRow, Sort, SortColumn, UsersPage};
 pub(super) enum View {
     /// The overview: no groups, keys or order unless a filter needs them.
     Tiles,
-    /// A page: keys for all; the first `end` lines in order.
-    Page { end: usize },
+    /// A page: the lines from `start` to `end` (excluded) in order.
+    Page { start: usize, end: usize },
     /// Every line in order, with its groups (exports).
     All,
 }
@@ -34,21 +36,26 @@ impl Reporter {
             .unwrap_or(usize::MAX);
         let last = first.saturating_add(page.page_size as usize);
         let mut rows = self
-            .rows(admin, filters, sort, View::Page { end: last })
+            .rows(
+                admin,
+                filters,
+                sort,
+                View::Page {
+                    start: first,
+                    end: last,
+                },
+            )
             .await?;
-        let total = rows.lines.len() as u64;
-        let start = first.min(rows.lines.len());
-        let end = last.min(rows.lines.len());
-        let mut page_lines = std::mem::take(&mut rows.lines);
-        let page_lines = &mut page_lines[start..end];
-        self.complete_profiles(page_lines, rows.hashed).await?;
-        self.complete_groups(&rows, page_lines).await?;
+        self.complete_profiles(&mut rows.lines, rows.hashed).await?;
+        self.complete_groups(&rows.state, &mut rows.lines, rows.groups_loaded)
+            .await?;
         Ok(UsersPage {
-            rows: page_lines
+            rows: rows
+                .lines
                 .iter()
                 .map(|l| display(l, rows.hashed, &rows.filters))
                 .collect(),
-            total,
+            total: rows.total as u64,
             page: page.page,
             page_size: page.page_size,
         })
@@ -71,59 +78,82 @@ impl Reporter {
     }
 }
 
-/// Orders `lines` as much as `view` needs: not at all for the tiles, the
-/// first `end` lines for a page, all of them for exports.
-pub(super) fn arrange(lines: &mut [Line], view: View, order: impl Fn(&Line, &Line) -> Ordering) {
+/// Orders `items` as much as `view` needs: not at all for the tiles, the
+/// first `end` for a page, all of them for exports.
+pub(super) fn arrange<T>(items: &mut [T], view: View, order: impl Fn(&T, &T) -> Ordering) {
     match view {
         View::Tiles => {}
-        View::All => lines.sort_by(&order),
-        View::Page { end } => {
-            // Only the lines up to the page's end need their order.
-            if end < lines.len() && end > 0 {
-                lines.select_nth_unstable_by(end - 1, &order);
-                lines[..end].sort_by(&order);
+        View::All => items.sort_by(&order),
+        View::Page { end, .. } => {
+            // Only the items up to the page's end need their order.
+            if end < items.len() && end > 0 {
+                items.select_nth_unstable_by(end - 1, &order);
+                items[..end].sort_by(&order);
             } else {
-                lines.sort_by(&order);
+                items.sort_by(&order);
             }
         }
     }
 }
 
-/// The order of `sort` over lines (ties: user key, team, product, access).
-pub(super) fn order(
+/// The order of a sort over a table's lines (ties: user key, team,
+/// product, access). Indices compare as their strings do ([`Table`]).
+pub(super) struct SortKeys<'a> {
     sort: Sort,
-    hashed: bool,
-    filters: &ReportFilters,
-) -> impl Fn(&Line, &Line) -> Ordering {
-    let months = filters.range.months();
-    let name = move |l: &Line| -> Option<String> {
-        if hashed {
-            None
-        } else {
-            l.profile.as_ref().map(|p| p.name.to_lowercase())
+    months: f64,
+    /// Lowercased (name, email) per user, when sorting by either.
+    names: HashMap<u32, (String, String)>,
+    /// Group names per (team, user), when sorting by them.
+    groups: Option<&'a HashMap<(u32, u32), Vec<String>>>,
+}
+
+impl<'a> SortKeys<'a> {
+    pub(super) fn new(
+        sort: Sort,
+        filters: &ReportFilters,
+        hashed: bool,
+        profiles: &HashMap<u32, Profile>,
+        groups: Option<&'a HashMap<(u32, u32), Vec<String>>>,
+    ) -> SortKeys<'a> {
+        let by_name = !hashed && matches!(sort.column, SortColumn::Name | SortColumn::Email);
+        SortKeys {
+            sort,
+            months: filters.range.months(),
+            names: if by_name {
+                profiles
+                    .iter()
+                    .map(|(&u, p)| (u, (p.name.to_lowercase(), p.email.to_lowercase())))
+                    .collect()
+            } else {
+                HashMap::new()
+            },
+            groups,
         }
-    };
-    let email = move |l: &Line| -> Option<String> {
-        if hashed {
-            None
-        } else {
-            l.profile.as_ref().map(|p| p.email.to_lowercase())
-        }
-    };
-    move |a: &Line, b: &Line| {
+    }
+
+    fn groups(&self, e: &Entry) -> &[String] {
+        self.groups
+            .and_then(|g| g.get(&(e.team, e.user)))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub(super) fn cmp(&self, a: &Entry, b: &Entry) -> Ordering {
+        let name = |e: &Entry| self.names.get(&e.user).map(|n| &n.0);
+        let email = |e: &Entry| self.names.get(&e.user).map(|n| &n.1);
+        let sort = self.sort;
         let primary = match sort.column {
             SortColumn::UserKey => Ordering::Equal,
             SortColumn::Name => name(a).cmp(&name(b)),
             SortColumn::Email => email(a).cmp(&email(b)),
             SortColumn::TeamId => a.team.cmp(&b.team),
-            SortColumn::Groups => a.groups.cmp(&b.groups),
+            SortColumn::Groups => self.groups(a).cmp(self.groups(b)),
             SortColumn::Product => a.product.cmp(&b.product),
             SortColumn::Access => a.access.as_str().cmp(b.access.as_str()),
             SortColumn::AssignedDate => a.since.cmp(&b.since),
             SortColumn::LastAccessed => a.last.cmp(&b.last),
             SortColumn::DaysUsed => a.days.cmp(&b.days),
             SortColumn::MonthlyAverage => {
-                (f64::from(a.days) / months).total_cmp(&(f64::from(b.days) / months))
+                (f64::from(a.days) / self.months).total_cmp(&(f64::from(b.days) / self.months))
             }
             SortColumn::TokensUsed => a.tokens_milli.cmp(&b.tokens_milli),
             SortColumn::Status => a.status.as_str().cmp(b.status.as_str()),
@@ -135,7 +165,7 @@ pub(super) fn order(
         };
         primary
             .then_with(|| {
-                let key = a.user_key.cmp(&b.user_key);
+                let key = a.user.cmp(&b.user);
                 if sort.column == SortColumn::UserKey && sort.descending {
                     key.reverse()
                 } else {

@@ -33,19 +33,20 @@ impl Reporter {
         let rows = self
             .rows(admin, filters.clone(), Sort::default(), View::Tiles)
             .await?;
-        let held_access = rows
-            .lines
-            .iter()
-            .filter(|l| l.since.is_some())
-            .map(|l| (l.access, l.status));
+        let table = &rows.state.table;
+        let picked = rows.picked.iter().map(|&i| &table.lines[i as usize]);
+        let held_access = picked
+            .clone()
+            .filter(|e| e.since.is_some())
+            .map(|e| (e.access, e.status));
         let tile = status::subscription_tile(held_access, scope);
-        let mut flex_users: HashSet<&str> = HashSet::new();
+        let mut flex_users: HashSet<u32> = HashSet::new();
         let (mut tokens, mut flex_days) = (0u64, 0u64);
-        for line in rows.lines.iter().filter(|l| l.access == Access::Flex) {
-            tokens += line.tokens_milli;
-            if line.days > 0 {
-                flex_users.insert(&line.user_id);
-                flex_days += u64::from(line.days);
+        for e in picked.filter(|e| e.access == Access::Flex) {
+            tokens += e.tokens_milli;
+            if e.days > 0 {
+                flex_users.insert(e.user);
+                flex_days += u64::from(e.days);
             }
         }
         Ok(Overview {

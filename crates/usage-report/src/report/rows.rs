@@ -1,39 +1,25 @@
-//! The report's lines: the aggregates of ClickHouse joined by (current
-//! team, user, product, access), each line's status, the group and search
-//! filters, the profiles and groups filled in, and a line as JSON shows it.
+//! The report's lines for a request: the filter set's table ([`super::table`])
+//! through the status, group and search filters, ordered, and the lines
+//! shown filled in with their profiles and groups; a line as JSON shows it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
 use usage_core::event::{Access, Tokens, UserProfile};
-use usage_core::merge::TeamMerges;
 use usage_core::privacy::display_identity;
-use usage_core::status::{self, Held, Status};
+use usage_core::status::Status;
 use usage_core::usage::monthly_average;
 
-use super::order::{arrange, order, View};
+use super::order::{arrange, SortKeys, View};
 use super::scope::{Directory, Scope};
-use super::{access_of, day, warehouse, Reporter};
+use super::state::ReportState;
+use super::table::Table;
+use super::{warehouse, Reporter};
 use crate::admins::Admin;
 use crate::error::ApiError;
 use crate::model::{ReportFilters, ReportRow, Sort, SortColumn};
-use crate::queries::{self, DaysRow, HeldRow, LastAccessRow, RowsQuery, TokensRow};
-
-/// (current team, user, product, access).
-pub(super) type RowKey = (String, String, String, Access);
-
-/// What the warehouse says of one row.
-#[derive(Debug, Default)]
-pub(super) struct Agg {
-    /// Days used in the range.
-    days: u64,
-    /// Last day used, ever.
-    last: Option<NaiveDate>,
-    /// Tokens of the windows starting in the range.
-    tokens_milli: u64,
-    /// Assigned now, since.
-    since: Option<NaiveDate>,
-}
+use crate::queries::{self, RowsQuery};
 
 /// A row before display.
 pub(super) struct Line {
@@ -59,16 +45,21 @@ pub(super) struct Profile {
     pub(super) avatar_url: String,
 }
 
-/// The report's rows for a request, before paging.
+/// The report's lines for a request.
 pub(super) struct Rows {
+    /// The lines the view shows (none for the tiles, a page, or all),
+    /// filled in.
     pub(super) lines: Vec<Line>,
     pub(super) hashed: bool,
     pub(super) filters: ReportFilters,
     /// Whether `lines` carry their groups (else [`Reporter::complete_groups`]).
-    groups_loaded: bool,
-    /// The stored teams in scope and the merges, to read groups later.
-    stored_teams: Option<Vec<String>>,
-    merges: TeamMerges,
+    pub(super) groups_loaded: bool,
+    /// Lines matching the filters.
+    pub(super) total: usize,
+    /// Every matching line: indices into the state's table, ordered as the
+    /// view needs.
+    pub(super) picked: Vec<u32>,
+    pub(super) state: Arc<ReportState>,
 }
 
 fn contains_ci(haystack: &str, needle_lower: &str) -> bool {
@@ -116,71 +107,10 @@ impl Reporter {
             .collect())
     }
 
-    /// The aggregates of a report (days used in the range, last accessed,
-    /// tokens, assignments in force), queried concurrently and joined here by
-    /// (current team, user, product, access); only keys assigned now or used
-    /// in the range stay, with their last access (ever) filled in.
-    pub(super) async fn aggregate(
-        &self,
-        query: &RowsQuery,
-    ) -> Result<HashMap<RowKey, Agg>, ApiError> {
-        let seat_only = query.access.as_deref() == Some("seat");
-        let (days, last, tokens, held) = tokio::join!(
-            query.days().query(&self.client).fetch_all::<DaysRow>(),
-            query
-                .last_access()
-                .query(&self.client)
-                .fetch_all::<LastAccessRow>(),
-            async {
-                if seat_only {
-                    Ok(Vec::new())
-                } else {
-                    query
-                        .tokens()
-                        .query(&self.client)
-                        .fetch_all::<TokensRow>()
-                        .await
-                }
-            },
-            query.held().query(&self.client).fetch_all::<HeldRow>(),
-        );
-        let (days, last, tokens, held) = (
-            days.map_err(warehouse)?,
-            last.map_err(warehouse)?,
-            tokens.map_err(warehouse)?,
-            held.map_err(warehouse)?,
-        );
-        let mut rows: HashMap<RowKey, Agg> = HashMap::with_capacity(days.len() + held.len());
-        for r in days {
-            rows.entry((r.team, r.user_id, r.product, access_of(&r.access)?))
-                .or_default()
-                .days = r.days;
-        }
-        for r in tokens {
-            rows.entry((r.team, r.user_id, r.product, Access::Flex))
-                .or_default()
-                .tokens_milli = r.tokens_milli;
-        }
-        for r in held {
-            rows.entry((r.team, r.user_id, r.product, access_of(&r.access)?))
-                .or_default()
-                .since = Some(day(r.since_day));
-        }
-        rows.retain(|_, a| a.since.is_some() || a.days > 0);
-        // Last access alone never makes a line: it is filled into the lines
-        // kept, so a line assigned now and not used in the range shows it.
-        for r in last {
-            let key = (r.team, r.user_id, r.product, access_of(&r.access)?);
-            if let Some(agg) = rows.get_mut(&key) {
-                agg.last = (r.last_day > 0).then(|| day(r.last_day));
-            }
-        }
-        Ok(rows)
-    }
-
-    /// Every row of the report matching `filters`, filled in and ordered as
-    /// much as `view` needs: from the filter set's state (cached briefly),
-    /// then the row filters, profiles and groups as needed.
+    /// Every line of the report matching `filters`, ordered as much as
+    /// `view` needs: from the filter set's state (cached briefly), then the
+    /// status, group and search filters, with the profiles and groups they
+    /// and the order need; the lines `view` shows filled in.
     pub(super) async fn rows(
         &self,
         admin: &Admin,
@@ -189,138 +119,181 @@ impl Reporter {
         view: View,
     ) -> Result<Rows, ApiError> {
         let state = self.state(admin, &filters).await?;
+        let table = &state.table;
         let with_groups = view == View::All
             || filters.group.is_some()
             || (view != View::Tiles && sort.column == SortColumn::Groups);
-        let with_keys = view != View::Tiles || filters.q.is_some();
-        let memberships = if with_groups {
-            queries::memberships(state.scope.stored_teams.clone(), None)
-                .query(&self.client)
-                .fetch_all::<(String, String, String, String, u8)>()
-                .await
-                .map_err(warehouse)?
+        let groups = if with_groups {
+            self.groups_of(&state).await?
         } else {
-            Vec::new()
+            HashMap::new()
         };
-        let (dir, hashed) = (&state.dir, state.hashed);
-        let mut groups: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
-        for (team, user, group_id, group_name, member) in memberships {
-            if member == 1 {
-                groups
-                    .entry((dir.merges.current(&team).to_owned(), user))
-                    .or_default()
-                    .push((group_id, group_name));
-            }
-        }
-        let mut keys: HashMap<String, String> = HashMap::new();
-        let mut lines = Vec::with_capacity(state.raw.len());
-        for ((team, user_id, product, access), a) in &state.raw {
-            let access = *access;
-            let held = a.since.map(|since| Held {
-                access,
-                since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
-            });
-            let days = u32::try_from(a.days).unwrap_or(u32::MAX);
-            let Some(st) = status::status(held, days > 0, &filters.dates) else {
-                continue;
-            };
-            if filters.status.is_some_and(|s| s != st) {
+        let group_names: HashMap<(u32, u32), Vec<String>> = groups
+            .iter()
+            .map(|(k, gs)| {
+                let mut names: Vec<String> = gs.iter().map(|(_, name)| name.clone()).collect();
+                names.sort();
+                names.dedup();
+                (*k, names)
+            })
+            .collect();
+        let mut picked: Vec<u32> = Vec::new();
+        for (i, e) in table.lines.iter().enumerate() {
+            if filters.status.is_some_and(|s| s != e.status) {
                 continue;
             }
-            let member_of = if with_groups {
-                groups.get(&(team.clone(), user_id.clone()))
-            } else {
-                None
-            };
             if let Some(wanted) = &filters.group {
-                let is_member = member_of
+                let is_member = groups
+                    .get(&(e.team, e.user))
                     .is_some_and(|gs| gs.iter().any(|(id, name)| id == wanted || name == wanted));
                 if !is_member {
                     continue;
                 }
             }
-            let mut group_names: Vec<String> = member_of
-                .map(|gs| gs.iter().map(|(_, name)| name.clone()).collect())
-                .unwrap_or_default();
-            group_names.sort();
-            group_names.dedup();
-            let user_key = if !with_keys {
-                String::new()
-            } else if hashed {
-                keys.entry(user_id.clone())
-                    .or_insert_with(|| self.hash(user_id))
-                    .clone()
-            } else {
-                user_id.clone()
-            };
-            lines.push(Line {
-                team: team.clone(),
-                user_id: user_id.clone(),
-                product: product.clone(),
-                access,
-                days,
-                last: a.last,
-                tokens_milli: a.tokens_milli,
-                since: held.map(|h| h.since.date_naive()),
-                status: st,
-                groups: group_names,
-                user_key,
-                profile: None,
-            });
+            picked.push(u32::try_from(i).unwrap_or(u32::MAX));
         }
         // Search and sorting by name or email need every profile.
-        let needs_profiles = !hashed
+        let needs_profiles = !state.hashed
             && (filters.q.is_some() || matches!(sort.column, SortColumn::Name | SortColumn::Email));
-        if needs_profiles {
-            let users: BTreeSet<String> = lines.iter().map(|l| l.user_id.clone()).collect();
-            let profiles = self.profiles(Some(users.into_iter().collect())).await?;
-            for line in &mut lines {
-                line.profile = profiles.get(&line.user_id).cloned();
-            }
-        }
+        let profiles = if needs_profiles {
+            let users: BTreeSet<u32> = picked
+                .iter()
+                .map(|&i| table.lines[i as usize].user)
+                .collect();
+            self.profiles_of(table, users).await?
+        } else {
+            HashMap::new()
+        };
         if let Some(q) = &filters.q {
             let q = q.to_lowercase();
-            lines.retain(|l| {
-                contains_ci(&l.user_key, &q)
-                    || (!hashed
-                        && l.profile
-                            .as_ref()
+            picked.retain(|&i| {
+                let e = &table.lines[i as usize];
+                contains_ci(table.user(e).key(), &q)
+                    || (!state.hashed
+                        && profiles
+                            .get(&e.user)
                             .is_some_and(|p| contains_ci(&p.name, &q) || contains_ci(&p.email, &q)))
             });
         }
-        arrange(&mut lines, view, order(sort, hashed, &filters));
+        {
+            let keys = SortKeys::new(sort, &filters, state.hashed, &profiles, Some(&group_names));
+            arrange(&mut picked, view, |a, b| {
+                keys.cmp(&table.lines[*a as usize], &table.lines[*b as usize])
+            });
+        }
+        let shown = match view {
+            View::Tiles => &[][..],
+            View::Page { start, end } => &picked[start.min(picked.len())..end.min(picked.len())],
+            View::All => &picked[..],
+        };
+        let lines = shown
+            .iter()
+            .map(|&i| {
+                let e = &table.lines[i as usize];
+                Line {
+                    team: table.team(e).to_owned(),
+                    user_id: table.user(e).id.to_string(),
+                    product: table.product(e).to_owned(),
+                    access: e.access,
+                    days: e.days,
+                    last: e.last,
+                    tokens_milli: e.tokens_milli,
+                    since: e.since,
+                    status: e.status,
+                    groups: group_names
+                        .get(&(e.team, e.user))
+                        .cloned()
+                        .unwrap_or_default(),
+                    user_key: table.user(e).key().to_owned(),
+                    profile: profiles.get(&e.user).cloned(),
+                }
+            })
+            .collect();
         Ok(Rows {
             lines,
-            hashed,
+            hashed: state.hashed,
             filters,
             groups_loaded: with_groups,
-            stored_teams: state.scope.stored_teams.clone(),
-            merges: state.dir.merges.clone(),
+            total: picked.len(),
+            picked,
+            state,
         })
+    }
+
+    /// The profiles of the table's `users` found in the directory.
+    async fn profiles_of(
+        &self,
+        table: &Table,
+        users: BTreeSet<u32>,
+    ) -> Result<HashMap<u32, Profile>, ApiError> {
+        let ids = users
+            .iter()
+            .map(|&u| table.users[u as usize].id.to_string())
+            .collect();
+        let by_id = self.profiles(Some(ids)).await?;
+        Ok(users
+            .into_iter()
+            .filter_map(|u| {
+                by_id
+                    .get(&*table.users[u as usize].id)
+                    .map(|p| (u, p.clone()))
+            })
+            .collect())
+    }
+
+    /// The groups of every (team, user) of `state`'s lines: group id and
+    /// name, under the user's current team.
+    async fn groups_of(
+        &self,
+        state: &ReportState,
+    ) -> Result<HashMap<(u32, u32), Vec<(String, String)>>, ApiError> {
+        let memberships = queries::memberships(state.scope.stored_teams.clone(), None)
+            .query(&self.client)
+            .fetch_all::<(String, String, String, String, u8)>()
+            .await
+            .map_err(warehouse)?;
+        let table = &state.table;
+        let mut groups: HashMap<(u32, u32), Vec<(String, String)>> = HashMap::new();
+        for (team, user, group_id, group_name, member) in memberships {
+            if member != 1 {
+                continue;
+            }
+            let current = state.dir.merges.current(&team);
+            if let (Some(t), Some(u)) = (table.team_index(current), table.user_index(&user)) {
+                groups
+                    .entry((t, u))
+                    .or_default()
+                    .push((group_id, group_name));
+            }
+        }
+        Ok(groups)
     }
 
     /// Fills in the groups of `lines` (a page) when the rows were read
     /// without them.
     pub(super) async fn complete_groups(
         &self,
-        rows: &Rows,
+        state: &ReportState,
         lines: &mut [Line],
+        loaded: bool,
     ) -> Result<(), ApiError> {
-        if rows.groups_loaded || lines.is_empty() {
+        if loaded || lines.is_empty() {
             return Ok(());
         }
         let users: BTreeSet<String> = lines.iter().map(|l| l.user_id.clone()).collect();
-        let memberships =
-            queries::memberships(rows.stored_teams.clone(), Some(users.into_iter().collect()))
-                .query(&self.client)
-                .fetch_all::<(String, String, String, String, u8)>()
-                .await
-                .map_err(warehouse)?;
+        let memberships = queries::memberships(
+            state.scope.stored_teams.clone(),
+            Some(users.into_iter().collect()),
+        )
+        .query(&self.client)
+        .fetch_all::<(String, String, String, String, u8)>()
+        .await
+        .map_err(warehouse)?;
         let mut groups: HashMap<(String, String), Vec<String>> = HashMap::new();
         for (team, user, _group_id, group_name, member) in memberships {
             if member == 1 {
                 groups
-                    .entry((rows.merges.current(&team).to_owned(), user))
+                    .entry((state.dir.merges.current(&team).to_owned(), user))
                     .or_default()
                     .push(group_name);
             }

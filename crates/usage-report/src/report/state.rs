@@ -1,24 +1,25 @@
 //! The state a filter set's report is computed from, shared by the page's
 //! requests for those filters through a brief cache ([`super::cache`]):
-//! the directory, the scope resolved for the admin, the aggregates of
-//! ClickHouse and whether identities are hashed — everything before the
-//! status, group and search filters, the order and the page. The daily
+//! the directory, the scope resolved for the admin, the lines with their
+//! aggregates and status ([`super::table`]) and whether identities are
+//! hashed — everything before the status, group and search filters, the
+//! order and the page. The daily
 //! chart has queries of its own (per day, not per line): it is cached
 //! beside it under the same key and bound.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use usage_core::event::Access;
 
-use super::cache::CacheLookup;
-use super::rows::{Agg, RowKey};
+use super::cache::{CacheLookup, Weigh};
 use super::scope::{hashed_for, Directory, Scope};
-use super::Reporter;
+use super::table::{Aggregates, Table};
+use super::{warehouse, Reporter};
 use crate::admins::{Admin, Teams};
 use crate::error::ApiError;
-use crate::model::{Daily, ReportFilters, TeamSelection};
+use crate::model::{Daily, DailyPoint, ReportFilters, TeamSelection};
+use crate::queries::{DaysRow, HeldRow, LastAccessRow, RowsQuery, TokensRow};
 
 /// What a filter set's state depends on. The admin (with the teams they
 /// administer) is part of it: the scope and the hashing decision follow
@@ -60,9 +61,23 @@ impl StateKey {
 pub(super) struct ReportState {
     pub(super) dir: Directory,
     pub(super) scope: Scope,
-    pub(super) raw: HashMap<RowKey, Agg>,
+    pub(super) table: Table,
     /// Rule 7: whether identities are hashed.
     pub(super) hashed: bool,
+    /// About how many bytes the table holds (the cache's bound).
+    bytes: usize,
+}
+
+impl Weigh for ReportState {
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Weigh for Daily {
+    fn bytes(&self) -> usize {
+        self.days.len() * std::mem::size_of::<DailyPoint>()
+    }
 }
 
 impl Reporter {
@@ -81,31 +96,78 @@ impl Reporter {
     ) -> Result<Arc<ReportState>, ApiError> {
         let (state, lookup) = self
             .states
-            .get_or_compute(StateKey::of(admin, filters), || async {
-                let dir = self.directory().await?;
-                let scope = Self::scope(admin, &filters.team, &dir)?;
-                let raw = self
-                    .aggregate(&Self::rows_query(&dir, &scope, filters))
-                    .await?;
-                let hashed = hashed_for(&scope, &dir, raw.keys().map(|k| k.0.as_str()));
-                Ok::<_, ApiError>(ReportState {
-                    dir,
-                    scope,
-                    raw,
-                    hashed,
-                })
+            .get_or_compute(StateKey::of(admin, filters), {
+                let (this, admin, filters) = (self.clone(), admin.clone(), filters.clone());
+                move || async move { this.compute_state(&admin, &filters).await }
             })
             .await?;
         self.observe(lookup);
         Ok(state)
     }
 
+    async fn compute_state(
+        &self,
+        admin: &Admin,
+        filters: &ReportFilters,
+    ) -> Result<ReportState, ApiError> {
+        let dir = self.directory().await?;
+        let scope = Self::scope(admin, &filters.team, &dir)?;
+        let aggregates = self
+            .aggregates(&Self::rows_query(&dir, &scope, filters))
+            .await?;
+        let (table, hashed) = Table::build(
+            aggregates,
+            &filters.dates,
+            |teams| hashed_for(&scope, &dir, teams),
+            |id| self.hash(id),
+        )?;
+        Ok(ReportState {
+            dir,
+            scope,
+            bytes: table.bytes(),
+            table,
+            hashed,
+        })
+    }
+
+    /// The aggregates of a report (days used in the range, last accessed,
+    /// tokens, assignments in force), queried concurrently.
+    async fn aggregates(&self, query: &RowsQuery) -> Result<Aggregates, ApiError> {
+        let seat_only = query.access.as_deref() == Some("seat");
+        let (days, last, tokens, held) = tokio::join!(
+            query.days().query(&self.client).fetch_all::<DaysRow>(),
+            query
+                .last_access()
+                .query(&self.client)
+                .fetch_all::<LastAccessRow>(),
+            async {
+                if seat_only {
+                    Ok(Vec::new())
+                } else {
+                    query
+                        .tokens()
+                        .query(&self.client)
+                        .fetch_all::<TokensRow>()
+                        .await
+                }
+            },
+            query.held().query(&self.client).fetch_all::<HeldRow>(),
+        );
+        Ok(Aggregates {
+            days: days.map_err(warehouse)?,
+            last: last.map_err(warehouse)?,
+            tokens: tokens.map_err(warehouse)?,
+            held: held.map_err(warehouse)?,
+        })
+    }
+
     /// The daily chart of `filters` for `admin`, cached as the state is.
     pub async fn daily(&self, admin: &Admin, filters: &ReportFilters) -> Result<Daily, ApiError> {
         let (daily, lookup) = self
             .charts
-            .get_or_compute(StateKey::of(admin, filters), || {
-                self.compute_daily(admin, filters)
+            .get_or_compute(StateKey::of(admin, filters), {
+                let (this, admin, filters) = (self.clone(), admin.clone(), filters.clone());
+                move || async move { this.compute_daily(&admin, &filters).await }
             })
             .await?;
         self.observe(lookup);
