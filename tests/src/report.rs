@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 use usage_core::privacy::UserHasher;
-use usage_loadgen::oracle::{CurrentAssignment, DateRange};
-use usage_loadgen::{Access, Oracle, ScenarioConfig};
+use usage_loadgen::oracle::{DateRange, ExpectedLine, LineKey};
+use usage_loadgen::{Oracle, ScenarioConfig};
 use usage_testkit::metrics::Metrics;
 use usage_testkit::report::{Admin, ReportRun};
 
@@ -196,17 +196,10 @@ pub async fn send_json(
 // The oracle's report
 
 /// A (current team, user id, product, access).
-pub type Key = (String, String, String, String);
+pub type Key = LineKey;
 
 /// What the oracle says of one report row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Want {
-    pub days_used: u64,
-    pub last_accessed: Option<NaiveDate>,
-    pub tokens_milli: u64,
-    pub assigned_date: Option<NaiveDate>,
-    pub status: String,
-}
+pub type Want = ExpectedLine;
 
 /// A scenario published and ingested into a database of its own.
 pub struct Fixture {
@@ -283,79 +276,8 @@ impl Fixture {
 
     /// The oracle's rows of the report for `team` (None: all teams) over `range`.
     pub fn want(&self, team: Option<&str>, range: DateRange) -> BTreeMap<Key, Want> {
-        struct Acc {
-            dates: BTreeSet<NaiveDate>,
-            held: Option<CurrentAssignment>,
-            tokens: u64,
-        }
-        let mut acc: BTreeMap<Key, Acc> = BTreeMap::new();
-        for row in &self.published.expected.rows {
-            if team.is_some_and(|t| t != row.current_team_id) {
-                continue;
-            }
-            let key = (
-                row.current_team_id.clone(),
-                row.user_id.clone(),
-                row.product.clone(),
-                row.access.as_str().to_owned(),
-            );
-            let entry = acc.entry(key).or_insert(Acc {
-                dates: BTreeSet::new(),
-                held: None,
-                tokens: 0,
-            });
-            entry.dates.extend(self.oracle.usage_dates(
-                &row.team_id,
-                &row.user_id,
-                &row.product,
-                row.access,
-            ));
-            if let Some(a) = &row.assignment {
-                if entry.held.as_ref().is_none_or(|h| a.since < h.since) {
-                    entry.held = Some(a.clone());
-                }
-            }
-            if row.access == Access::Flex {
-                entry.tokens += self
-                    .oracle
-                    .windows(&row.user_id, &row.product)
-                    .iter()
-                    .filter(|w| w.team_id == row.team_id)
-                    .filter(|w| {
-                        let d = w.start.date_naive();
-                        range.from <= d && d <= range.to
-                    })
-                    .map(|w| w.tokens_milli)
-                    .sum::<u64>();
-            }
-        }
-        let mut out = BTreeMap::new();
-        for (key, a) in acc {
-            let days = a
-                .dates
-                .iter()
-                .filter(|d| range.from <= **d && **d <= range.to)
-                .count() as u64;
-            let access = if key.3 == "flex" {
-                Access::Flex
-            } else {
-                Access::Seat
-            };
-            let Some(status) = Oracle::status_of(a.held.as_ref(), access, days > 0, range) else {
-                continue;
-            };
-            out.insert(
-                key,
-                Want {
-                    days_used: days,
-                    last_accessed: a.dates.last().copied(),
-                    tokens_milli: a.tokens,
-                    assigned_date: a.held.map(|h| h.since.date_naive()),
-                    status: status.as_str().to_owned(),
-                },
-            );
-        }
-        out
+        self.oracle
+            .report_lines(&self.published.expected.rows, team, range)
     }
 
     /// user key -> user id, for every user of the scenario.

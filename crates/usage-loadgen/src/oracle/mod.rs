@@ -60,6 +60,7 @@ use crate::{Access, Reason, Via};
 
 mod days;
 mod expected;
+mod lines;
 mod messages;
 mod queries;
 mod reference;
@@ -70,6 +71,7 @@ pub use expected::{
     CurrentAssignment, ExpectedRange, ExpectedRollups, ExpectedRow, ExpectedTeam, ExpectedWindow,
     Status, TeamSummary, Totals,
 };
+pub use lines::{ExpectedLine, LineKey};
 pub use messages::OracleError;
 
 use days::Day;
