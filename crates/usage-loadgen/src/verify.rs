@@ -1,9 +1,10 @@
 //! Compares what the pipeline stored in ClickHouse with the oracle.
 //!
 //! Reads the analyst views (`usage_days`, `token_charges`,
-//! `current_assignments`) and the facts table the way an analyst would — with
-//! its own SQL, not the pipeline's code — rebuilds the per-row figures of
-//! [`ExpectedRollups`], and lists every difference. The per-team summaries
+//! `current_assignments`), the report's rollups (`usage_months`,
+//! `last_access`, `token_months`) and the facts table the way an analyst
+//! would — with its own SQL, not the pipeline's code — rebuilds the per-row
+//! figures of [`ExpectedRollups`] from each, and lists every difference. The per-team summaries
 //! are then computed from the *observed* rows with the oracle's definitions
 //! ([`Oracle::status_of`]), so a summary that matches is the warehouse's, not
 //! a copy of the oracle's.
@@ -29,6 +30,13 @@ pub struct ObservedRow {
     /// (assigned date, via, group id) of the assignment in force.
     pub assignment: Option<(NaiveDate, Via, Option<String>)>,
     pub days_used_in: BTreeMap<String, u32>,
+    /// The same figures from the report's rollups: days used (the day
+    /// bits of `usage_months`), last accessed (`last_access`), tokens and
+    /// windows (the window sets of `token_months`).
+    pub month_days_used: u32,
+    pub latest_access: Option<NaiveDate>,
+    pub month_tokens_milli: u64,
+    pub month_windows: u32,
 }
 
 /// Everything read from the warehouse.
@@ -65,6 +73,24 @@ struct DaysRow {
     access: String,
     days: u64,
     first: u16,
+    last: u16,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct MonthDaysRow {
+    team_id: String,
+    user_id: String,
+    product: String,
+    access: String,
+    days: u64,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct LatestRow {
+    team_id: String,
+    user_id: String,
+    product: String,
+    access: String,
     last: u16,
 }
 
@@ -206,11 +232,71 @@ pub async fn observe(
             (!r.group_id.is_empty()).then_some(r.group_id),
         ));
     }
+    observe_report_rollups(client, &mut observed).await?;
     observed.events_counted = client
         .query("SELECT uniqExact(event_id) FROM authorizations")
         .fetch_one::<u64>()
         .await?;
     Ok(observed)
+}
+
+/// The report's rollups per stamped row: the day bits of every month
+/// OR-ed per month and counted (18.16 has no `bitCount`), the last date,
+/// the window sets merged per month and unrolled.
+async fn observe_report_rollups(
+    client: &Client,
+    observed: &mut Observed,
+) -> Result<(), clickhouse::error::Error> {
+    let days = client
+        .query(
+            "SELECT team_id, user_id, product, acc, toUInt64(sum(length(bitmaskToArray(d)))) \
+             FROM (SELECT team_id, user_id, product, toString(access) AS acc, month, \
+             toUInt64(groupBitOrMerge(days)) AS d FROM usage_months \
+             GROUP BY team_id, user_id, product, acc, month) \
+             GROUP BY team_id, user_id, product, acc",
+        )
+        .fetch_all::<MonthDaysRow>()
+        .await?;
+    for r in days {
+        observed
+            .rows
+            .entry((r.team_id, r.user_id, r.product, access(&r.access)))
+            .or_default()
+            .month_days_used = u32::try_from(r.days).unwrap_or(u32::MAX);
+    }
+    let latest = client
+        .query(
+            "SELECT team_id, user_id, product, toString(access) AS acc, \
+             toUInt16(max(last_date)) FROM last_access GROUP BY team_id, user_id, product, acc",
+        )
+        .fetch_all::<LatestRow>()
+        .await?;
+    for r in latest {
+        observed
+            .rows
+            .entry((r.team_id, r.user_id, r.product, access(&r.access)))
+            .or_default()
+            .latest_access = Some(date(r.last));
+    }
+    let tokens = client
+        .query(
+            "SELECT team_id, user_id, product, toUInt64(sum(tupleElement(t, 4))), \
+             toUInt64(count()) FROM (SELECT team_id, user_id, product, month, \
+             groupUniqArrayMerge(windows) AS w FROM token_months \
+             GROUP BY team_id, user_id, product, month) ARRAY JOIN w AS t \
+             GROUP BY team_id, user_id, product",
+        )
+        .fetch_all::<TokensRow>()
+        .await?;
+    for r in tokens {
+        let row = observed
+            .rows
+            .entry((r.team_id, r.user_id, r.product, Access::Flex))
+            .or_default();
+        row.month_tokens_milli = r.tokens;
+        row.month_windows = u32::try_from(r.windows).unwrap_or(u32::MAX);
+    }
+    Ok(())
 }
 
 /// Every difference between the warehouse and the oracle, as readable lines.
@@ -246,7 +332,7 @@ pub fn differences(expected: &ExpectedRollups, observed: &Observed) -> Vec<Strin
             .map(|a| (a.since.date_naive(), a.via, a.group_id.clone()));
         let mut want_in = row.days_used_in.clone();
         want_in.retain(|_, n| *n > 0);
-        let checks: [(&str, String, String); 7] = [
+        let checks: [(&str, String, String); 11] = [
             (
                 "days used",
                 got.days_used.to_string(),
@@ -277,6 +363,26 @@ pub fn differences(expected: &ExpectedRollups, observed: &Observed) -> Vec<Strin
                 "days used per range",
                 format!("{:?}", got.days_used_in),
                 format!("{want_in:?}"),
+            ),
+            (
+                "days used (usage_months)",
+                got.month_days_used.to_string(),
+                row.days_used.to_string(),
+            ),
+            (
+                "last accessed (last_access)",
+                format!("{:?}", got.latest_access),
+                format!("{:?}", row.last_accessed),
+            ),
+            (
+                "tokens (token_months)",
+                got.month_tokens_milli.to_string(),
+                row.tokens_milli.to_string(),
+            ),
+            (
+                "windows (token_months)",
+                got.month_windows.to_string(),
+                row.windows.to_string(),
             ),
         ];
         for (what, got, want) in checks {
