@@ -10,6 +10,10 @@
 //   REFUSED_PRODUCT
 //   SCREENSHOT      where to save a screenshot of the page
 // Every number the page shows is compared with what the JSON API answers.
+// Profile images (PII on): shown from the origin the service allows
+// (--avatar-origins https://cdn.example.com, answered here by a route),
+// initials for a user with none or whose image fails; none for hashed rows;
+// the Content-Security-Policy names exactly that origin for images.
 // Also: editing a schedule keeps its own kind and filters; product, group and
 // search (debounced) update the page without "Apply"; a custom range sends
 // nothing until both dates are chosen, from <= to; at 1280 px wide the table
@@ -70,6 +74,15 @@ let stepName = "start";
 const step = (name) => { stepName = name; };
 try {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1100 } });
+  // The avatar CDN: a 1x1 PNG for every image but one, which fails.
+  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
+  const firstAvatars = await api(`/v1/report/users?team=${encodeURIComponent(team)}&range=last_3_months&sort=days_used:desc&page=1&page_size=50`);
+  const broken = firstAvatars.rows.find((r) => r.avatar_url)?.avatar_url;
+  check(broken && firstAvatars.rows.filter((r) => r.avatar_url).length > 1 && firstAvatars.rows.some((r) => !r.avatar_url),
+    "the first page has users with and without profile images");
+  await context.route("https://cdn.example.com/**", (route) => route.request().url() === broken
+    ? route.fulfill({ status: 404, body: "" })
+    : route.fulfill({ status: 200, contentType: "image/png", body: png }));
   const page = await context.newPage();
   page.on("pageerror", (e) => errors.push(e.message));
   // JavaScript errors count; Chromium's "Failed to load resource" lines for
@@ -116,7 +129,10 @@ try {
 
   step("log in");
   // Log in: a wrong token is refused, an admin's opens the report.
-  await page.goto(base + "/");
+  const landing = await page.goto(base + "/");
+  const policy = landing.headers()["content-security-policy"] || "";
+  check(policy.includes("img-src 'self' data: https://cdn.example.com;"),
+    "the page's policy allows images from exactly the avatar origin: " + policy);
   await page.fill("#token", "not-anyones-token-0123");
   await page.click("#login-form button");
   await page.waitForSelector("#login-error:has-text('not an admin')");
@@ -142,6 +158,19 @@ try {
   await eventually("users, first page", tableRows, wantRows(first));
   await eventually("row count", () => page.textContent("#page-line"),
     `Page 1 of ${Math.max(1, Math.ceil(first.total / 50))} (${first.total} rows)`);
+
+  step("profile images");
+  // PII on: each row's image where it has one and it loads, initials where
+  // it has none or it failed (the broken one).
+  const faces = () => page.evaluate(() => [...document.querySelectorAll("#users tbody tr[data-user-key]")].map((tr) => {
+    const img = tr.querySelector('img[data-field="avatar"]');
+    const initials = tr.querySelector('[data-field="initials"]');
+    return [tr.dataset.userKey, img ? (img.complete && img.naturalWidth > 0 ? "image" : "loading") : initials ? "initials:" + initials.textContent : "none"];
+  }));
+  const wantFaces = first.rows.map((r) => [r.user_key, r.name === null ? "none" : r.avatar_url && r.avatar_url !== broken ? "image"
+    : "initials:" + [...(r.name || "").split(/[\s._@-]+/).filter((w) => /\p{L}|\p{N}/u.test([...w][0] || "")).slice(0, 2)]
+      .map((w) => [...w][0]).join("").toUpperCase()]);
+  await eventually("profile images and initials", faces, wantFaces);
 
   step("sort");
   // Sort: a second click on "Days used" turns the order around.
@@ -312,8 +341,10 @@ try {
     .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="name"]')?.textContent, tr.querySelector('[data-field="email"]')?.textContent]));
   check(shown.length > 0 && shown.every(([k, n, e]) => /^[0-9a-f]{64}$/.test(k) && n === k && e === k),
     "the hash in name and email: " + JSON.stringify(shown.slice(0, 3)));
+  check(await page.locator('#users tbody [data-field="avatar"], #users tbody [data-field="initials"]').count() === 0,
+    "no profile image or initials where identities are hashed");
   check(errors.length === 0, "no errors in the page: " + errors.join("; "));
-  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule and its edit, every filter, custom range, badges at 1280 px, unassign, hashed team; screenshot ${screenshot}`);
+  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule and its edit, every filter, custom range, badges at 1280 px, unassign, hashed team, profile images and initials; screenshot ${screenshot}`);
 } catch (e) {
   failed = true;
   try { await (await browser.contexts()[0].pages())[0].screenshot({ path: screenshot.replace(/\.png$/, "-failed.png"), fullPage: true }); } catch (_) { /* best effort */ }

@@ -53,6 +53,8 @@ pub struct ReportOptions {
     pub notifications_topic: Option<String>,
     pub scheduler_interval_secs: Option<u64>,
     pub sweep_interval_secs: Option<u64>,
+    /// `--avatar-origins`.
+    pub avatar_origins: Option<String>,
 }
 
 /// A running `usage-report`, killed when dropped.
@@ -75,6 +77,9 @@ impl Report {
         }
         if let Some(topic) = &options.notifications_topic {
             args.extend(["--notifications-topic".to_owned(), topic.clone()]);
+        }
+        if let Some(origins) = &options.avatar_origins {
+            args.extend(["--avatar-origins".to_owned(), origins.clone()]);
         }
         let report = ReportRun::new(
             binary("usage-report", "usage-report"),

@@ -328,6 +328,7 @@ async fn every_route_answers_as_the_served_document_says() {
             notifications_topic: Some(notifications.clone()),
             scheduler_interval_secs: Some(1),
             sweep_interval_secs: Some(1),
+            ..ReportOptions::default()
         },
     )
     .await;

@@ -4,8 +4,10 @@
 //! range, sort, page, export (with its progress), schedule, unassign; every
 //! filter refreshes the page (typed ones debounced, a custom range only when
 //! both dates are set and in order); editing a schedule keeps its kind and
-//! filters; badges are never cut off at 1280 px — and the numbers on the
-//! page equal the API's. The screenshot is saved to
+//! filters; badges are never cut off at 1280 px; profile images from the
+//! allowed origin (a route of the browser stands for the CDN), initials
+//! where there is none or it fails, neither for hashed rows — and the
+//! numbers on the page equal the API's. The screenshot is saved to
 //! `target/browser/usage-report.png`.
 //!
 //! `scripts/test` installs Chromium (apt) and `playwright-core` (`npm ci`).
@@ -59,7 +61,10 @@ async fn the_page_shows_what_the_api_says() {
     let report = Report::start(
         f.db.name(),
         std::slice::from_ref(&admin),
-        ReportOptions::default(),
+        ReportOptions {
+            avatar_origins: Some("https://cdn.example.com".into()),
+            ..ReportOptions::default()
+        },
     )
     .await;
 

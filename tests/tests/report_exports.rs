@@ -203,6 +203,7 @@ async fn start(f: &Fixture, admins: &[TestAdmin]) -> (Report, String, String) {
             notifications_topic: Some(notifications.clone()),
             scheduler_interval_secs: Some(1),
             sweep_interval_secs: Some(1),
+            ..ReportOptions::default()
         },
     )
     .await;

@@ -20,6 +20,7 @@ pub mod mail;
 pub mod messages;
 pub mod model;
 pub mod openapi;
+pub mod page;
 pub mod queries;
 mod records;
 pub mod report;

@@ -19,6 +19,7 @@ use usage_core::privacy::UserHasher;
 use usage_report::admins::Admins;
 use usage_report::export::ExportStore;
 use usage_report::mail::{read_password, MailSettings, Mailer, Outbox, TlsMode};
+use usage_report::page::AvatarOrigin;
 use usage_report::report::{CacheLookup, Reporter};
 use usage_report::schedule::{RunLog, ScheduleStore};
 use usage_runtime::clickhouse::ClickHouseArgs;
@@ -81,6 +82,17 @@ struct Cli {
         help_heading = "HTTP"
     )]
     report_cache_secs: u64,
+    /// Origins the page may show profile images from, comma-separated
+    /// (`https://host[:port]`, e.g. your directory's avatar CDN); the page's
+    /// Content-Security-Policy allows exactly these. A user whose image is
+    /// elsewhere, missing or fails to load shows initials.
+    #[arg(
+        long,
+        env = "USAGE_REPORT_AVATAR_ORIGINS",
+        value_delimiter = ',',
+        help_heading = "HTTP"
+    )]
+    avatar_origins: Vec<AvatarOrigin>,
     /// File holding the secret key of the identity hash (at least 32 bytes;
     /// e.g. `openssl rand -hex 32`). Keep it stable: changing it changes
     /// every hashed user key.
@@ -323,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             schedules: ScheduleStore::new(warehouse.client().clone()).with_runs(runs),
             publisher,
             metrics,
+            page_policy: usage_report::page::policy(api::page_script(), &cli.avatar_origins).into(),
         };
         let listener = tokio::net::TcpListener::bind(cli.listen)
             .await
