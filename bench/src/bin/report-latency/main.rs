@@ -5,18 +5,22 @@
 //! 1. **The dataset** (`dataset`): reused when the parameters recorded in
 //!    `.local/bench/report-dataset-<db>.json` match and the database still
 //!    holds the rows recorded there (`--rebuild` forces a new one).
-//! 2. **The variants**, one after the other on that database, each its own
-//!    `usage-report` process: the query path before (`--baseline-bin`, an
-//!    earlier build), this one computing every request
+//! 2. **The variants**, each its own `usage-report` process on that
+//!    database, all running at once: the query path before
+//!    (`--baseline-bin`, an earlier build), this one computing every request
 //!    (`--report-cache-secs 0`), and this one as it is served (the brief
 //!    per-filter-set cache on).
-//! 3. **Per variant** (`measure`): every case — warm-up requests, then N
-//!    sequential requests on one keep-alive connection, timed client-side;
-//!    the page's full load is its three requests at once; every answer
-//!    must be 200 and hold what it should. Then (`load`) 20 concurrent
-//!    clients for 20 s over a mix of overviews, users pages and charts.
-//!    CPU seconds of usage-report and ClickHouse per request, and
-//!    usage-report's peak memory.
+//! 3. **Side by side** (`measure`): for every case, warm-up requests then N
+//!    timed ones, each round asking every uncached variant in turn on its
+//!    own keep-alive connection (so a machine busier at one moment slows
+//!    them alike), then the cached one's requests back to back (as the page
+//!    asks: spaced by the others' answers, they would outlive its freshness
+//!    and measure only misses), timed client-side; the page's full load is its three requests
+//!    at once; every answer must be 200 and hold what it should. ClickHouse's
+//!    CPU is read around each request and counted to its variant. Then
+//!    (`load`), one variant after the other, 20 concurrent clients for 20 s
+//!    over a mix of overviews, users pages and charts; usage-report's CPU
+//!    and peak memory per variant.
 //! 4. With `--check-oracle` (`oracle`): every overview and users row of
 //!    every team and all teams over three ranges against the oracle.
 //! 5. A table on stdout, JSON in `bench/results/report-latency.json`.
@@ -74,20 +78,17 @@ pub(crate) struct Args {
     /// Only plan and count the scenario (no Kafka, no ClickHouse).
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Timed requests per case.
-    #[arg(long, default_value_t = 20)]
+    /// Timed requests per case and variant.
+    #[arg(long, default_value_t = 10)]
     pub(crate) requests: usize,
-    /// Untimed requests per case before them.
-    #[arg(long, default_value_t = 2)]
+    /// Untimed requests per case and variant before them.
+    #[arg(long, default_value_t = 1)]
     pub(crate) warmup: usize,
     /// The usage-report binary of the query path before (built from an
     /// earlier commit: `bench/run-report --baseline REV` builds it),
     /// measured first, side by side with this one.
     #[arg(long)]
     pub(crate) baseline_bin: Option<PathBuf>,
-    /// Timed requests per case for the baseline (slower: fewer).
-    #[arg(long, default_value_t = 10)]
-    pub(crate) baseline_requests: usize,
     /// Concurrent clients of the load (0: no load).
     #[arg(long, default_value_t = 20)]
     pub(crate) load_clients: usize,
@@ -260,72 +261,123 @@ async fn start_report(
     Ok((report, base))
 }
 
-/// Measures one variant: every case, then the load.
-#[allow(clippy::too_many_arguments)]
-async fn measure_variant(
+/// A usage-report build and configuration to measure.
+struct Plan {
+    name: &'static str,
+    binary: PathBuf,
+    args: Vec<String>,
+    /// Answers from its brief cache: asked back to back (as the page asks)
+    /// after the others' rounds, since rounds spaced by the others' slower
+    /// answers would outlive its freshness and measure only misses.
+    cached: bool,
+}
+
+/// Measures every variant side by side: all of them run at once, and each
+/// timed request of a case goes to each variant in turn, so a machine
+/// busier at one moment slows them alike. ClickHouse's CPU is read before
+/// and after each request (they run one at a time) and counted to the
+/// variant that made it. Then the load, one variant after the other.
+async fn measure_variants(
     args: &Args,
-    name: &str,
-    binary: &Path,
-    extra: &[String],
-    requests: usize,
+    plans: &[Plan],
     cases: &[measure::Case],
     mix: &[(String, Kind)],
     ch_pid: Option<u32>,
-) -> Result<VariantResult> {
-    let (mut report, base) = start_report(args, binary, extra, name).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .pool_max_idle_per_host(3)
-        .build()?;
-    let loadavg_before = host::load_average();
-    let pid = Some(report.process.pid());
-    let cpu_before = (cpu_secs(pid), cpu_secs(ch_pid));
-    let wall = Instant::now();
-    let mut results = Vec::new();
-    let mut count = 0;
-    for case in cases {
-        let r = measure::measure(&http, &base, case, args.warmup, requests)
-            .await
-            .with_context(|| format!("{name}: case {} {}", case.name, case.range))?;
-        say(format!(
-            "{name}: {} {}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-            r.case, r.range, r.p50_ms, r.p95_ms, r.max_ms
-        ));
-        count += (args.warmup + requests) * case.paths().len();
-        results.push(r);
+) -> Result<Vec<VariantResult>> {
+    let mut running = Vec::new();
+    for plan in plans {
+        let (report, base) = start_report(args, &plan.binary, &plan.args, plan.name).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(3)
+            .build()?;
+        running.push((report, base, http));
     }
-    let requests_wall_secs = wall.elapsed().as_secs_f64();
-    let delta = |after: Option<f64>, before: Option<f64>| Some(after? - before?);
-    let report_cpu_secs = delta(cpu_secs(pid), cpu_before.0);
-    let clickhouse_cpu_secs = delta(cpu_secs(ch_pid), cpu_before.1);
-    let load = if args.load_clients > 0 && args.load_secs > 0 {
-        let l = load::run(&base, mix.to_vec(), args.load_clients, args.load_secs).await?;
-        say(format!(
-            "{name}: load of {} clients: {:.1} requests/s, p50 {:.0} ms, p99 {:.0} ms, {} errors",
-            l.clients, l.requests_per_sec, l.p50_ms, l.p99_ms, l.errors
-        ));
-        Some(l)
-    } else {
-        None
-    };
+    let loadavg_before = host::load_average();
+    let started = Instant::now();
+    let report_cpu_before: Vec<Option<f64>> = running
+        .iter()
+        .map(|(r, _, _)| cpu_secs(Some(r.process.pid())))
+        .collect();
+    let mut clickhouse_cpu = vec![0.0f64; plans.len()];
+    let mut counts = vec![0usize; plans.len()];
+    let mut results: Vec<Vec<CaseResult>> = vec![Vec::new(); plans.len()];
+    for case in cases {
+        let mut ms: Vec<Vec<f64>> = vec![Vec::new(); plans.len()];
+        let mut last = vec![(0usize, None); plans.len()];
+        let rounds = args.warmup + args.requests;
+        let order = (0..rounds)
+            .flat_map(|round| {
+                (0..plans.len())
+                    .filter(|&i| !plans[i].cached)
+                    .map(move |i| (round, i))
+            })
+            .chain(
+                (0..plans.len())
+                    .filter(|&i| plans[i].cached)
+                    .flat_map(|i| (0..rounds).map(move |round| (round, i))),
+            );
+        for (round, i) in order {
+            let (_, base, http) = &running[i];
+            let before = cpu_secs(ch_pid);
+            let (elapsed, bytes, total) = measure::time_once(http, base, case)
+                .await
+                .with_context(|| format!("{}: case {} {}", plans[i].name, case.name, case.range))?;
+            if let (Some(after), Some(before)) = (cpu_secs(ch_pid), before) {
+                clickhouse_cpu[i] += after - before;
+            }
+            counts[i] += case.paths().len();
+            if round >= args.warmup {
+                ms[i].push(elapsed.as_secs_f64() * 1000.0);
+                last[i] = (bytes, total);
+            }
+        }
+        let mut line = format!("{} {}:", case.name, case.range);
+        for (i, ms) in ms.into_iter().enumerate() {
+            let r = measure::summarize(case, ms, last[i].0, last[i].1);
+            line.push_str(&format!(" {} p95 {:.1} ms;", plans[i].name, r.p95_ms));
+            results[i].push(r);
+        }
+        say(line);
+    }
+    let requests_wall_secs = started.elapsed().as_secs_f64();
     let loadavg_after = host::load_average();
-    let memory = memory::of(report.process.pid());
-    report.process.terminate(Duration::from_secs(30)).await?;
-    Ok(VariantResult {
-        name: name.to_owned(),
-        binary: binary.display().to_string(),
-        args: extra.to_vec(),
-        cases: results,
-        load,
-        requests: count,
-        requests_wall_secs,
-        report_cpu_secs,
-        clickhouse_cpu_secs,
-        report_vm_hwm_kb: memory.map(|m| m.peak_bytes / 1024),
-        report_vm_rss_kb: memory.map(|m| m.rss_bytes / 1024),
-        loadavg_before,
-        loadavg_after,
-    })
+    let mut variants = Vec::new();
+    for (i, ((report, base, _), cases)) in running.iter().zip(results).enumerate() {
+        let report_cpu_secs = cpu_secs(Some(report.process.pid()))
+            .zip(report_cpu_before[i])
+            .map(|(a, b)| a - b);
+        let load = if args.load_clients > 0 && args.load_secs > 0 {
+            let l = load::run(base, mix.to_vec(), args.load_clients, args.load_secs).await?;
+            say(format!(
+                "{}: load of {} clients: {:.1} requests/s, p50 {:.0} ms, p99 {:.0} ms, {} errors",
+                plans[i].name, l.clients, l.requests_per_sec, l.p50_ms, l.p99_ms, l.errors
+            ));
+            Some(l)
+        } else {
+            None
+        };
+        let memory = memory::of(report.process.pid());
+        variants.push(VariantResult {
+            name: plans[i].name.to_owned(),
+            binary: plans[i].binary.display().to_string(),
+            args: plans[i].args.clone(),
+            cases,
+            load,
+            requests: counts[i],
+            requests_wall_secs,
+            report_cpu_secs,
+            clickhouse_cpu_secs: ch_pid.map(|_| clickhouse_cpu[i]),
+            report_vm_hwm_kb: memory.map(|m| m.peak_bytes / 1024),
+            report_vm_rss_kb: memory.map(|m| m.rss_bytes / 1024),
+            loadavg_before: loadavg_before.clone(),
+            loadavg_after: loadavg_after.clone(),
+        });
+    }
+    for (mut report, _, _) in running {
+        report.process.terminate(Duration::from_secs(30)).await?;
+    }
+    Ok(variants)
 }
 
 fn print_table(results: &Results) {
@@ -514,23 +566,28 @@ async fn run(args: Args) -> Result<()> {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
 
-    let mut variants = Vec::new();
-    let mut plan: Vec<(&str, PathBuf, Vec<String>, usize)> = Vec::new();
+    let mut plans = Vec::new();
     if let Some(before) = &args.baseline_bin {
-        plan.push(("before", before.clone(), Vec::new(), args.baseline_requests));
+        plans.push(Plan {
+            name: "before",
+            binary: before.clone(),
+            args: Vec::new(),
+            cached: false,
+        });
     }
-    plan.push((
-        "after (no cache)",
-        this.clone(),
-        vec!["--report-cache-secs".into(), "0".into()],
-        args.requests,
-    ));
-    plan.push(("after", this.clone(), Vec::new(), args.requests));
-    for (name, binary, extra, requests) in plan {
-        variants.push(
-            measure_variant(&args, name, &binary, &extra, requests, &cases, &mix, ch_pid).await?,
-        );
-    }
+    plans.push(Plan {
+        name: "after (no cache)",
+        binary: this.clone(),
+        args: vec!["--report-cache-secs".into(), "0".into()],
+        cached: false,
+    });
+    plans.push(Plan {
+        name: "after",
+        binary: this.clone(),
+        args: Vec::new(),
+        cached: true,
+    });
+    let variants = measure_variants(&args, &plans, &cases, &mix, ch_pid).await?;
     let oracle_check = if args.check_oracle {
         let (mut report, base) = start_report(&args, &this, &[], "oracle").await?;
         let check = oracle::check_oracle(&http, &base, &dataset.scenario, &teams, HMAC_KEY).await;

@@ -219,7 +219,7 @@ pub(crate) async fn get_checked(
 }
 
 /// One timing of `case`: its request, or its three at once.
-async fn time_once(
+pub(crate) async fn time_once(
     http: &reqwest::Client,
     base: &str,
     case: &Case,
@@ -243,27 +243,17 @@ async fn time_once(
     Ok((elapsed, bytes, total))
 }
 
-/// `warmup` untimed requests, then `requests` timed ones, one after the other.
-pub(crate) async fn measure(
-    http: &reqwest::Client,
-    base: &str,
+/// A case's result from its timings (milliseconds), the size of an answer
+/// and a users page's total.
+pub(crate) fn summarize(
     case: &Case,
-    warmup: usize,
-    requests: usize,
-) -> Result<CaseResult> {
-    for _ in 0..warmup {
-        time_once(http, base, case).await?;
-    }
-    let mut ms = Vec::with_capacity(requests);
-    let (mut bytes, mut total) = (0, None);
-    for _ in 0..requests {
-        let (d, b, t) = time_once(http, base, case).await?;
-        ms.push(d.as_secs_f64() * 1000.0);
-        (bytes, total) = (b, t);
-    }
+    mut ms: Vec<f64>,
+    bytes: usize,
+    total: Option<u64>,
+) -> CaseResult {
     let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
     ms.sort_by(|a, b| a.total_cmp(b));
-    Ok(CaseResult {
+    CaseResult {
         case: case.name.clone(),
         range: case.range.clone(),
         path: case.path.clone(),
@@ -275,5 +265,5 @@ pub(crate) async fn measure(
         mean_ms: mean,
         response_bytes: bytes,
         total_rows: total,
-    })
+    }
 }
