@@ -25,6 +25,12 @@ use usage_report::schedule::{RunLog, ScheduleStore};
 use usage_runtime::clickhouse::ClickHouseArgs;
 use usage_store::Warehouse;
 
+/// mimalloc: a report's state is built from a few hundred thousand rows of
+/// short strings, and the system allocator's free lists took a fifth of
+/// that CPU (BENCHMARKS.md, "Report latency").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The key `--dev` uses when no HMAC key is given. Public, so never private:
 /// outside `--dev` the service refuses to start with it.
 const DEV_HMAC_KEY: &str = "usage-report development key: not secret, not for production";

@@ -110,17 +110,27 @@ impl Reporter {
         admin: &Admin,
         filters: &ReportFilters,
     ) -> Result<ReportState, ApiError> {
+        let started = std::time::Instant::now();
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
         let aggregates = self
             .aggregates(&Self::rows_query(&dir, &scope, filters))
             .await?;
+        let queried = started.elapsed();
         let (table, hashed) = Table::build(
             aggregates,
             &filters.dates,
             |teams| hashed_for(&scope, &dir, teams),
             |id| self.hash(id),
         )?;
+        tracing::debug!(
+            lines = table.lines.len(),
+            users = table.users.len(),
+            bytes = table.bytes(),
+            queries_ms = queried.as_millis() as u64,
+            build_ms = (started.elapsed() - queried).as_millis() as u64,
+            "report state computed"
+        );
         Ok(ReportState {
             dir,
             scope,

@@ -10,12 +10,13 @@
 //! once. Requests filter, order and page indices; only the lines shown
 //! become strings ([`super::rows`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use usage_core::event::Access;
 use usage_core::range::DateRange;
 use usage_core::status::{self, Held, Status};
+use usage_core::FastMap;
 
 use super::{access_of, day};
 use crate::error::ApiError;
@@ -81,26 +82,29 @@ pub(super) struct Aggregates {
     pub(super) held: Vec<HeldRow>,
 }
 
-/// Strings to dense indices, in first-seen order until [`Interner::sorted`].
+/// Strings to dense indices, in first-seen order.
 #[derive(Default)]
 struct Interner {
-    index: HashMap<String, u32>,
-    names: Vec<String>,
+    index: FastMap<String, u32>,
 }
 
 impl Interner {
     fn of(&mut self, name: String) -> u32 {
-        if let Some(&i) = self.index.get(&name) {
-            return i;
-        }
-        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.index.insert(name.clone(), i);
-        self.names.push(name);
-        i
+        let next = u32::try_from(self.index.len()).unwrap_or(u32::MAX);
+        *self.index.entry(name).or_insert(next)
     }
 
     fn get(&self, name: &str) -> Option<u32> {
         self.index.get(name).copied()
+    }
+
+    /// The strings, by index.
+    fn into_names(self) -> Vec<String> {
+        let mut names = vec![String::new(); self.index.len()];
+        for (name, i) in self.index {
+            names[i as usize] = name;
+        }
+        names
     }
 }
 
@@ -146,8 +150,8 @@ impl Table {
             Interner::default(),
             Interner::default(),
         );
-        let mut aggs: HashMap<(u32, u32, u32, Access), Agg> =
-            HashMap::with_capacity(aggregates.days.len() + aggregates.held.len());
+        let mut aggs: FastMap<(u32, u32, u32, Access), Agg> = FastMap::default();
+        aggs.reserve(aggregates.days.len() + aggregates.held.len());
         for r in aggregates.days {
             let key = (
                 teams.of(r.team),
@@ -191,12 +195,16 @@ impl Table {
             }
         }
 
+        let (teams, products, users) = (
+            teams.into_names(),
+            products.into_names(),
+            users.into_names(),
+        );
         let kept_teams: HashSet<u32> = aggs.keys().map(|k| k.0).collect();
-        let hashed = hashed(&mut kept_teams.iter().map(|&t| teams.names[t as usize].as_str()));
-        let (teams, team_of) = sorted_by(teams.names, String::clone);
-        let (products, product_of) = sorted_by(products.names, String::clone);
+        let hashed = hashed(&mut kept_teams.iter().map(|&t| teams[t as usize].as_str()));
+        let (teams, team_of) = sorted_by(teams, String::clone);
+        let (products, product_of) = sorted_by(products, String::clone);
         let users: Vec<User> = users
-            .names
             .into_iter()
             .map(|id| User {
                 hash: hashed.then(|| hash(&id).into_boxed_str()),
