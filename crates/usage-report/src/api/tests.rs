@@ -493,3 +493,87 @@ fn kafka_messages_validate_against_their_schemas() {
         doc["x-kafka-messages"]["unassign_request"]["schema"]
     );
 }
+
+/// The response links reach the operations on a created export or
+/// schedule: each names an operation of the document and fills a path
+/// parameter it has from a field of the answer's schema.
+#[test]
+fn links_follow_a_created_export_and_schedule() {
+    let doc = document();
+    let ops = operations(doc);
+    let mut linked = BTreeSet::new();
+    for (method, path, op) in &ops {
+        for (status, response) in op["responses"].as_object().into_iter().flatten() {
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                let id = link["operationId"].as_str().expect("an operationId");
+                let (_, target_path, target) = ops
+                    .iter()
+                    .find(|(_, _, o)| o["operationId"] == id)
+                    .unwrap_or_else(|| panic!("{method} {path} {status} {name}: no {id}"));
+                for (parameter, expression) in link["parameters"].as_object().into_iter().flatten()
+                {
+                    assert!(
+                        target_path.contains(&format!("{{{parameter}}}")),
+                        "{name}: {target_path} has no {parameter}"
+                    );
+                    let field = expression
+                        .as_str()
+                        .and_then(|e| e.strip_prefix("$response.body#/"))
+                        .expect("a body field");
+                    let body = resolve(doc, &response["content"]["application/json"]["schema"]);
+                    assert!(
+                        body["properties"][field].is_object(),
+                        "{method} {path} {status} answers no {field}"
+                    );
+                }
+                assert!(target["operationId"].is_string());
+                linked.insert(id.to_owned());
+            }
+        }
+    }
+    for id in [
+        "getExport",
+        "downloadExport",
+        "getSchedule",
+        "updateSchedule",
+        "deleteSchedule",
+    ] {
+        assert!(linked.contains(id), "no link to {id}");
+    }
+}
+
+/// A JSON body's filters take one form per kind of range: a preset without
+/// dates, or `custom` with both.
+#[test]
+fn body_filters_are_one_object_per_kind_of_range() {
+    let doc = document();
+    let root =
+        json!({ "$ref": "#/components/schemas/ReportParams", "components": doc["components"] });
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&root)
+        .expect("the schema compiles");
+    for valid in [
+        json!({}),
+        json!({"range": "last_3_months", "team": "t1"}),
+        json!({"range": null, "from": null}),
+        json!({"range": "custom", "from": "2026-01-01", "to": "2026-01-31"}),
+        json!({"page": "1000000", "page_size": "1000"}),
+    ] {
+        assert!(validator.is_valid(&valid), "{valid}");
+    }
+    for invalid in [
+        json!({"range": "last_30_days", "from": "2026-01-01"}),
+        json!({"to": "2026-01-01"}),
+        json!({"range": "custom", "from": "2026-01-01"}),
+        json!({"range": "custom", "from": "2026-1-1", "to": "2026-01-31"}),
+        json!({"range": ""}),
+        json!({"page": "0"}),
+        json!({"page": "01"}),
+        json!({"page_size": "1001"}),
+        json!({"colour": "blue"}),
+    ] {
+        assert!(!validator.is_valid(&invalid), "{invalid}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The report API keeps its contract with a client generated from the
+//! served `/openapi.json`: schemathesis (a property-based API client,
+//! pinned by hash in `tests/contract/requirements.txt`, installed by
+//! scripts/test into .local/venv-schemathesis; `USAGE_SCHEMATHESIS` may
+//! name another `schemathesis` executable) drives a live `usage-report`
+//! over rollups built by the real ingest, against the real broker and
+//! ClickHouse, as an admin of every team. Unassign requests go to a
+//! commands topic the test makes; the hooks give some of them a real direct
+//! assignment, so the run reaches a published request, which must match
+//! the document's `x-kafka-messages`.
+//!
+//! Every check is on (no 5xx, every status, media type, header and body as
+//! documented, requests the schema forbids refused, requests it allows
+//! accepted, ...), with a fixed seed and a bounded number of examples, in
+//! every phase: the document's examples, its boundaries (coverage),
+//! random requests (fuzzing), and call sequences along the document's
+//! response links (stateful: a schedule created, read, edited, deleted; an
+//! export created, read, downloaded). The test prints schemathesis' report
+//! and fails if it found any failure.
+//!
+//! The rules no schema can state (between query parameters, against the
+//! clock, between two dates) are refused with their own documented 400
+//! codes; `tests/contract/hooks.py` lets exactly those answers to
+//! schema-valid requests pass, and nothing else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use usage_loadgen::Via;
+use usage_tests::report::{fixture, Fixture, Report, ReportOptions, TestAdmin};
+use usage_tests::services;
+
+/// The seed of every run: a failure found once is found again.
+const SEED: &str = "19";
+
+/// Test cases per operation and phase: the run stays within a couple of
+/// minutes on a small machine.
+const MAX_EXAMPLES: &str = "25";
+
+fn schemathesis() -> PathBuf {
+    let path = std::env::var_os("USAGE_SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            usage_testkit::repo_root().join(".local/venv-schemathesis/bin/schemathesis")
+        });
+    assert!(
+        path.exists(),
+        "{} not found: scripts/test installs schemathesis there (or set USAGE_SCHEMATHESIS)",
+        path.display()
+    );
+    path
+}
+
+/// A schemathesis run: its phases, as which admin.
+struct Run {
+    phases: &'static str,
+    admin: TestAdmin,
+}
+
+/// What a run printed and whether it passed.
+struct Outcome {
+    passed: bool,
+    report: String,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_client_finds_no_contract_failure() {
+    let schemathesis = schemathesis();
+    let f = fixture("contract", 19).await;
+    let admin = |id: &'static str| TestAdmin {
+        id,
+        role: "primary",
+        teams: vec!["*".to_owned()],
+    };
+    // Two runs, one admin each: the stateful phase gets a fresh schedule
+    // limit, so it can create (then read, edit, delete) schedules after
+    // the fuzzing phase used up the first admin's.
+    let runs = [
+        Run {
+            phases: "examples,coverage,fuzzing",
+            admin: admin("generated"),
+        },
+        Run {
+            phases: "stateful",
+            admin: admin("stateful"),
+        },
+    ];
+    let admins: Vec<TestAdmin> = runs.iter().map(|r| r.admin.clone()).collect();
+    let commands = services::create_topic("commands", 1).await;
+    let notifications = services::create_topic("notifications", 1).await;
+    let report = Report::start(
+        f.db.name(),
+        &admins,
+        ReportOptions {
+            commands_topic: Some(commands.clone()),
+            notifications_topic: Some(notifications),
+            scheduler_interval_secs: Some(3600),
+            sweep_interval_secs: None,
+        },
+    )
+    .await;
+    let unassignable = unassignable(&f);
+
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for run in &runs {
+        outcomes.push(run_schemathesis(&schemathesis, &report, run, &unassignable).await);
+    }
+    let elapsed = started.elapsed();
+    for (run, outcome) in runs.iter().zip(&outcomes) {
+        println!(
+            "=== schemathesis, phases {} ===\n{}",
+            run.phases, outcome.report
+        );
+    }
+    println!(
+        "schemathesis ran {:.0} s (seed {SEED}, {MAX_EXAMPLES} examples per operation)\n\
+         answers by route and status:\n{}",
+        elapsed.as_secs_f64(),
+        answers(&report.log_text())
+    );
+    assert!(
+        outcomes.iter().all(|o| o.passed),
+        "schemathesis found contract failures: its reports are above; the service's log:\n{}",
+        tail(&report.log_text(), 40)
+    );
+
+    // The unassign requests it made for a real direct assignment were
+    // published to the test's commands topic, as the document says.
+    let doc: Value = reqwest::get(report.url("/openapi.json"))
+        .await
+        .expect("usage-report answers")
+        .json()
+        .await
+        .expect("the document is JSON");
+    let published = services::read_topic(&commands, 10_000, Duration::from_secs(10)).await;
+    assert!(
+        !published.is_empty(),
+        "schemathesis reached a published unassign request"
+    );
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&json!({
+            "$ref": doc["x-kafka-messages"]["unassign_request"]["schema"]["$ref"],
+            "components": doc["components"],
+        }))
+        .expect("the message schema compiles");
+    for (_, payload) in &published {
+        let message: Value = serde_json::from_slice(payload).expect("a JSON message");
+        let errors: Vec<String> = validator
+            .iter_errors(&message)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{message}: {errors:?}");
+        assert_eq!(message["user_id"], unassignable["user_key"], "{message}");
+    }
+}
+
+/// A direct assignment in a team whose identities are shown (its user key
+/// is the user id), as the body of an unassign request.
+fn unassignable(f: &Fixture) -> Value {
+    let team = f
+        .current_teams()
+        .into_iter()
+        .find(|t| f.pii_visible(t))
+        .expect("a team with PII on");
+    let row = f
+        .published
+        .expected
+        .rows
+        .iter()
+        .find(|r| {
+            r.current_team_id == team && r.assignment.as_ref().is_some_and(|a| a.via == Via::Direct)
+        })
+        .expect("a direct assignment");
+    json!({"team_id": team, "user_key": row.user_id, "product": row.product})
+}
+
+/// Runs schemathesis against `report` (every check, the seed, the bound),
+/// as `run` says.
+async fn run_schemathesis(
+    schemathesis: &Path,
+    report: &Report,
+    run: &Run,
+    unassignable: &Value,
+) -> Outcome {
+    // Its reports and its own files (the examples database) go here.
+    let reports = std::env::temp_dir().join(services::unique("schemathesis"));
+    std::fs::create_dir_all(&reports).expect("a directory for schemathesis");
+    let mut command = Command::new(schemathesis);
+    command
+        .args(["run", &report.url("/openapi.json")])
+        .args(["--url", report.url("").trim_end_matches('/')])
+        .args(["--checks", "all", "--phases", run.phases])
+        .args(["--seed", SEED, "--max-examples", MAX_EXAMPLES])
+        .args(["--workers", "1", "--no-color"])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", run.admin.token()),
+        ])
+        .args(["--report", "junit", "--report-dir"])
+        .arg(&reports)
+        .env("NO_COLOR", "1")
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            usage_testkit::repo_root().join("tests/contract/hooks.py"),
+        )
+        .env("CONTRACT_UNASSIGNABLE", unassignable.to_string())
+        .current_dir(&reports);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the run ends")
+        .expect("schemathesis runs");
+    Outcome {
+        passed: output.status.success(),
+        report: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// How many requests of the service's log answered each (method, route,
+/// status), one line each.
+fn answers(log: &str) -> String {
+    let mut counts: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    for line in log.lines() {
+        let Some((_, fields)) = line.split_once("usage_report::request: request ") else {
+            continue;
+        };
+        let field = |name: &str| {
+            fields
+                .split(' ')
+                .find_map(|f| f.strip_prefix(name))
+                .unwrap_or("?")
+                .to_owned()
+        };
+        *counts
+            .entry((field("method="), field("route="), field("status=")))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((method, route, status), n)| format!("  {method} {route} {status}: {n}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
