@@ -116,16 +116,63 @@ async fn a_generated_client_finds_no_contract_failure() {
             run.phases, outcome.report
         );
     }
+    let answers = answers(&report.log_text());
     println!(
-        "schemathesis ran {:.0} s (seed {SEED}, {MAX_EXAMPLES} examples per operation)\n\
-         answers by route and status:\n{}",
-        elapsed.as_secs_f64(),
-        answers(&report.log_text())
+        "schemathesis ran {:.0} s (seed {SEED}, {MAX_EXAMPLES} examples per operation); \
+         the service's answers by admin, route and status:",
+        elapsed.as_secs_f64()
     );
+    for ((admin, method, route, status), n) in &answers {
+        println!("  {admin} {method} {route} {status}: {n}");
+    }
     assert!(
         outcomes.iter().all(|o| o.passed),
         "schemathesis found contract failures: its reports are above; the service's log:\n{}",
         tail(&report.log_text(), 40)
+    );
+    // The stateful phase went through a schedule's life along the links
+    // (created, read, edited, deleted) and followed a created export's
+    // links (read or downloaded: a download before the export is written
+    // answers 409, as documented); some export was downloaded.
+    let reached = |admins: &[&str], method: &str, route: &str, status: &str| {
+        admins.iter().any(|admin| {
+            answers.contains_key(&(
+                (*admin).to_owned(),
+                method.to_owned(),
+                route.to_owned(),
+                status.to_owned(),
+            ))
+        })
+    };
+    let stateful = ["stateful"];
+    let every: Vec<&str> = runs.iter().map(|r| r.admin.id).collect();
+    let export = "/v1/exports/{export_id}";
+    let download = "/v1/exports/{export_id}/download";
+    for (admins, method, route, statuses) in [
+        (&stateful[..], "POST", "/v1/schedules", &["201"][..]),
+        (&stateful, "GET", "/v1/schedules/{schedule_id}", &["200"]),
+        (&stateful, "PUT", "/v1/schedules/{schedule_id}", &["200"]),
+        (&stateful, "DELETE", "/v1/schedules/{schedule_id}", &["204"]),
+        (&stateful, "POST", "/v1/exports", &["202"]),
+        (&every, "GET", export, &["200"]),
+        (&every, "GET", download, &["200"]),
+    ] {
+        assert!(
+            statuses
+                .iter()
+                .any(|status| reached(admins, method, route, status)),
+            "{admins:?} never got {statuses:?} from {method} {route}"
+        );
+    }
+    assert!(
+        ["200", "409"]
+            .iter()
+            .any(|s| reached(&stateful, "GET", export, s) || reached(&stateful, "GET", download, s)),
+        "the stateful phase never followed a created export's links"
+    );
+    assert!(
+        reached(&every, "POST", "/v1/assignments/unassign", "202"),
+        "no unassign request was accepted"
     );
 
     // The unassign requests it made for a real direct assignment were
@@ -224,30 +271,35 @@ async fn run_schemathesis(
     }
 }
 
-/// How many requests of the service's log answered each (method, route,
-/// status), one line each.
-fn answers(log: &str) -> String {
-    let mut counts: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+/// (admin, method, route, status) of a request.
+type Answer = (String, String, String, String);
+
+/// How many requests of the service's log answered each (admin, method,
+/// route, status).
+fn answers(log: &str) -> BTreeMap<Answer, u32> {
+    let mut counts = BTreeMap::new();
     for line in log.lines() {
-        let Some((_, fields)) = line.split_once("usage_report::request: request ") else {
+        let Some((span, fields)) = line.split_once("usage_report::request: request ") else {
             continue;
         };
-        let field = |name: &str| {
-            fields
-                .split(' ')
+        // `request{method=.. route=.. admin=..}: ...` then `method=.. route=.. status=..`;
+        // the admin is absent when the token was not an admin's.
+        let field = |text: &str, name: &str| {
+            text.split(' ')
                 .find_map(|f| f.strip_prefix(name))
-                .unwrap_or("?")
+                .map_or("-", |v| v.strip_suffix("}:").unwrap_or(v))
                 .to_owned()
         };
         *counts
-            .entry((field("method="), field("route="), field("status=")))
+            .entry((
+                field(span, "admin="),
+                field(fields, "method="),
+                field(fields, "route="),
+                field(fields, "status="),
+            ))
             .or_default() += 1;
     }
     counts
-        .into_iter()
-        .map(|((method, route, status), n)| format!("  {method} {route} {status}: {n}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn tail(text: &str, lines: usize) -> String {
