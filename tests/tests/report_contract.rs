@@ -112,7 +112,7 @@ async fn a_generated_client_finds_no_contract_failure() {
             commands_topic: Some(commands.clone()),
             notifications_topic: Some(notifications),
             scheduler_interval_secs: Some(3600),
-            sweep_interval_secs: None,
+            ..ReportOptions::default()
         },
     )
     .await;
