@@ -10,6 +10,9 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use usage_report::model::MAX_PAGE;
+use usage_report::schedule::MAX_NAME_CHARS;
+
 use super::{operations, resolve, state, ROUTER, TOKEN};
 use crate::api::{document, router};
 
@@ -95,6 +98,15 @@ fn body_filters_are_one_object_per_kind_of_range() {
     ] {
         assert!(!validator.is_valid(&invalid), "{invalid}");
     }
+    // The bounds written as literals in attributes are the code's.
+    let users = &doc["paths"]["/v1/report/users"]["get"]["parameters"];
+    let page = users
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "page"))
+        .expect("a page parameter");
+    assert_eq!(page["schema"]["maximum"], json!(MAX_PAGE));
+    let name = &doc["components"]["schemas"]["ScheduleInput"]["properties"]["name"];
+    assert_eq!(name["maxLength"], json!(MAX_NAME_CHARS));
 }
 
 /// Bodies the document forbids are refused before anything is looked up:
