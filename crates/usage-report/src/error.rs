@@ -17,7 +17,7 @@ pub struct ApiError {
 }
 
 /// Every stable error code, with its HTTP status (listed in the OpenAPI).
-pub const CODES: [(&str, u16, &str); 12] = [
+pub const CODES: [(&str, u16, &str); 14] = [
     (
         "unauthorized",
         401,
@@ -32,6 +32,19 @@ pub const CODES: [(&str, u16, &str); 12] = [
         "invalid_parameter",
         400,
         "a query parameter or body field is malformed or out of range",
+    ),
+    (
+        "invalid_range",
+        400,
+        "the range's dates break a rule a schema cannot state: `from` or `to` with a \
+         preset range, `range=custom` without both, `from` after `to`, `to` after today \
+         (UTC), or more than 366 days",
+    ),
+    (
+        "invalid_start_date",
+        400,
+        "a schedule's start date is before today (UTC) (unless an edit keeps it \
+         unchanged) or after 2099-12-31",
     ),
     (
         "invalid_body",
@@ -124,6 +137,23 @@ impl ApiError {
                 format!("{parameter}: {message}")
             },
         )
+    }
+
+    /// A range whose dates break a cross-field rule ([`CODES`]'s
+    /// `invalid_range`), the parameter named in the message.
+    pub fn invalid_range(parameter: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: "invalid_range",
+            ..ApiError::invalid(parameter, message)
+        }
+    }
+
+    /// A schedule's start date out of its window (`invalid_start_date`).
+    pub fn invalid_start_date(message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: "invalid_start_date",
+            ..ApiError::invalid("start_date", message)
+        }
     }
 
     pub fn invalid_body(message: impl Into<String>) -> ApiError {

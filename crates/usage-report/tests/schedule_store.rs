@@ -115,7 +115,7 @@ async fn exercise(store: &ScheduleStore) -> Result<(), String> {
         .await
         .err()
         .ok_or("a past start date is refused")?;
-    check(err.code() == "invalid_parameter", "invalid start date")?;
+    check(err.code() == "invalid_start_date", "invalid start date")?;
 
     // Five schedules: one daily from today, the others later.
     let mut made = Vec::new();

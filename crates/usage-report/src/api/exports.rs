@@ -3,7 +3,6 @@
 //! ([`run_export`]), listed, and downloaded by the admin who owns them, for
 //! 14 days.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +20,7 @@ use usage_report::openapi::{tags, EXPORT_RETENTION_DAYS};
 use usage_report::report::{SeatUsageDay, TokenUsageDay};
 use utoipa::ToSchema;
 
-use super::{blocking, body, errors, AppState, V1Errors};
+use super::{blocking, body, errors, AppState, JsonObject, V1Errors};
 use crate::request::Authed;
 
 /// Exports written at the same time in the background; the others wait,
@@ -35,7 +34,7 @@ pub(super) struct ExportRequest {
     kind: ExportKind,
     format: ExportFormat,
     /// The report filters; none (the defaults) when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "usage_report::model::filters_object")]
     filters: ReportParams,
 }
 
@@ -207,9 +206,11 @@ async fn write_export(state: AppState, admin: Admin, mut meta: ExportMeta) {
 
 errors!(
     /// The errors of `POST /v1/exports`.
-    CreateErrors: ["invalid_parameter", "invalid_body", "forbidden", "team_merged"],
-    400 => "A filter is malformed or out of range (`invalid_parameter`), or the body is \
-            not an `ExportRequest` (`invalid_body`).",
+    CreateErrors: ["invalid_parameter", "invalid_range", "invalid_body", "forbidden", "team_merged"],
+    400 => "A filter is malformed or out of range (`invalid_parameter`), the range's \
+            dates break a rule no schema states (`invalid_range`: `to` after today (UTC), \
+            `from` after `to`, more than 366 days), or the body is not an \
+            `ExportRequest` (`invalid_body`).",
     403 => "The `team` filter names a team the admin does not administer (`forbidden`).",
     404 => "The `team` filter names a team merged into another (`team_merged`).",
 );
@@ -242,13 +243,12 @@ errors!(
 pub(super) async fn create_export(
     State(state): State<AppState>,
     Authed(admin): Authed,
-    json: Result<Json<ExportRequest>, JsonRejection>,
+    json: JsonObject,
 ) -> Result<Response, ApiError> {
-    let request = body(json)?;
+    let request: ExportRequest = body(json)?;
     let now = Utc::now();
     // Refused now, not in the background: bad filters, another's team.
-    let filters = request.filters.filters(now)?;
-    request.filters.sort()?;
+    let filters = request.filters.validate(now)?;
     state.reporter.check_scope(&admin, &filters).await?;
     let store = state.exports.clone();
     let (owner, kind, format, params) = (

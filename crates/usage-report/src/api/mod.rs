@@ -148,9 +148,18 @@ fn params(query: Result<Query<ReportParams>, QueryRejection>) -> Result<ReportPa
         .map_err(|e| ApiError::invalid("query", e.body_text()))
 }
 
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    json.map(|Json(b)| b)
-        .map_err(|e| ApiError::invalid_body(e.body_text()))
+/// A JSON body as the handlers take it: an object (serde would build a
+/// struct from an array too; the document says object).
+type JsonObject = Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>;
+
+/// The body `T`, from a JSON object.
+fn body<T: serde::de::DeserializeOwned>(json: JsonObject) -> Result<T, ApiError> {
+    let Json(object) = json.map_err(|e| ApiError::invalid_body(e.body_text()))?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| {
+        ApiError::invalid_body(format!(
+            "Failed to deserialize the JSON body into the target type: {e}"
+        ))
+    })
 }
 
 /// Runs blocking work (rendering, files) off the async threads.

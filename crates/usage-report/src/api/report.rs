@@ -14,8 +14,12 @@ use crate::request::Authed;
 
 errors!(
     /// The errors of the report routes.
-    ReportErrors: ["invalid_parameter", "forbidden", "team_merged"],
-    400 => "A query parameter is malformed, out of range or unknown (`invalid_parameter`).",
+    ReportErrors: ["invalid_parameter", "invalid_range", "forbidden", "team_merged"],
+    400 => "A query parameter is malformed, out of range or unknown (`invalid_parameter`); \
+            or the range's parameters break a rule between them that query parameters \
+            cannot state in a schema (`invalid_range`): `from` or `to` with a preset \
+            range, `range=custom` without both, `from` after `to`, `to` after today (UTC), \
+            more than 366 days.",
 );
 
 /// The overview tiles

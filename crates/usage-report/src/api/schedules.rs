@@ -1,7 +1,6 @@
 //! Scheduled exports: an admin's own, created, read, edited and deleted
 //! (another admin's schedule reads as absent).
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,7 +12,7 @@ use usage_report::openapi::tags;
 use usage_report::schedule::{Schedule, ScheduleInput};
 use utoipa::ToSchema;
 
-use super::{body, errors, AppState, V1Errors};
+use super::{body, errors, AppState, JsonObject, V1Errors};
 use crate::request::Authed;
 
 /// The caller's schedules.
@@ -44,11 +43,22 @@ pub(super) async fn list_schedules(
 
 /// What a 400 of a schedule's create or edit means.
 const SCHEDULE_400: &str = "A field or filter is malformed or out of range \
-    (`invalid_parameter`), or the body is not a `ScheduleInput` (`invalid_body`).";
+    (`invalid_parameter`), the range's dates break a rule no schema states \
+    (`invalid_range`: `to` after today (UTC), `from` after `to`, more than 366 days), \
+    the start date is before today (UTC) or after 2099-12-31 (`invalid_start_date`; \
+    an edit may keep a passed one), or the body is not a `ScheduleInput` \
+    (`invalid_body`).";
 
 errors!(
     /// The errors of `POST /v1/schedules`.
-    CreateErrors: ["invalid_parameter", "invalid_body", "forbidden", "schedule_limit"],
+    CreateErrors: [
+        "invalid_parameter",
+        "invalid_range",
+        "invalid_start_date",
+        "invalid_body",
+        "forbidden",
+        "schedule_limit",
+    ],
     400 => SCHEDULE_400,
     403 => "Only primary, secondary and SSO admins can schedule; a `user_admin` cannot \
             (`forbidden`). The `team` filter names a team the admin does not administer \
@@ -86,7 +96,7 @@ errors!(
 pub(super) async fn create_schedule(
     State(state): State<AppState>,
     Authed(admin): Authed,
-    json: Result<Json<ScheduleInput>, JsonRejection>,
+    json: JsonObject,
 ) -> Result<(StatusCode, Json<Schedule>), ApiError> {
     let input = body(json)?;
     let schedule = state.schedules.create(&admin, input, Utc::now()).await?;
@@ -113,7 +123,14 @@ errors!(
 
 errors!(
     /// The errors of editing one schedule.
-    UpdateErrors: ["invalid_parameter", "invalid_body", "forbidden", "not_found"],
+    UpdateErrors: [
+        "invalid_parameter",
+        "invalid_range",
+        "invalid_start_date",
+        "invalid_body",
+        "forbidden",
+        "not_found",
+    ],
     400 => SCHEDULE_400,
     403 => "The `team` filter names a team the admin does not administer (`forbidden`).",
     404 => SCHEDULE_404,
@@ -161,7 +178,7 @@ pub(super) async fn update_schedule(
     State(state): State<AppState>,
     Authed(admin): Authed,
     Path(path): Path<SchedulePath>,
-    json: Result<Json<ScheduleInput>, JsonRejection>,
+    json: JsonObject,
 ) -> Result<Json<Schedule>, ApiError> {
     let input = body(json)?;
     state

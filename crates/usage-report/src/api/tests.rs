@@ -25,6 +25,8 @@ use usage_report::report::Reporter;
 use usage_report::schedule::{Frequency, ScheduleStore, LAST_START_DATE, MAX_NAME_CHARS};
 
 use super::{document, router, AppState};
+
+mod contract;
 use crate::commands::Publisher;
 use crate::metrics::Metrics;
 

@@ -1,7 +1,6 @@
 //! Unassign requests: checked against the assignment the user holds, then
 //! published to the commands topic for upstream licensing to apply.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -14,7 +13,7 @@ use usage_report::messages::{UnassignRequest, UnassignRequestType, DEFAULT_COMMA
 use usage_report::openapi::{schemas, tags};
 use utoipa::ToSchema;
 
-use super::{body, errors, AppState};
+use super::{body, errors, AppState, JsonObject};
 use crate::request::Authed;
 
 /// Whom to unassign, as the report shows them: the body of
@@ -88,9 +87,9 @@ errors!(
 pub(super) async fn unassign(
     State(state): State<AppState>,
     Authed(admin): Authed,
-    json: Result<Json<UnassignBody>, JsonRejection>,
+    json: JsonObject,
 ) -> Result<(StatusCode, Json<UnassignAnswer>), ApiError> {
-    let request = body(json)?;
+    let request: UnassignBody = body(json)?;
     let held = state
         .reporter
         .held_assignment(

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::openapi::schemas;
 
-pub use params::{FilterParams, ReportParams};
+pub use params::{date_field, filters_object, strict_date, FilterParams, ReportParams, MAX_PAGE};
 
 /// The largest page of users one request may ask for.
 pub const MAX_PAGE_SIZE: u32 = 1000;

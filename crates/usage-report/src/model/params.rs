@@ -35,21 +35,27 @@ pub struct ReportParams {
     /// and the 29 days before; the month presets (`last_3_months`,
     /// `last_6_months`, `last_9_months`, `last_12_months`) are whole
     /// completed calendar months (the current month excluded); `custom`
-    /// takes `from` and `to`.
+    /// takes `from` and `to`, and only it does. A preset with `from` or
+    /// `to`, or `custom` without both, is refused with 400
+    /// `invalid_range`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schemas::RangeName>, inline)]
     #[param(value_type = Option<schemas::RangeName>, inline)]
     pub range: Option<String>,
     /// First date of a custom range (YYYY-MM-DD, UTC, inclusive): required
     /// with `range=custom` and refused otherwise; `from` <= `to`, `to` not
-    /// after today (UTC), at most 366 days.
+    /// after today (UTC), at most 366 days. A date not `YYYY-MM-DD` is 400
+    /// `invalid_parameter`; a broken rule between the dates and the range
+    /// is 400 `invalid_range`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schemas::DateText>, inline)]
     #[param(value_type = Option<schemas::DateText>, inline)]
     pub from: Option<String>,
     /// Last date of a custom range (YYYY-MM-DD, UTC, inclusive): required
     /// with `range=custom` and refused otherwise; `from` <= `to`, `to` not
-    /// after today (UTC), at most 366 days.
+    /// after today (UTC), at most 366 days. A date not `YYYY-MM-DD` is 400
+    /// `invalid_parameter`; a broken rule between the dates and the range
+    /// is 400 `invalid_range`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schemas::DateText>, inline)]
     #[param(value_type = Option<schemas::DateText>, inline)]
@@ -83,15 +89,16 @@ pub struct ReportParams {
     #[schema(value_type = Option<schemas::SortText>, inline)]
     #[param(value_type = Option<schemas::SortParam>, inline)]
     pub sort: Option<String>,
-    /// The page of the users table, 1-based (default 1; ignored by exports).
+    /// The page of the users table, 1 to 1000000 (default 1; checked but
+    /// ignored by exports and schedules). A page past the rows has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<schemas::NumberText>, inline)]
-    #[param(value_type = Option<u32>, minimum = 1, default = 1)]
+    #[schema(value_type = Option<schemas::PageText>, inline)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000000, default = 1)]
     pub page: Option<String>,
-    /// Rows per page of the users table, 1 to 1000 (default 50; ignored by
-    /// exports).
+    /// Rows per page of the users table, 1 to 1000 (default 50; checked but
+    /// ignored by exports and schedules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<schemas::NumberText>, inline)]
+    #[schema(value_type = Option<schemas::PageSizeText>, inline)]
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 50)]
     pub page_size: Option<String>,
 }
@@ -114,40 +121,33 @@ impl IntoParams for FilterParams {
 }
 
 impl ReportParams {
+    /// Validates every filter as of `now`, the sort and the page included
+    /// (exports and schedules check all they are given, as the document
+    /// says, though they ignore the page).
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<ReportFilters, ApiError> {
+        let filters = self.filters(now)?;
+        self.sort()?;
+        self.page()?;
+        Ok(filters)
+    }
+
     /// Validates the filters as of `now` (sort and page are not looked at).
+    ///
+    /// A value from a fixed vocabulary or of a fixed form (`range`,
+    /// `from`, `to`, `access`, `status`, `sort`, `page`, `page_size`) is
+    /// taken exactly as the document spells it (an empty one is refused,
+    /// not taken as absent); free text (`team`, `product`, `group`, `q`)
+    /// drops surrounding spaces and is absent when empty.
     pub fn filters(&self, now: DateTime<Utc>) -> Result<ReportFilters, ApiError> {
-        let team = match non_empty(&self.team) {
+        let team = match text(&self.team) {
             None | Some("all") => TeamSelection::All,
             Some(t) => TeamSelection::Team(t.to_owned()),
         };
-        let range = match non_empty(&self.range) {
-            None => ReportRange::Preset(RangePreset::Last30Days),
-            Some("custom") => {
-                let from = date_param("from", &self.from)?;
-                let to = date_param("to", &self.to)?;
-                ReportRange::custom(from, to)
-                    .map_err(|e| ApiError::invalid("range", e.to_string()))?
-            }
-            Some(name) => ReportRange::Preset(name.parse::<RangePreset>().map_err(|_| {
-                ApiError::invalid(
-                    "range",
-                    format!(
-                        "unknown range {name:?}: expected last_30_days, last_3_months, \
-                                 last_6_months, last_9_months, last_12_months or custom"
-                    ),
-                )
-            })?),
-        };
-        if !matches!(range, ReportRange::Custom(_)) && (self.from.is_some() || self.to.is_some()) {
-            return Err(ApiError::invalid(
-                "from",
-                "from and to are only taken with range=custom",
-            ));
-        }
+        let range = self.range()?;
         let dates = range
             .resolve(now)
-            .map_err(|e| ApiError::invalid("range", e.to_string()))?;
-        let access = match non_empty(&self.access) {
+            .map_err(|e| ApiError::invalid_range("range", e.to_string()))?;
+        let access = match exact("access", &self.access)? {
             None => None,
             Some("seat") => Some(Access::Seat),
             Some("flex") => Some(Access::Flex),
@@ -158,7 +158,7 @@ impl ReportParams {
                 ))
             }
         };
-        let status = match non_empty(&self.status) {
+        let status = match exact("status", &self.status)? {
             None => None,
             Some(s) => Some(
                 Status::ALL
@@ -179,17 +179,62 @@ impl ReportParams {
             team,
             range,
             dates,
-            product: non_empty(&self.product).map(str::to_owned),
+            product: text(&self.product).map(str::to_owned),
             access,
             status,
-            group: non_empty(&self.group).map(str::to_owned),
-            q: non_empty(&self.q).map(str::to_owned),
+            group: text(&self.group).map(str::to_owned),
+            q: text(&self.q).map(str::to_owned),
         })
+    }
+
+    /// The range: each value checked on its own first (`invalid_parameter`:
+    /// an unknown range, a date not `YYYY-MM-DD`), then the rules between
+    /// them (`invalid_range`: a schema cannot state them for query
+    /// parameters, nor `to` <= today anywhere).
+    fn range(&self) -> Result<ReportRange, ApiError> {
+        let name = exact("range", &self.range)?;
+        let from = exact("from", &self.from)?
+            .map(|t| date_param("from", t))
+            .transpose()?;
+        let to = exact("to", &self.to)?
+            .map(|t| date_param("to", t))
+            .transpose()?;
+        let preset = match name {
+            None => RangePreset::Last30Days,
+            Some("custom") => {
+                let (Some(from), Some(to)) = (from, to) else {
+                    let missing = if from.is_none() { "from" } else { "to" };
+                    return Err(ApiError::invalid_range(
+                        missing,
+                        format!("{missing} is required with range=custom"),
+                    ));
+                };
+                return ReportRange::custom(from, to)
+                    .map_err(|e| ApiError::invalid_range("range", e.to_string()));
+            }
+            Some(name) => name.parse::<RangePreset>().map_err(|_| {
+                ApiError::invalid(
+                    "range",
+                    format!(
+                        "unknown range {name:?}: expected last_30_days, last_3_months, \
+                         last_6_months, last_9_months, last_12_months or custom"
+                    ),
+                )
+            })?,
+        };
+        if from.is_some() || to.is_some() {
+            let given = if from.is_some() { "from" } else { "to" };
+            return Err(ApiError::invalid_range(
+                given,
+                "from and to are only taken with range=custom",
+            ));
+        }
+        Ok(ReportRange::Preset(preset))
     }
 
     /// The sort order (`column:asc|desc`; `column` alone is ascending).
     pub fn sort(&self) -> Result<Sort, ApiError> {
-        let Some(text) = non_empty(&self.sort) else {
+        let Some(text) = exact("sort", &self.sort)? else {
             return Ok(Sort::default());
         };
         let (name, order) = text.split_once(':').unwrap_or((text, "asc"));
@@ -222,21 +267,73 @@ impl ReportParams {
 
     /// The page asked for.
     pub fn page(&self) -> Result<Page, ApiError> {
-        let page = number_param("page", &self.page, 1, u32::MAX)?.unwrap_or(1);
+        let page = number_param("page", &self.page, 1, MAX_PAGE)?.unwrap_or(1);
         let page_size = number_param("page_size", &self.page_size, 1, MAX_PAGE_SIZE)?
             .unwrap_or(DEFAULT_PAGE_SIZE);
         Ok(Page { page, page_size })
     }
 }
 
-fn non_empty(value: &Option<String>) -> Option<&str> {
+/// The last page that may be asked for (a page past the rows has none).
+pub const MAX_PAGE: u32 = 1_000_000;
+
+/// Free text: surrounding spaces dropped, absent when empty.
+fn text(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn date_param(name: &'static str, value: &Option<String>) -> Result<NaiveDate, ApiError> {
-    let text = non_empty(value)
-        .ok_or_else(|| ApiError::invalid(name, format!("{name} is required with range=custom")))?;
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+/// A value of a fixed vocabulary or form, as given; an empty one is
+/// refused (the document's enum or pattern has no empty value).
+fn exact<'v>(name: &str, value: &'v Option<String>) -> Result<Option<&'v str>, ApiError> {
+    match value.as_deref() {
+        Some("") => Err(ApiError::invalid(
+            name,
+            format!("{name} is empty: leave it out for the default"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A date exactly as RFC 3339's `full-date` (the document's `format:
+/// date`): `YYYY-MM-DD`, zero-padded, a real calendar date.
+pub fn strict_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range.clone())
+            .filter(|b| b.iter().all(u8::is_ascii_digit))
+            .and_then(|_| text.get(range))
+            .and_then(|t| t.parse::<u32>().ok())
+    };
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)
+}
+
+/// A date field of a JSON body, exactly `YYYY-MM-DD` (for `deserialize_with`).
+pub fn date_field<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<NaiveDate, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    strict_date(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected a date as YYYY-MM-DD, got {text:?}"))
+    })
+}
+
+/// The `filters` of a JSON body: an object only (serde would take a
+/// struct from an array too; the document says object), for
+/// `deserialize_with`.
+pub fn filters_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ReportParams, D::Error> {
+    let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(serde::de::Error::custom)
+}
+
+fn date_param(name: &'static str, text: &str) -> Result<NaiveDate, ApiError> {
+    strict_date(text).ok_or_else(|| {
         ApiError::invalid(
             name,
             format!("{name} must be a date as YYYY-MM-DD, got {text:?}"),
@@ -244,17 +341,20 @@ fn date_param(name: &'static str, value: &Option<String>) -> Result<NaiveDate, A
     })
 }
 
+/// A whole number from `min` to `max`, in decimal digits without a sign or
+/// leading zeros (the document's integer, or its pattern in a JSON body).
 fn number_param(
     name: &'static str,
     value: &Option<String>,
     min: u32,
     max: u32,
 ) -> Result<Option<u32>, ApiError> {
-    let Some(text) = non_empty(value) else {
+    let Some(text) = exact(name, value)? else {
         return Ok(None);
     };
+    let plain = text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
     match text.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        Ok(n) if plain && (min..=max).contains(&n) => Ok(Some(n)),
         _ => Err(ApiError::invalid(
             name,
             format!("{name} must be a whole number from {min} to {max}, got {text:?}"),
@@ -308,8 +408,37 @@ mod tests {
             ("to", "2026-01-31"),
         ]);
         assert!(ok.filters(now()).is_ok());
+        // Each value on its own: invalid_parameter.
+        for bad in [
+            params(&[
+                ("range", "custom"),
+                ("from", "01/01/2026"),
+                ("to", "2026-01-02"),
+            ]),
+            params(&[
+                ("range", "custom"),
+                ("from", "2026-1-01"),
+                ("to", "2026-01-02"),
+            ]),
+            params(&[
+                ("range", "custom"),
+                ("from", "2026-02-30"),
+                ("to", "2026-03-02"),
+            ]),
+            params(&[("range", "last_week")]),
+            params(&[("range", "")]),
+            params(&[("range", " last_30_days")]),
+            params(&[("access", "trial")]),
+            params(&[("access", "")]),
+            params(&[("status", "dormant")]),
+        ] {
+            let err = bad.filters(now()).expect_err("refused");
+            assert_eq!(err.code(), "invalid_parameter", "{bad:?}");
+        }
+        // The rules between them: invalid_range.
         for bad in [
             params(&[("range", "custom"), ("from", "2026-01-01")]),
+            params(&[("range", "custom"), ("to", "2026-01-01")]),
             params(&[
                 ("range", "custom"),
                 ("from", "2026-02-01"),
@@ -322,17 +451,21 @@ mod tests {
             ]),
             params(&[
                 ("range", "custom"),
-                ("from", "01/01/2026"),
-                ("to", "2026-01-02"),
+                ("from", "2025-01-01"),
+                ("to", "2026-03-01"),
             ]),
             params(&[("range", "last_30_days"), ("from", "2026-01-01")]),
-            params(&[("range", "last_week")]),
-            params(&[("access", "trial")]),
-            params(&[("status", "dormant")]),
+            params(&[("to", "2026-01-01")]),
         ] {
             let err = bad.filters(now()).expect_err("refused");
-            assert_eq!(err.code(), "invalid_parameter", "{bad:?}");
+            assert_eq!(err.code(), "invalid_range", "{bad:?}");
         }
+        // Free text drops surrounding spaces; empty is absent.
+        let f = params(&[("team", " t1 "), ("product", ""), ("q", "  ")])
+            .filters(now())
+            .expect("valid");
+        assert_eq!(f.team, TeamSelection::Team("t1".into()));
+        assert_eq!((f.product, f.q), (None, None));
     }
 
     #[test]
@@ -358,7 +491,23 @@ mod tests {
         );
         assert!(params(&[("sort", "salary:asc")]).sort().is_err());
         assert!(params(&[("sort", "name:up")]).sort().is_err());
-        assert!(params(&[("page", "0")]).page().is_err());
-        assert!(params(&[("page_size", "5000")]).page().is_err());
+        for bad in [
+            ("page", "0"),
+            ("page", "01"),
+            ("page", "+1"),
+            ("page", ""),
+            ("page", "1000001"),
+            ("page_size", "5000"),
+            ("page_size", "1001"),
+        ] {
+            assert!(params(&[bad]).page().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            params(&[("page", "1000000"), ("page_size", "1000")]).page(),
+            Ok(Page {
+                page: MAX_PAGE,
+                page_size: MAX_PAGE_SIZE
+            })
+        );
     }
 }

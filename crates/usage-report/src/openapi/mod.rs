@@ -10,9 +10,12 @@
 //!   descriptions), the Kafka messages' from [`crate::messages`];
 //! - [`document`] adds what no type says: the info, the tags, the bearer
 //!   scheme, the error responses of every stable code ([`errors`]), the
-//!   Kafka messages (`x-kafka-messages`), and closes every object schema
-//!   (`additionalProperties: false`: the types are plain structs, so a
-//!   field the document does not list is drift).
+//!   Kafka messages (`x-kafka-messages`), the body filters' two forms
+//!   (one per kind of range, [`schemas::filters_by_range`]), the response
+//!   links from a created export or schedule to the operations on it
+//!   (`links`, which utoipa's derive cannot write), and closes every object
+//!   schema (`additionalProperties: false`: the types are plain structs, so
+//!   a field the document does not list is drift).
 //!
 //! The stable names (enums, error codes, sort columns, page limits) come
 //! from the code that enforces them ([`crate::model`],
@@ -20,6 +23,7 @@
 //! [`schemas`].
 
 pub mod errors;
+mod links;
 pub mod schemas;
 
 use serde_json::{json, Map, Value};
@@ -32,6 +36,7 @@ use utoipa::ToSchema;
 use crate::messages::{
     ReportReady, UnassignRequest, DEFAULT_COMMANDS_TOPIC, DEFAULT_NOTIFICATIONS_TOPIC,
 };
+use crate::model::ReportParams;
 
 /// Every operation as (HTTP method, path template), for the end-to-end
 /// tests that probe them all; the binary's unit tests check it is exactly
@@ -127,7 +132,13 @@ pub fn document(mut routes: OpenApi) -> Value {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     {
+        if let Some(filters) = schemas.get_mut(&ReportParams::name().into_owned()) {
+            *filters = schemas::filters_by_range(filters);
+        }
         schemas.values_mut().for_each(close_objects);
+    }
+    if let Some(paths) = doc.get_mut("paths") {
+        links::add(paths);
     }
     if let Some(info) = doc.get_mut("info").and_then(Value::as_object_mut) {
         info.insert("summary".to_owned(), Value::from(SUMMARY));

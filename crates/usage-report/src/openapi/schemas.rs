@@ -15,7 +15,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::model::SortColumn;
+use crate::model::{SortColumn, MAX_PAGE, MAX_PAGE_SIZE};
 
 /// A schema written as JSON (OpenAPI 3.1: JSON Schema 2020-12).
 pub(crate) fn from_json(value: Value) -> RefOr<Schema> {
@@ -135,9 +135,23 @@ pub fn sort_text() -> RefOr<Schema> {
     from_json(json!({ "type": "string", "pattern": sort_pattern() }))
 }
 
-/// `page` and `page_size` in a JSON body, where every filter is a string.
-pub fn number_text() -> RefOr<Schema> {
-    from_json(json!({ "type": "string", "pattern": "^[0-9]+$" }))
+/// `page` in a JSON body, where every filter is a string: 1 to
+/// [`MAX_PAGE`] in plain digits.
+pub fn page_text() -> RefOr<Schema> {
+    from_json(json!({ "type": "string", "pattern": number_pattern(MAX_PAGE) }))
+}
+
+/// `page_size` in a JSON body: 1 to [`MAX_PAGE_SIZE`] in plain digits.
+pub fn page_size_text() -> RefOr<Schema> {
+    from_json(json!({ "type": "string", "pattern": number_pattern(MAX_PAGE_SIZE) }))
+}
+
+/// The decimal numbers 1 to `max` without sign or leading zeros, for `max`
+/// a power of ten (10^k: up to k digits, or `max` itself).
+pub fn number_pattern(max: u32) -> String {
+    let digits = max.to_string().len();
+    debug_assert_eq!(10u32.checked_pow(digits as u32 - 1), Some(max));
+    format!("^([1-9][0-9]{{0,{}}}|{max})$", digits - 2)
 }
 
 /// A date filter (`from`, `to`) in a JSON body.
@@ -181,12 +195,97 @@ value_schema! {
     SortParam = sort;
     /// The `sort` filter in a JSON body.
     SortText = sort_text;
-    /// `page` or `page_size` in a JSON body.
-    NumberText = number_text;
+    /// `page` in a JSON body.
+    PageText = page_text;
+    /// `page_size` in a JSON body.
+    PageSizeText = page_size_text;
     /// `from` or `to`.
     DateText = date_text;
     /// The `access` filter.
     AccessText = access_text;
     /// The `status` filter.
     StatusText = status_text;
+}
+
+/// The report filters of a JSON body (`ReportParams`), from the schema the
+/// derive wrote (every filter optional): one object per kind of range, so
+/// the schema itself says which filters go together, as the server checks
+/// them. A preset range (or none: `last_30_days`) takes no `from` or `to`;
+/// `range: custom` requires both (dates). What no schema can say (`from`
+/// <= `to` <= today, at most [`MAX_CUSTOM_DAYS`] days) is in their
+/// descriptions, refused with 400 `invalid_range`.
+pub fn filters_by_range(derived: &Value) -> Value {
+    let properties = derived["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let presets: Vec<&str> = RangePreset::ALL.iter().map(|p| p.as_str()).collect();
+    let described = |name: &str, schema: Value| {
+        let mut schema = schema;
+        if let (Some(object), Some(description)) = (
+            schema.as_object_mut(),
+            properties.get(name).and_then(|p| p.get("description")),
+        ) {
+            object.insert("description".to_owned(), description.clone());
+        }
+        schema
+    };
+    let mut preset = properties.clone();
+    preset.insert(
+        "range".to_owned(),
+        described(
+            "range",
+            json!({
+                "oneOf": [
+                    {
+                        "type": "string",
+                        "enum": presets,
+                        "default": RangePreset::Last30Days.as_str(),
+                    },
+                    { "type": "null" },
+                ],
+            }),
+        ),
+    );
+    for date in ["from", "to"] {
+        preset.insert(
+            date.to_owned(),
+            json!({ "type": "null", "description": "Only with `range: custom`." }),
+        );
+    }
+    let mut custom = properties.clone();
+    custom.insert(
+        "range".to_owned(),
+        described("range", json!({ "type": "string", "const": "custom" })),
+    );
+    for date in ["from", "to"] {
+        custom.insert(
+            date.to_owned(),
+            described(date, json!({ "type": "string", "format": "date" })),
+        );
+    }
+    let description = derived["description"].as_str().unwrap_or_default();
+    json!({
+        "description": format!(
+            "{description}\n\nOne of two forms: a preset range (or none, \
+             `last_30_days`) without `from` and `to`, or `range: custom` with both; \
+             `from` <= `to`, `to` not after today (UTC), at most {MAX_CUSTOM_DAYS} days \
+             (else 400 `invalid_range`)."
+        ),
+        "oneOf": [
+            {
+                "title": "PresetRangeFilters",
+                "type": "object",
+                "properties": preset,
+                "additionalProperties": false,
+            },
+            {
+                "title": "CustomRangeFilters",
+                "type": "object",
+                "properties": custom,
+                "required": ["range", "from", "to"],
+                "additionalProperties": false,
+            },
+        ],
+    })
 }

@@ -24,12 +24,20 @@ pub const LAST_START_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2099, 12, 3
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
-    /// A clear name: 1 to 100 characters once surrounding spaces are
-    /// dropped, no control characters.
-    #[schema(min_length = 1)]
+    /// A clear name: 1 to 100 characters, at least one of them not a
+    /// space, no control characters (stored without surrounding spaces).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// The first run's UTC date (`YYYY-MM-DD`): today or later (an
-    /// unchanged one may have passed when editing), at most 2099-12-31.
+    /// unchanged one may have passed when editing), at most 2099-12-31;
+    /// another is refused with 400 `invalid_start_date` (a schema cannot
+    /// say "today").
+    #[serde(deserialize_with = "crate::model::date_field")]
+    #[schema(value_type = String, format = Date)]
     pub start_date: NaiveDate,
     pub frequency: Frequency,
     pub format: ExportFormat,
@@ -39,7 +47,7 @@ pub struct ScheduleInput {
     pub kind: ExportKind,
     /// The report filters, stored as given (a rolling range rolls with each
     /// run); none when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::filters_object")]
     pub filters: ReportParams,
 }
 
@@ -78,15 +86,16 @@ impl ScheduleInput {
     }
 
     fn check(&self, now: DateTime<Utc>, unchanged: Option<NaiveDate>) -> Result<(), ApiError> {
-        let name = self.name.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS {
+        let chars = self.name.chars().count();
+        if self.name.trim().is_empty() || chars > MAX_NAME_CHARS {
             return Err(ApiError::invalid(
                 "name",
-                format!("name must be 1 to {MAX_NAME_CHARS} characters, got {chars}"),
+                format!(
+                    "name must be 1 to {MAX_NAME_CHARS} characters, not all spaces, got {chars}"
+                ),
             ));
         }
-        if name.chars().any(char::is_control) {
+        if self.name.chars().any(char::is_control) {
             return Err(ApiError::invalid(
                 "name",
                 "name must not contain control characters (line breaks, tabs, ...)",
@@ -94,19 +103,16 @@ impl ScheduleInput {
         }
         let today = now.date_naive();
         if self.start_date < today && unchanged != Some(self.start_date) {
-            return Err(ApiError::invalid(
-                "start_date",
-                format!("start_date must be today ({today}) or later"),
-            ));
+            return Err(ApiError::invalid_start_date(format!(
+                "start_date must be today ({today}) or later"
+            )));
         }
         if self.start_date > LAST_START_DATE {
-            return Err(ApiError::invalid(
-                "start_date",
-                format!("start_date must be {LAST_START_DATE} or earlier"),
-            ));
+            return Err(ApiError::invalid_start_date(format!(
+                "start_date must be {LAST_START_DATE} or earlier"
+            )));
         }
-        self.filters.filters(now)?;
-        self.filters.sort()?;
+        self.filters.validate(now)?;
         Ok(())
     }
 }
@@ -118,7 +124,12 @@ mod tests {
 
     fn refused(result: Result<(), ApiError>, field: &str) {
         let err = result.expect_err("refused");
-        assert_eq!(err.code(), "invalid_parameter", "{err}");
+        let code = if field == "start_date" {
+            "invalid_start_date"
+        } else {
+            "invalid_parameter"
+        };
+        assert_eq!(err.code(), code, "{err}");
         assert!(err.message().contains(field), "{err}");
     }
 
@@ -131,10 +142,23 @@ mod tests {
             .is_ok());
         assert!(input(&"x".repeat(100), "2026-03-15").validate(now).is_ok());
         assert!(input(&"é".repeat(100), "2026-03-15").validate(now).is_ok());
-        for bad in ["", "   ", "a\nb", "tab\there", "bell\u{7}", "del\u{7f}"] {
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "tab\there",
+            "\tleading tab",
+            "bell\u{7}",
+            "del\u{7f}",
+        ] {
             refused(input(bad, "2026-03-15").validate(now), "name");
         }
         refused(input(&"x".repeat(101), "2026-03-15").validate(now), "name");
+        // Surrounding spaces count: the document's maxLength is of the value.
+        refused(
+            input(&format!(" {}", "x".repeat(100)), "2026-03-15").validate(now),
+            "name",
+        );
     }
 
     #[test]
