@@ -3,6 +3,7 @@
 //! ([`run_export`]), listed, and downloaded by the admin who owns them, for
 //! 14 days.
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,17 +15,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use usage_report::admins::Admin;
 use usage_report::error::ApiError;
-use usage_report::export::{self, ExportError, ExportMeta, HEARTBEAT, TOMBSTONE_RETENTION};
-use usage_report::model::{ExportFormat, ExportKind, ExportState, ReportParams, ReportRow};
+use usage_report::export::{self, ExportMeta, Written, HEARTBEAT, TOMBSTONE_RETENTION};
+use usage_report::model::{ExportFormat, ExportKind, ExportState, ReportParams};
 use usage_report::openapi::{tags, EXPORT_RETENTION_DAYS};
-use usage_report::report::{SeatUsageDay, TokenUsageDay};
 use utoipa::ToSchema;
 
 use super::{blocking, body, errors, AppState, JsonObject, V1Errors};
 use crate::request::Authed;
 
 /// Exports written at the same time in the background; the others wait,
-/// `pending`. Each holds its rows in memory while it renders.
+/// `pending`. Each streams its rows to its file (memory bounded by a few
+/// chunks of rows), but reads ClickHouse and writes the disk meanwhile.
 static WRITERS: Semaphore = Semaphore::const_new(2);
 
 /// The body of `POST /v1/exports`.
@@ -38,61 +39,42 @@ pub(super) struct ExportRequest {
     filters: ReportParams,
 }
 
-/// The rows of an export, read and not yet rendered.
-enum Fetched {
-    Report(Vec<ReportRow>),
-    SeatUsage(Vec<SeatUsageDay>),
-    TokenUsage(Vec<TokenUsageDay>),
-}
-
-impl Fetched {
-    /// Data lines.
-    fn rows(&self) -> u64 {
-        let n = match self {
-            Fetched::Report(rows) => rows.len(),
-            Fetched::SeatUsage(rows) => rows.len(),
-            Fetched::TokenUsage(rows) => rows.len(),
-        };
-        n as u64
-    }
-
-    /// The file (blocking: CSV or XLSX).
-    fn render(&self, format: ExportFormat) -> Result<Vec<u8>, ExportError> {
-        match self {
-            Fetched::Report(rows) => export::render_report(rows, format),
-            Fetched::SeatUsage(rows) => export::render_seat_usage(rows, format),
-            Fetched::TokenUsage(rows) => export::render_token_usage(rows, format),
-        }
-    }
-}
-
-/// Reads the rows of an export for `admin` (their teams and PII rules),
-/// with the filters as they read at `now`.
-async fn fetch(
+/// Writes the file of an export for `admin` (their teams and PII rules),
+/// with the filters as they read at `now`: its rows stream from the
+/// report to the file as they are read; `progress` is told the rows
+/// written now and then. The file is complete, not yet in place.
+async fn write_file(
     state: &AppState,
     admin: &Admin,
     kind: ExportKind,
+    format: ExportFormat,
     params: &ReportParams,
     now: DateTime<Utc>,
-) -> Result<Fetched, ApiError> {
+    progress: impl FnMut(u64) + Send + 'static,
+) -> Result<Written, ApiError> {
     let filters = params.filters(now)?;
-    Ok(match kind {
+    let (store, reporter) = (&state.exports, &state.reporter);
+    match kind {
         ExportKind::Report => {
             let sort = params.sort()?;
-            Fetched::Report(state.reporter.all_rows(admin, filters, sort).await?)
+            export::write_rows(store, format, progress, |out| {
+                reporter.report_rows(admin, filters, sort, out)
+            })
+            .await
         }
         ExportKind::SeatUsage => {
-            Fetched::SeatUsage(state.reporter.seat_usage(admin, &filters).await?)
+            export::write_rows(store, format, progress, |out| async move {
+                reporter.seat_usage(admin, &filters, out).await
+            })
+            .await
         }
         ExportKind::TokenUsage => {
-            Fetched::TokenUsage(state.reporter.token_usage(admin, &filters).await?)
+            export::write_rows(store, format, progress, |out| async move {
+                reporter.token_usage(admin, &filters, out).await
+            })
+            .await
         }
-    })
-}
-
-/// Renders `fetched` off the async threads.
-async fn render(fetched: Fetched, format: ExportFormat) -> Result<Vec<u8>, ApiError> {
-    blocking(move || fetched.render(format)).await
+    }
 }
 
 /// Writes an export for `admin` now and stores it, `ready` (schedules).
@@ -105,9 +87,8 @@ pub(crate) async fn run_export(
     schedule_id: Option<String>,
 ) -> Result<ExportMeta, ApiError> {
     let now = Utc::now();
-    let fetched = fetch(state, admin, kind, &params, now).await?;
-    let rows = fetched.rows();
-    let bytes = render(fetched, format).await?;
+    let written = write_file(state, admin, kind, format, &params, now, |_| {}).await?;
+    let rows = written.rows;
     let store = state.exports.clone();
     let owner = admin.id.clone();
     let origin = if schedule_id.is_some() {
@@ -116,7 +97,7 @@ pub(crate) async fn run_export(
         "request"
     };
     let meta =
-        blocking(move || store.save(&owner, kind, format, params, schedule_id, rows, &bytes, now))
+        blocking(move || store.save(&owner, kind, format, params, schedule_id, written, now))
             .await?;
     state.metrics.export(kind.as_str(), format.as_str(), origin);
     tracing::info!(admin = %admin.id, export_id = %meta.export_id, kind = kind.as_str(), format = format.as_str(), rows, "export written");
@@ -176,14 +157,30 @@ async fn write_export(state: AppState, admin: Admin, mut meta: ExportMeta) {
     record(&state, &meta).await;
     let (kind, format) = (meta.kind, meta.format);
     let written = async {
-        let fetched = fetch(&state, &admin, kind, &meta.filters, meta.created_at).await?;
-        meta.rows = fetched.rows();
-        record(&state, &meta).await;
-        let rows = meta.rows;
-        let bytes = render(fetched, format).await?;
+        // The rows written so far, in the sidecar now and then (blocking:
+        // told on the writer's thread).
+        let progress = {
+            let (store, mut running) = (state.exports.clone(), meta.clone());
+            move |rows| {
+                running.rows = rows;
+                if let Err(e) = store.progress(&running) {
+                    tracing::warn!(error = %e, "cannot record an export's progress");
+                }
+            }
+        };
+        let file = write_file(
+            &state,
+            &admin,
+            kind,
+            format,
+            &meta.filters,
+            meta.created_at,
+            progress,
+        )
+        .await?;
         let store = state.exports.clone();
         let accepted = meta.clone();
-        blocking(move || store.complete(accepted, rows, &bytes)).await
+        blocking(move || store.complete(accepted, file)).await
     }
     .await;
     match written {
@@ -419,7 +416,7 @@ pub(super) async fn download_export(
     }
     let store = state.exports.clone();
     let (format, file_name) = (meta.format, meta.file_name.clone());
-    let bytes = blocking(move || store.read(&meta)).await?;
+    let (file, length) = blocking(move || store.open_file(&meta)).await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     Ok((
@@ -429,8 +426,27 @@ pub(super) async fn download_export(
                 HeaderValue::from_static(format.content_type()),
             ),
             (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
         ],
-        bytes,
+        file_body(file),
     )
         .into_response())
+}
+
+/// A file's bytes as a response body, read a block at a time off the
+/// async threads: a download holds a block, not the file.
+fn file_body(file: std::fs::File) -> Body {
+    const BLOCK: usize = 64 * 1024;
+    Body::from_stream(futures::stream::try_unfold(file, |mut file| async move {
+        let (block, file) = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut block = vec![0; BLOCK];
+            let n = file.read(&mut block)?;
+            block.truncate(n);
+            Ok::<_, std::io::Error>((block, file))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok::<_, std::io::Error>((!block.is_empty()).then(|| (Bytes::from(block), file)))
+    }))
 }

@@ -17,6 +17,7 @@ use usage_core::admin::EXPORT_RETENTION;
 use uuid::Uuid;
 
 use super::store::{file_name, parse_id};
+use super::stream::Written;
 use super::{ExportError, ExportMeta, ExportStore};
 use crate::model::{ExportFormat, ExportKind, ExportState, ReportParams};
 
@@ -66,24 +67,25 @@ impl ExportStore {
         Ok(meta)
     }
 
-    /// Records an accepted export's progress (its state and rows read).
+    /// Records an accepted export's progress (its state and rows written).
     pub fn progress(&self, meta: &ExportMeta) -> Result<(), ExportError> {
         let id = parse_id(&meta.export_id)
             .ok_or_else(|| ExportError::InvalidId(meta.export_id.clone()))?;
         self.write_sidecar(id, meta)
     }
 
-    /// Stores the file of an accepted export, then marks it `ready` with
-    /// its `rows`. Returns its metadata.
+    /// Puts the written file of an accepted export in place (renamed
+    /// atomically), then marks it `ready` with its rows. Returns its
+    /// metadata.
     pub fn complete(
         &self,
         mut meta: ExportMeta,
-        rows: u64,
-        bytes: &[u8],
+        written: Written,
     ) -> Result<ExportMeta, ExportError> {
         let id = parse_id(&meta.export_id)
             .ok_or_else(|| ExportError::InvalidId(meta.export_id.clone()))?;
-        self.write_atomic(&self.data_path(id, meta.format), bytes)?;
+        let rows = written.rows;
+        self.place(written, &self.data_path(id, meta.format))?;
         meta.rows = rows;
         meta.state = ExportState::Ready;
         meta.error = None;
@@ -183,7 +185,10 @@ mod tests {
         );
 
         let ready = store
-            .complete(running, 2, b"a\r\n1\r\n2\r\n")
+            .complete(
+                running,
+                store.written(2, b"a\r\n1\r\n2\r\n").expect("written"),
+            )
             .expect("complete");
         assert_eq!(
             (ready.state, ready.rows, ready.error.as_deref()),
@@ -228,7 +233,9 @@ mod tests {
         let mut running = accept();
         running.state = ExportState::Running;
         store.progress(&running).expect("progress");
-        let ready = store.complete(accept(), 0, b"").expect("complete");
+        let ready = store
+            .complete(accept(), store.written(0, b"").expect("written"))
+            .expect("complete");
         let failed = store.fail(accept(), "broken").expect("failed");
 
         // Touched recently: as they are.

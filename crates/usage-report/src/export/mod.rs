@@ -1,8 +1,11 @@
 //! Exports: the report and the raw usage as CSV or XLSX files, the store
 //! that keeps them on disk for 14 days (rule 8) and its sweeper.
 //!
-//! - [`render_report`], [`render_seat_usage`], [`render_token_usage`]: pure
-//!   functions from rows to file bytes (`render`);
+//! - [`RowWriter`]: rows to CSV or XLSX, written one by one as they come
+//!   (`render`);
+//! - [`write_rows`]: an export's file written as its rows are read, through
+//!   a bounded queue to a blocking writer, into a temporary file put in
+//!   place only when whole (`stream`);
 //! - [`ExportStore`]: `<id>.<csv|xlsx>` files with a `<id>.json` sidecar
 //!   holding their [`ExportMeta`], written atomically (`store`);
 //! - [`ExportStore::sweep`]: deletes expired exports, leaving a tombstone so
@@ -15,6 +18,7 @@
 mod jobs;
 mod render;
 mod store;
+mod stream;
 mod sweep;
 
 use std::io;
@@ -28,10 +32,10 @@ use crate::error::ApiError;
 
 pub use jobs::{HEARTBEAT, INTERRUPTED, STALE_AFTER};
 pub use render::{
-    render_report, render_seat_usage, render_token_usage, REPORT_COLUMNS, SEAT_USAGE_COLUMNS,
-    TOKEN_USAGE_COLUMNS,
+    Cell, Record, RowWriter, REPORT_COLUMNS, SEAT_USAGE_COLUMNS, TOKEN_USAGE_COLUMNS,
 };
 pub use store::{file_name, scheduled_file_name, ExportMeta, ExportStore};
+pub use stream::{write_rows, writer_stopped, PartFile, Written, PROGRESS_EVERY, QUEUE_CHUNKS};
 pub use sweep::{SweepReport, STRAY_TEMP_AGE, TOMBSTONE_RETENTION};
 
 /// Why an export could not be rendered, stored or read.
@@ -156,8 +160,7 @@ mod scratch {
                     ..ReportParams::default()
                 },
                 None,
-                1,
-                b"user_key\r\nx\r\n",
+                store.written(1, b"user_key\r\nx\r\n").expect("written"),
                 created,
             )
             .expect("saved")

@@ -1,10 +1,14 @@
-//! Rendering: rows to CSV or XLSX bytes, pure functions. Text is guarded
-//! against formula injection in CSV and written as strings in XLSX.
+//! Rendering: rows to CSV or XLSX, written row by row as they come
+//! ([`RowWriter`]). Text is guarded against formula injection in CSV and
+//! written as strings in XLSX.
 
 use std::borrow::Cow;
+use std::io::{Seek, Write};
+use std::marker::PhantomData;
+use std::path::Path;
 
 use chrono::NaiveDate;
-use rust_xlsxwriter::{ColNum, Format, RowNum, Workbook, XlsxError};
+use rust_xlsxwriter::{ColNum, Format, RowNum, Workbook, Worksheet, XlsxError};
 use usage_core::event::Tokens;
 
 use super::ExportError;
@@ -43,7 +47,7 @@ pub const TOKEN_USAGE_COLUMNS: [&str; 7] = [
 const XLSX_MAX_CELL_CHARS: usize = 32_767;
 
 /// One cell of an export, before it is written as CSV or XLSX.
-enum Cell<'a> {
+pub enum Cell<'a> {
     /// Text: guarded against formula injection in CSV, `write_string` in XLSX.
     Text(Cow<'a, str>),
     /// A whole number.
@@ -86,7 +90,7 @@ impl<'a> Cell<'a> {
 }
 
 /// A row type that can be exported.
-trait Record {
+pub trait Record {
     /// The header row.
     const COLUMNS: &'static [&'static str];
     /// The worksheet's name.
@@ -156,49 +160,181 @@ impl Record for TokenUsageDay {
     }
 }
 
-/// Renders the report rows (the users table) as a file.
-pub fn render_report(rows: &[ReportRow], format: ExportFormat) -> Result<Vec<u8>, ExportError> {
-    render(rows, format)
+/// Excel's widest column, in pixels (what `autofit` allows).
+const XLSX_MAX_WIDTH_PX: u16 = 1_790;
+
+/// An export's rows written as CSV or XLSX as they come, into `W` (a
+/// temporary file of the store; a buffer in tests). Holds one row at a
+/// time: CSV goes through the writer's buffer, XLSX through
+/// rust_xlsxwriter's constant-memory worksheet (rows flushed to a scratch
+/// file as they are written, strings inline), so its memory does not grow
+/// with the rows. Blocking.
+pub struct RowWriter<R, W: Write + Seek + Send> {
+    sink: Sink<W>,
+    rows: u64,
+    kind: PhantomData<fn(&R)>,
 }
 
-/// Renders raw seat usage (one line per team, user, product and UTC date).
-pub fn render_seat_usage(
-    rows: &[SeatUsageDay],
-    format: ExportFormat,
-) -> Result<Vec<u8>, ExportError> {
-    render(rows, format)
+enum Sink<W: Write + Seek + Send> {
+    Csv(Box<csv::Writer<W>>),
+    Xlsx(Box<Sheet<W>>),
 }
 
-/// Renders raw token usage (one line per team, user, product and UTC date
-/// with Flex usage).
-pub fn render_token_usage(
-    rows: &[TokenUsageDay],
-    format: ExportFormat,
-) -> Result<Vec<u8>, ExportError> {
-    render(rows, format)
+/// A constant-memory worksheet and where its workbook goes.
+struct Sheet<W> {
+    workbook: Workbook,
+    sheet: Worksheet,
+    out: W,
+    /// The widest cell of each column so far, in pixels: `autofit` sees
+    /// only the row in memory, so the writer measures as it goes.
+    widths: Vec<u16>,
 }
 
-fn render<R: Record>(rows: &[R], format: ExportFormat) -> Result<Vec<u8>, ExportError> {
-    match format {
-        ExportFormat::Csv => render_csv(rows),
-        ExportFormat::Xlsx => render_xlsx(rows),
+impl<R: Record, W: Write + Seek + Send> RowWriter<R, W> {
+    /// A writer of `format` into `out`, its header written. `scratch`: where
+    /// XLSX keeps the rows written until the file is assembled (the system's
+    /// temporary directory when `None`); its files are unnamed or unlinked
+    /// at once, so nothing is left behind.
+    pub fn new(
+        format: ExportFormat,
+        out: W,
+        scratch: Option<&Path>,
+    ) -> Result<RowWriter<R, W>, ExportError> {
+        let sink = match format {
+            ExportFormat::Csv => {
+                let mut writer = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(out);
+                writer.write_record(R::COLUMNS)?;
+                Sink::Csv(Box::new(writer))
+            }
+            ExportFormat::Xlsx => {
+                let mut workbook = Workbook::new();
+                if let Some(dir) = scratch {
+                    workbook.set_tempdir(dir)?;
+                }
+                let mut sheet = workbook.new_worksheet_with_constant_memory();
+                sheet.set_name(R::SHEET)?;
+                let bold = Format::new().set_bold();
+                let mut widths = Vec::with_capacity(R::COLUMNS.len());
+                for (col, name) in (0..).zip(R::COLUMNS) {
+                    sheet.write_string_with_format(0, col, *name, &bold)?;
+                    widths.push(pixels(name));
+                }
+                sheet.set_freeze_panes(1, 0)?;
+                Sink::Xlsx(Box::new(Sheet {
+                    workbook,
+                    sheet,
+                    out,
+                    widths,
+                }))
+            }
+        };
+        Ok(RowWriter {
+            sink,
+            rows: 0,
+            kind: PhantomData,
+        })
     }
-}
 
-fn render_csv<R: Record>(rows: &[R]) -> Result<Vec<u8>, ExportError> {
-    let mut out = Vec::new();
-    {
-        let mut writer = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(&mut out);
-        writer.write_record(R::COLUMNS)?;
-        for row in rows {
-            let cells = row.cells();
-            writer.write_record(cells.iter().map(|c| c.csv().into_owned()))?;
+    /// Data lines written so far (the header excluded).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends one row.
+    pub fn write(&mut self, row: &R) -> Result<(), ExportError> {
+        let cells = row.cells();
+        match &mut self.sink {
+            Sink::Csv(writer) => {
+                writer.write_record(cells.iter().map(|c| c.csv().into_owned()))?;
+            }
+            Sink::Xlsx(sheet) => {
+                let r = self
+                    .rows
+                    .checked_add(1)
+                    .and_then(|r| RowNum::try_from(r).ok())
+                    .ok_or(XlsxError::RowColumnLimitError)?;
+                sheet.write(r, cells)?;
+            }
         }
-        writer.flush().map_err(csv::Error::from)?;
+        self.rows += 1;
+        Ok(())
     }
-    Ok(out)
+
+    /// Ends the file (CSV flushed; XLSX assembled from its scratch file
+    /// into `out`) and returns `out`.
+    pub fn finish(self) -> Result<W, ExportError> {
+        match self.sink {
+            Sink::Csv(writer) => writer
+                .into_inner()
+                .map_err(|e| ExportError::Csv(csv::Error::from(e.into_error()))),
+            Sink::Xlsx(sheet) => sheet.finish(),
+        }
+    }
+}
+
+impl<W: Write + Seek + Send> Sheet<W> {
+    fn write(&mut self, r: RowNum, cells: Vec<Cell<'_>>) -> Result<(), XlsxError> {
+        let sheet = &mut self.sheet;
+        for ((col, cell), width) in (0..).zip(cells).zip(self.widths.iter_mut()) {
+            let col: ColNum = col;
+            let px = match cell {
+                Cell::Text(s) => {
+                    // Never a formula, whatever the text starts with.
+                    let s = truncate_for_xlsx(&s);
+                    sheet.write_string(r, col, s)?;
+                    pixels(s)
+                }
+                Cell::Int(n) => {
+                    // Exact below 2^53, far beyond any count of days.
+                    sheet.write_number(r, col, n as f64)?;
+                    pixels(&n.to_string())
+                }
+                Cell::Float(f) if f.is_finite() => {
+                    sheet.write_number(r, col, f)?;
+                    pixels(&f.to_string())
+                }
+                Cell::Tokens(t) => {
+                    // Exact for every thousandth below 2^53 / 1000 tokens.
+                    sheet.write_number(r, col, t.millis() as f64 / 1000.0)?;
+                    pixels(&t.to_string())
+                }
+                Cell::Float(_) | Cell::Empty => 0,
+            };
+            *width = (*width).max(px);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<W, ExportError> {
+        let Sheet {
+            mut workbook,
+            mut sheet,
+            mut out,
+            widths,
+        } = self;
+        for (col, px) in (0..).zip(widths) {
+            if px > 0 {
+                sheet.set_column_autofit_width(col, px)?;
+            }
+        }
+        workbook.push_worksheet(sheet);
+        workbook.save_to_writer(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// About how wide `text` shows, in pixels, as `autofit` counts digits: 7
+/// per character of the widest line and 7 of padding, at most Excel's limit.
+fn pixels(text: &str) -> u16 {
+    let chars = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    if chars == 0 {
+        return 0;
+    }
+    u16::try_from(chars.saturating_add(1).saturating_mul(7))
+        .unwrap_or(u16::MAX)
+        .min(XLSX_MAX_WIDTH_PX)
 }
 
 /// Prefixes `'` to text a spreadsheet would take for a formula (CSV
@@ -224,45 +360,16 @@ fn truncate_for_xlsx(text: &str) -> &str {
     text
 }
 
-fn render_xlsx<R: Record>(rows: &[R]) -> Result<Vec<u8>, ExportError> {
-    let mut workbook = Workbook::new();
-    let bold = Format::new().set_bold();
-    let sheet = workbook.add_worksheet();
-    sheet.set_name(R::SHEET)?;
-    for (col, name) in (0..).zip(R::COLUMNS) {
-        sheet.write_string_with_format(0, col, *name, &bold)?;
+/// The whole file of `rows`, in memory (tests).
+#[cfg(test)]
+pub(super) fn render<R: Record>(rows: &[R], format: ExportFormat) -> Result<Vec<u8>, ExportError> {
+    let mut writer = RowWriter::<R, _>::new(format, std::io::Cursor::new(Vec::new()), None)?;
+    for row in rows {
+        writer.write(row)?;
     }
-    sheet.set_freeze_panes(1, 0)?;
-    for (index, row) in rows.iter().enumerate() {
-        let r = index
-            .checked_add(1)
-            .and_then(|r| RowNum::try_from(r).ok())
-            .ok_or(XlsxError::RowColumnLimitError)?;
-        for (col, cell) in (0..).zip(row.cells()) {
-            let col: ColNum = col;
-            match cell {
-                Cell::Text(s) => {
-                    // Never a formula, whatever the text starts with.
-                    sheet.write_string(r, col, truncate_for_xlsx(&s))?;
-                }
-                Cell::Int(n) => {
-                    // Exact below 2^53, far beyond any count of days.
-                    sheet.write_number(r, col, n as f64)?;
-                }
-                Cell::Float(f) if f.is_finite() => {
-                    sheet.write_number(r, col, f)?;
-                }
-                Cell::Tokens(t) => {
-                    // Exact for every thousandth below 2^53 / 1000 tokens.
-                    sheet.write_number(r, col, t.millis() as f64 / 1000.0)?;
-                }
-                Cell::Float(_) | Cell::Empty => {}
-            }
-        }
-    }
-    sheet.autofit();
-    Ok(workbook.save_to_buffer()?)
+    Ok(writer.finish()?.into_inner())
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,7 +416,7 @@ mod tests {
 
     #[test]
     fn csv_has_the_header_and_a_hashed_row_with_empty_nulls() {
-        let bytes = render_report(&[row()], ExportFormat::Csv).expect("rendered");
+        let bytes = render(&[row()], ExportFormat::Csv).expect("rendered");
         let text = csv_text(&bytes);
         let mut lines = text.split("\r\n");
         assert_eq!(
@@ -332,7 +439,7 @@ mod tests {
         let mut r = row();
         r.name = Some("Doe, \"Jane\"\nJr".into());
         r.email = Some("jane@example.com".into());
-        let text = csv_text(&render_report(&[r], ExportFormat::Csv).expect("rendered"));
+        let text = csv_text(&render(&[r], ExportFormat::Csv).expect("rendered"));
         assert!(
             text.contains(",\"Doe, \"\"Jane\"\"\nJr\",jane@example.com,"),
             "{text}"
@@ -348,7 +455,7 @@ mod tests {
         r.groups = vec!["+cmd".into()];
         r.team_id = "\tteam".into();
         r.product = "\rp".into();
-        let text = csv_text(&render_report(&[r], ExportFormat::Csv).expect("rendered"));
+        let text = csv_text(&render(&[r], ExportFormat::Csv).expect("rendered"));
         let line = text.split("\r\n").nth(1).expect("a row");
         assert!(line.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{line}");
         assert!(line.contains(",'@evil,'-1+1,"), "{line}");
@@ -369,7 +476,7 @@ mod tests {
             email: None,
             product: "p".into(),
         };
-        let text = csv_text(&render_seat_usage(&[seat], ExportFormat::Csv).expect("rendered"));
+        let text = csv_text(&render(&[seat], ExportFormat::Csv).expect("rendered"));
         assert_eq!(
             text,
             "date,team_id,user_key,name,email,product\r\n2026-02-01,t,u,Ann,,p\r\n"
@@ -388,8 +495,7 @@ mod tests {
             tokens: Tokens::ZERO,
             ..used.clone()
         };
-        let text =
-            csv_text(&render_token_usage(&[used, inside], ExportFormat::Csv).expect("rendered"));
+        let text = csv_text(&render(&[used, inside], ExportFormat::Csv).expect("rendered"));
         assert_eq!(
             text,
             "date,team_id,user_key,name,email,product,tokens\r\n\
@@ -402,12 +508,12 @@ mod tests {
         let mut r = row();
         r.name = Some("=1+1".into());
         r.email = Some("x".repeat(XLSX_MAX_CELL_CHARS + 10));
-        let bytes = render_report(&[r.clone(), row()], ExportFormat::Xlsx).expect("rendered");
+        let bytes = render(&[r.clone(), row()], ExportFormat::Xlsx).expect("rendered");
         assert!(bytes.len() > 100);
         assert_eq!(&bytes[..4], b"PK\x03\x04");
         for bytes in [
-            render_seat_usage(&[], ExportFormat::Xlsx).expect("rendered"),
-            render_token_usage(&[], ExportFormat::Xlsx).expect("rendered"),
+            render::<SeatUsageDay>(&[], ExportFormat::Xlsx).expect("rendered"),
+            render::<TokenUsageDay>(&[], ExportFormat::Xlsx).expect("rendered"),
         ] {
             assert_eq!(&bytes[..2], b"PK");
         }

@@ -12,6 +12,7 @@ use usage_core::admin::EXPORT_RETENTION;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::stream::Written;
 use super::ExportError;
 use crate::model::{ExportFormat, ExportKind, ExportState, ReportParams};
 
@@ -40,7 +41,7 @@ pub struct ExportMeta {
     /// `<name>-<YYYY-MM-DD>.<csv|xlsx>`, e.g. `Monthly-seats-2026-12-01.csv`.
     pub file_name: String,
     /// Data lines in the file (the header excluded); while `running`, the
-    /// lines read (0 until the report's rows are read).
+    /// lines written so far (the file is written as its rows are read).
     pub rows: u64,
     /// When it was made.
     pub created_at: DateTime<Utc>,
@@ -193,8 +194,8 @@ impl ExportStore {
         self.dir.join(format!("{}.json", id.hyphenated()))
     }
 
-    /// Stores a rendered export: the data file, then its sidecar, each
-    /// written atomically. Returns its metadata.
+    /// Stores a written export, `ready`: its file put in place (renamed
+    /// atomically), then its sidecar. Returns its metadata.
     #[allow(clippy::too_many_arguments)] // the fields of one export, as the API gets them
     pub fn save(
         &self,
@@ -203,8 +204,7 @@ impl ExportStore {
         format: ExportFormat,
         filters: ReportParams,
         schedule_id: Option<String>,
-        rows: u64,
-        bytes: &[u8],
+        written: Written,
         now: DateTime<Utc>,
     ) -> Result<ExportMeta, ExportError> {
         let id = Uuid::new_v4();
@@ -216,7 +216,7 @@ impl ExportStore {
             kind,
             format,
             file_name: file_name(kind, format, now),
-            rows,
+            rows: written.rows,
             created_at: now,
             expires_at: now
                 .checked_add_signed(EXPORT_RETENTION)
@@ -228,7 +228,7 @@ impl ExportStore {
             error: None,
         };
         let data = self.data_path(id, format);
-        self.write_atomic(&data, bytes)?;
+        self.place(written, &data)?;
         if let Err(e) = self.write_sidecar(id, &meta) {
             remove_quietly(&data);
             return Err(e);
@@ -279,6 +279,18 @@ impl ExportStore {
             .ok_or_else(|| ExportError::InvalidId(meta.export_id.clone()))?;
         let path = self.data_path(id, meta.format);
         fs::read(&path).map_err(|e| ExportError::io(&path, e))
+    }
+
+    /// An export's file, open for reading, and its length in bytes (check
+    /// [`downloadable`](super::downloadable) first): downloads stream it.
+    pub fn open_file(&self, meta: &ExportMeta) -> Result<(fs::File, u64), ExportError> {
+        let id = parse_id(&meta.export_id)
+            .ok_or_else(|| ExportError::InvalidId(meta.export_id.clone()))?;
+        let path = self.data_path(id, meta.format);
+        fs::File::open(&path)
+            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .map(|(len, f)| (f, len))
+            .map_err(|e| ExportError::io(&path, e))
     }
 
     /// The owner's exports, newest first, without swept ones. Unreadable
@@ -376,7 +388,7 @@ impl ExportStore {
 }
 
 /// A new file only the service's user may read.
-fn create_private(path: &Path) -> io::Result<fs::File> {
+pub(super) fn create_private(path: &Path) -> io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -388,7 +400,7 @@ fn create_private(path: &Path) -> io::Result<fs::File> {
 }
 
 /// Makes renames in `dir` durable (best effort; not possible everywhere).
-fn sync_dir(dir: &Path) {
+pub(super) fn sync_dir(dir: &Path) {
     #[cfg(unix)]
     if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
         tracing::debug!(dir = %dir.display(), error = %e, "cannot sync export directory");
@@ -398,7 +410,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Deletes a file after a failure, ignoring errors (the sweeper retries).
-fn remove_quietly(path: &Path) {
+pub(super) fn remove_quietly(path: &Path) {
     if let Err(e) = fs::remove_file(path) {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::debug!(path = %path.display(), error = %e, "cannot delete export file");

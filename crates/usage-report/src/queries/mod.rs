@@ -72,6 +72,15 @@ impl Sql {
         self.bind(text, Param::Str(value.to_owned()))
     }
 
+    /// The distinct teams (`tm`) of this statement's rows: for a raw
+    /// export's privacy decision before its rows stream.
+    pub fn teams_of_rows(&self) -> Sql {
+        Sql {
+            text: format!("SELECT DISTINCT tm FROM ({})", self.text),
+            params: self.params.clone(),
+        }
+    }
+
     /// The statement text, with `?` placeholders.
     pub fn text(&self) -> &str {
         &self.text
@@ -156,6 +165,8 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("seat days, no filter", bare.seat_days()),
         ("token days", full.token_days()),
         ("token days, no filter", bare.token_days()),
+        ("teams of seat days", bare.seat_days().teams_of_rows()),
+        ("teams of token days", bare.token_days().teams_of_rows()),
         ("daily usage", full.daily_usage()),
         ("daily usage, no filter", bare.daily_usage()),
         ("daily tokens", full.daily_tokens()),

@@ -23,7 +23,7 @@
 //! - `rows`: a request's lines: the status, group and search filters,
 //!   the order, the lines shown filled in, and a line as JSON shows it;
 //! - `order`: the sort order, a page of the users table, every row for
-//!   exports;
+//!   exports (in chunks, to an export's writer);
 //! - `overview`: the tiles and the daily chart;
 //! - `raw`: the raw day-by-day seat and window-by-window token exports;
 //! - `unassign`: the assignment an unassign request is about.
@@ -55,7 +55,8 @@ use cache::{Cache, DEFAULT_BYTES, DEFAULT_ENTRIES};
 use state::{ReportState, StateKey};
 
 pub use cache::CacheLookup;
-pub use raw::{SeatUsageDay, TokenUsageDay};
+pub use order::REPORT_CHUNK;
+pub use raw::{SeatUsageDay, TokenUsageDay, RAW_CHUNK};
 pub use scope::TeamInfo;
 pub use unassign::HeldAssignment;
 

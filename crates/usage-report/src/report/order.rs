@@ -1,15 +1,18 @@
 //! The order of the report's lines and paging: the sort (with its ties),
 //! a page of the users table (only the lines up to the page's end are
-//! ordered) and every row in order for exports.
+//! ordered) and every row in order for exports, in chunks.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use super::rows::{display, Profile};
-use super::table::Entry;
+use tokio::sync::mpsc;
+
+use super::rows::{display, Line, Profile};
+use super::table::{Entry, Table};
 use super::Reporter;
 use crate::admins::Admin;
 use crate::error::ApiError;
+use crate::export::writer_stopped;
 use crate::model::{Page, ReportFilters, ReportRow, Sort, SortColumn, UsersPage};
 
 /// What a report's rows are for: how much of each line to fill in.
@@ -19,9 +22,14 @@ pub(super) enum View {
     Tiles,
     /// A page: the lines from `start` to `end` (excluded) in order.
     Page { start: usize, end: usize },
-    /// Every line in order, with its groups (exports).
-    All,
+    /// Every line in order, none filled in: exports fill them in a chunk
+    /// at a time ([`Reporter::report_rows`]).
+    Export,
 }
+
+/// Report lines filled in, made rows and handed to an export's writer at a
+/// time: their profiles are one query, their groups another.
+pub const REPORT_CHUNK: usize = 1_000;
 
 impl Reporter {
     /// One page of the users table.
@@ -61,20 +69,52 @@ impl Reporter {
         })
     }
 
-    /// Every row (exports), sorted.
-    pub async fn all_rows(
+    /// Every row (exports), sorted, sent to `out` in chunks of
+    /// [`REPORT_CHUNK`]: the lines are filtered and ordered as indices
+    /// into the filter set's table, and only a chunk at a time becomes
+    /// rows, its profiles and groups read for it.
+    pub async fn report_rows(
         &self,
         admin: &Admin,
         filters: ReportFilters,
         sort: Sort,
-    ) -> Result<Vec<ReportRow>, ApiError> {
-        let mut rows = self.rows(admin, filters, sort, View::All).await?;
-        self.complete_profiles(&mut rows.lines, rows.hashed).await?;
-        Ok(rows
-            .lines
-            .iter()
-            .map(|l| display(l, rows.hashed, &rows.filters))
-            .collect())
+        out: mpsc::Sender<Vec<ReportRow>>,
+    ) -> Result<(), ApiError> {
+        let rows = self.rows(admin, filters, sort, View::Export).await?;
+        let table = &rows.state.table;
+        for chunk in rows.picked.chunks(REPORT_CHUNK) {
+            let mut lines: Vec<Line> = chunk
+                .iter()
+                .map(|&i| bare_line(table, &table.lines[i as usize]))
+                .collect();
+            self.complete_profiles(&mut lines, rows.hashed).await?;
+            self.complete_groups(&rows.state, &mut lines, false).await?;
+            let shown = lines
+                .iter()
+                .map(|l| display(l, rows.hashed, &rows.filters))
+                .collect();
+            out.send(shown).await.map_err(|_| writer_stopped())?;
+        }
+        Ok(())
+    }
+}
+
+/// A line of the table as strings, without its groups and profile.
+fn bare_line(table: &Table, e: &Entry) -> Line {
+    let user = table.user(e);
+    Line {
+        team: table.team(e).to_owned(),
+        user_id: user.id.to_string(),
+        product: table.product(e).to_owned(),
+        access: e.access,
+        days: e.days,
+        last: e.last,
+        tokens_milli: e.tokens_milli,
+        since: e.since,
+        status: e.status,
+        groups: Vec::new(),
+        user_key: user.key().to_owned(),
+        profile: None,
     }
 }
 
@@ -83,7 +123,7 @@ impl Reporter {
 pub(super) fn arrange<T>(items: &mut [T], view: View, order: impl Fn(&T, &T) -> Ordering) {
     match view {
         View::Tiles => {}
-        View::All => items.sort_by(&order),
+        View::Export => items.sort_by(&order),
         View::Page { end, .. } => {
             // Only the items up to the page's end need their order.
             if end < items.len() && end > 0 {

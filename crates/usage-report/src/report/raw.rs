@@ -1,10 +1,12 @@
 //! The raw exports: seat usage and token usage, one line per (current team,
 //! user, product, UTC date), in the admin's scope, with the identity each
-//! user is shown with (rule 7, [`display_identity`]).
+//! user is shown with (rule 7, [`display_identity`]); streamed from
+//! ClickHouse in chunks to an export's writer, never held whole.
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDate;
+use tokio::sync::mpsc;
 use usage_core::event::{Tokens, UserProfile};
 use usage_core::privacy::{display_identity, DisplayIdentity};
 
@@ -12,11 +14,16 @@ use super::scope::hashed_for;
 use super::{day, warehouse, Reporter};
 use crate::admins::Admin;
 use crate::error::ApiError;
+use crate::export::writer_stopped;
 use crate::model::ReportFilters;
 use crate::queries::{self, RowsQuery, SeatDayRow, TokenDayRow};
 
 /// user id -> the identity a raw export shows.
 type Identities = HashMap<String, DisplayIdentity>;
+
+/// Raw rows read, made and handed to the writer at a time: the profiles of
+/// a chunk's users are one query.
+pub const RAW_CHUNK: usize = 5_000;
 
 /// One day of seat usage (raw seat usage export): a (current team, user,
 /// product, UTC date) with seat usage.
@@ -83,84 +90,113 @@ impl Reporter {
         Self::scope(admin, &filters.team, &dir).map(|_| ())
     }
 
-    /// Raw rows of `sql` for the admin's scope, with the identity to show
-    /// for each user: (user key, name, email).
-    async fn raw<R>(
+    /// Streams the rows of `sql` for the admin's scope to `out`, in chunks
+    /// of [`RAW_CHUNK`], each row made by `make` with the identity its user
+    /// is shown with: the rows come from ClickHouse through a cursor, and
+    /// the profiles of each chunk's users are read for that chunk, so
+    /// nothing grows with the rows.
+    async fn raw<R, T>(
         &self,
         admin: &Admin,
         filters: &ReportFilters,
         sql: impl Fn(&RowsQuery) -> queries::Sql,
-        team_user: impl Fn(&R) -> (&str, &str),
-    ) -> Result<(Vec<R>, Identities), ApiError>
+        user: impl Fn(&R) -> &str,
+        make: impl Fn(R, DisplayIdentity) -> T,
+        out: mpsc::Sender<Vec<T>>,
+    ) -> Result<(), ApiError>
     where
         R: clickhouse::RowOwned + clickhouse::RowRead,
     {
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        let rows = sql(&Self::rows_query(&dir, &scope, filters))
-            .query(&self.client)
-            .fetch_all::<R>()
-            .await
-            .map_err(warehouse)?;
-        let hashed = hashed_for(&scope, &dir, rows.iter().map(|r| team_user(r).0));
-        let users = rows.iter().map(|r| team_user(r).1.to_owned()).collect();
-        let ids = self.identities(users, hashed).await?;
-        Ok((rows, ids))
+        let sql = sql(&Self::rows_query(&dir, &scope, filters));
+        // Rule 7 before the first row: for an admin of every team, with
+        // the teams the rows show (asked apart, as the rows stream).
+        let mut hashed = hashed_for(&scope, &dir, std::iter::empty::<&str>());
+        if !hashed && scope.stored_teams.is_none() {
+            let teams = sql
+                .teams_of_rows()
+                .query(&self.client)
+                .fetch_all::<String>()
+                .await
+                .map_err(warehouse)?;
+            hashed = hashed_for(&scope, &dir, teams.iter().map(String::as_str));
+        }
+        let mut cursor = sql.query(&self.client).fetch::<R>().map_err(warehouse)?;
+        let mut chunk = Vec::with_capacity(RAW_CHUNK);
+        loop {
+            let row = cursor.next().await.map_err(warehouse)?;
+            let end = row.is_none();
+            chunk.extend(row);
+            if chunk.len() == RAW_CHUNK || (end && !chunk.is_empty()) {
+                let users = chunk.iter().map(|r| user(r).to_owned()).collect();
+                let ids = self.identities(users, hashed).await?;
+                let rows = std::mem::replace(&mut chunk, Vec::with_capacity(RAW_CHUNK))
+                    .into_iter()
+                    .map(|r| {
+                        let identity = shown(&ids, user(&r));
+                        make(r, identity)
+                    })
+                    .collect();
+                out.send(rows).await.map_err(|_| writer_stopped())?;
+            }
+            if end {
+                return Ok(());
+            }
+        }
     }
 
-    /// Raw seat usage, day by day, in the range (team, product filters apply).
+    /// Raw seat usage, day by day, in the range (team, product filters
+    /// apply), sent to `out` in chunks.
     pub async fn seat_usage(
         &self,
         admin: &Admin,
         filters: &ReportFilters,
-    ) -> Result<Vec<SeatUsageDay>, ApiError> {
-        let (days, ids) = self
-            .raw(admin, filters, RowsQuery::seat_days, |d: &SeatDayRow| {
-                (&d.team, &d.user_id)
-            })
-            .await?;
-        Ok(days
-            .into_iter()
-            .map(|d| {
-                let shown = shown(&ids, &d.user_id);
-                SeatUsageDay {
-                    date: day(d.usage_day),
-                    team_id: d.team,
-                    user_key: shown.user_key,
-                    name: shown.name,
-                    email: shown.email,
-                    product: d.product,
-                }
-            })
-            .collect())
+        out: mpsc::Sender<Vec<SeatUsageDay>>,
+    ) -> Result<(), ApiError> {
+        self.raw(
+            admin,
+            filters,
+            RowsQuery::seat_days,
+            |d: &SeatDayRow| &d.user_id,
+            |d, shown| SeatUsageDay {
+                date: day(d.usage_day),
+                team_id: d.team,
+                user_key: shown.user_key,
+                name: shown.name,
+                email: shown.email,
+                product: d.product,
+            },
+            out,
+        )
+        .await
     }
 
-    /// Raw token usage, day by day, in the range (team, product filters apply).
+    /// Raw token usage, day by day, in the range (team, product filters
+    /// apply), sent to `out` in chunks.
     pub async fn token_usage(
         &self,
         admin: &Admin,
         filters: &ReportFilters,
-    ) -> Result<Vec<TokenUsageDay>, ApiError> {
-        let (days, ids) = self
-            .raw(admin, filters, RowsQuery::token_days, |d: &TokenDayRow| {
-                (&d.team, &d.user_id)
-            })
-            .await?;
-        Ok(days
-            .into_iter()
-            .map(|d| {
-                let shown = shown(&ids, &d.user_id);
-                TokenUsageDay {
-                    date: day(d.usage_day),
-                    team_id: d.team,
-                    user_key: shown.user_key,
-                    name: shown.name,
-                    email: shown.email,
-                    product: d.product,
-                    tokens: Tokens::from_millis(d.tokens_milli),
-                }
-            })
-            .collect())
+        out: mpsc::Sender<Vec<TokenUsageDay>>,
+    ) -> Result<(), ApiError> {
+        self.raw(
+            admin,
+            filters,
+            RowsQuery::token_days,
+            |d: &TokenDayRow| &d.user_id,
+            |d, shown| TokenUsageDay {
+                date: day(d.usage_day),
+                team_id: d.team,
+                user_key: shown.user_key,
+                name: shown.name,
+                email: shown.email,
+                product: d.product,
+                tokens: Tokens::from_millis(d.tokens_milli),
+            },
+            out,
+        )
+        .await
     }
 }
 

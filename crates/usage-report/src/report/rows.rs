@@ -47,8 +47,8 @@ pub(super) struct Profile {
 
 /// The report's lines for a request.
 pub(super) struct Rows {
-    /// The lines the view shows (none for the tiles, a page, or all),
-    /// filled in.
+    /// The lines the view shows (none for the tiles and exports, or a
+    /// page), filled in.
     pub(super) lines: Vec<Line>,
     pub(super) hashed: bool,
     pub(super) filters: ReportFilters,
@@ -120,9 +120,8 @@ impl Reporter {
     ) -> Result<Rows, ApiError> {
         let state = self.state(admin, &filters).await?;
         let table = &state.table;
-        let with_groups = view == View::All
-            || filters.group.is_some()
-            || (view != View::Tiles && sort.column == SortColumn::Groups);
+        let with_groups =
+            filters.group.is_some() || (view != View::Tiles && sort.column == SortColumn::Groups);
         let groups = if with_groups {
             self.groups_of(&state).await?
         } else {
@@ -184,7 +183,7 @@ impl Reporter {
         let shown = match view {
             View::Tiles => &[][..],
             View::Page { start, end } => &picked[start.min(picked.len())..end.min(picked.len())],
-            View::All => &picked[..],
+            View::Export => &[][..],
         };
         let lines = shown
             .iter()
