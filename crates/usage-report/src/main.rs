@@ -341,7 +341,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             schedules: ScheduleStore::new(warehouse.client().clone()).with_runs(runs),
             publisher,
             metrics,
-            page_policy: usage_report::page::policy(api::page_script(), &cli.avatar_origins).into(),
+            page: Arc::new(usage_report::page::Page::new(
+                api::page_template(),
+                &cli.avatar_origins,
+            )),
         };
         let listener = tokio::net::TcpListener::bind(cli.listen)
             .await

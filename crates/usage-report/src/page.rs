@@ -70,6 +70,41 @@ impl fmt::Display for AvatarOrigin {
     }
 }
 
+/// Where the page template names the avatar origins for its script (a
+/// `<meta>` outside the script, so the script's hash does not change).
+const ORIGINS_META: &str = r#"<meta name="avatar-origins" content="">"#;
+
+/// The page as served: its HTML, with the avatar origins named for its
+/// script (which loads no image from elsewhere, so the browser never has to
+/// refuse one), and its Content-Security-Policy.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub html: String,
+    pub policy: String,
+}
+
+impl Page {
+    /// `template`: the page, with one inline `<script>` and the origins'
+    /// `<meta>` (left as it is if absent).
+    pub fn new(template: &str, avatar_origins: &[AvatarOrigin]) -> Page {
+        let script = template
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map_or("", |(script, _)| script);
+        let names: Vec<&str> = avatar_origins.iter().map(|o| o.0.as_str()).collect();
+        // Origins are letters, digits, '.', '-', ':' and '/' only: safe in
+        // an attribute.
+        let meta = format!(
+            r#"<meta name="avatar-origins" content="{}">"#,
+            names.join(" ")
+        );
+        Page {
+            html: template.replacen(ORIGINS_META, &meta, 1),
+            policy: policy(script, avatar_origins),
+        }
+    }
+}
+
 /// The policy of a page whose one inline script is `script`.
 pub fn policy(script: &str, avatar_origins: &[AvatarOrigin]) -> String {
     use base64::Engine as _;
@@ -115,6 +150,23 @@ mod tests {
         ] {
             assert!(refused.parse::<AvatarOrigin>().is_err(), "{refused}");
         }
+    }
+
+    #[test]
+    fn the_page_names_its_origins_outside_the_script() {
+        let template =
+            r#"<head><meta name="avatar-origins" content=""></head><script>go();</script>"#;
+        let origins = vec!["https://cdn.example.com".parse().expect("origin")];
+        let page = Page::new(template, &origins);
+        assert!(page
+            .html
+            .contains(r#"<meta name="avatar-origins" content="https://cdn.example.com">"#));
+        assert_eq!(
+            page.policy,
+            policy("go();", &origins),
+            "the script's hash is unchanged"
+        );
+        assert_eq!(Page::new(template, &[]).html, template);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use crate::metrics::Metrics;
 use crate::request::{observe, request_span};
 
 pub(crate) use exports::run_export;
-pub(crate) use service::page_script;
+pub(crate) use service::page_template;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -55,8 +55,8 @@ pub(crate) struct AppState {
     pub(crate) schedules: ScheduleStore,
     pub(crate) publisher: Publisher,
     pub(crate) metrics: Metrics,
-    /// The page's Content-Security-Policy (`usage_report::page::policy`).
-    pub(crate) page_policy: Arc<str>,
+    /// The page as served and its Content-Security-Policy.
+    pub(crate) page: Arc<usage_report::page::Page>,
 }
 
 /// Declares the error answers of a route beside its handler, for its

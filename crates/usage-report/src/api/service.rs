@@ -13,12 +13,10 @@ use super::AppState;
 /// admin's token (kept in the tab's session storage).
 const PAGE: &str = include_str!("../page.html");
 
-/// The page's one inline script (its Content-Security-Policy names it by
-/// hash).
-pub(crate) fn page_script() -> &'static str {
-    PAGE.split_once("<script>")
-        .and_then(|(_, rest)| rest.split_once("</script>"))
-        .map_or("", |(script, _)| script)
+/// The page's template (`usage_report::page::Page` names the avatar
+/// origins in it and derives its Content-Security-Policy).
+pub(crate) fn page_template() -> &'static str {
+    PAGE
 }
 
 /// The usage report page
@@ -36,7 +34,7 @@ pub(crate) fn page_script() -> &'static str {
     responses((status = 200, description = "The page.", body = String, content_type = "text/html")),
 )]
 pub(super) async fn page(State(state): State<AppState>) -> Response {
-    let policy = HeaderValue::from_str(&state.page_policy)
+    let policy = HeaderValue::from_str(&state.page.policy)
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
     (
         [
@@ -54,7 +52,7 @@ pub(super) async fn page(State(state): State<AppState>) -> Response {
                 HeaderValue::from_static("no-referrer"),
             ),
         ],
-        PAGE,
+        state.page.html.clone(),
     )
         .into_response()
 }

@@ -55,7 +55,7 @@ pub(crate) fn state(exports: &std::path::Path) -> AppState {
         schedules: ScheduleStore::new(clickhouse::Client::default()),
         publisher: Publisher::new("127.0.0.1:1", "c".into(), "n".into()).expect("producer"),
         metrics: Metrics::new().expect("metrics"),
-        page_policy: usage_report::page::policy(super::page_script(), &[]).into(),
+        page: Arc::new(usage_report::page::Page::new(super::page_template(), &[])),
     }
 }
 
