@@ -68,6 +68,10 @@ pub struct Reporter {
     /// user id -> keyed hash: the hash is a pure function of the id, and a
     /// report of every team hashes every user.
     keys: Arc<Mutex<HashMap<String, String>>>,
+    /// Filter sets' states computed at once (their rows in flight are the
+    /// service's largest transient memory; ClickHouse, not this service,
+    /// bounds how fast they go).
+    computing: Arc<tokio::sync::Semaphore>,
     /// Each filter set's state, briefly (none by default).
     states: Arc<Cache<StateKey, ReportState>>,
     /// Each filter set's daily chart, as briefly.
@@ -75,6 +79,9 @@ pub struct Reporter {
     /// Told of every cache lookup (metrics).
     on_lookup: Option<Arc<dyn Fn(CacheLookup) + Send + Sync>>,
 }
+
+/// States computed at once; the others wait their turn.
+const CONCURRENT_STATES: usize = 2;
 
 /// Past this many cached user keys the cache starts over (memory bound).
 const MAX_CACHED_KEYS: usize = 1_000_000;
@@ -100,6 +107,7 @@ impl Reporter {
             client,
             hasher,
             keys: Arc::default(),
+            computing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATES)),
             states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             on_lookup: None,

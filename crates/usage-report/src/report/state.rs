@@ -7,19 +7,58 @@
 //! chart has queries of its own (per day, not per line): it is cached
 //! beside it under the same key and bound.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDate;
 use usage_core::event::Access;
 
 use super::cache::{CacheLookup, Weigh};
 use super::scope::{hashed_for, Directory, Scope};
-use super::table::{Aggregates, Table};
+use super::table::{Table, TableBuilder};
 use super::{warehouse, Reporter};
 use crate::admins::{Admin, Teams};
 use crate::error::ApiError;
 use crate::model::{Daily, DailyPoint, ReportFilters, TeamSelection};
-use crate::queries::{DaysRow, HeldRow, LastAccessRow, RowsQuery, TokensRow};
+use crate::queries::RowsQuery;
+
+/// A row of [`RowsQuery::days`], read in place.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct DaysRef<'a> {
+    team: &'a str,
+    user_id: &'a str,
+    product: &'a str,
+    access: &'a str,
+    days: u64,
+}
+
+/// A row of [`RowsQuery::last_access`], read in place.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct LastRef<'a> {
+    team: &'a str,
+    user_id: &'a str,
+    product: &'a str,
+    access: &'a str,
+    last_day: u16,
+}
+
+/// A row of [`RowsQuery::tokens`], read in place.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct TokensRef<'a> {
+    team: &'a str,
+    user_id: &'a str,
+    product: &'a str,
+    tokens_milli: u64,
+}
+
+/// A row of [`RowsQuery::held`], read in place.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct HeldRef<'a> {
+    team: &'a str,
+    user_id: &'a str,
+    product: &'a str,
+    access: &'a str,
+    since_day: u16,
+}
 
 /// What a filter set's state depends on. The admin (with the teams they
 /// administer) is part of it: the scope and the hashing decision follow
@@ -110,19 +149,23 @@ impl Reporter {
         admin: &Admin,
         filters: &ReportFilters,
     ) -> Result<ReportState, ApiError> {
+        // Never closed: a permit always comes.
+        let _permit = self.computing.acquire().await;
         let started = std::time::Instant::now();
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        let aggregates = self
-            .aggregates(&Self::rows_query(&dir, &scope, filters))
+        let builder = Mutex::new(TableBuilder::default());
+        self.aggregate(&Self::rows_query(&dir, &scope, filters), &builder)
             .await?;
         let queried = started.elapsed();
-        let (table, hashed) = Table::build(
-            aggregates,
-            &filters.dates,
-            |teams| hashed_for(&scope, &dir, teams),
-            |id| self.hash(id),
-        )?;
+        let (table, hashed) = builder
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finish(
+                &filters.dates,
+                |teams| hashed_for(&scope, &dir, teams),
+                |id| self.hash(id),
+            );
         tracing::debug!(
             lines = table.lines.len(),
             users = table.users.len(),
@@ -140,35 +183,70 @@ impl Reporter {
         })
     }
 
-    /// The aggregates of a report (days used in the range, last accessed,
-    /// tokens, assignments in force), queried concurrently.
-    async fn aggregates(&self, query: &RowsQuery) -> Result<Aggregates, ApiError> {
+    /// Streams the aggregates of a report (days used in the range, last
+    /// accessed, tokens, assignments in force) into `builder`, the four
+    /// queries at once, each row read in place (no row is held).
+    async fn aggregate(
+        &self,
+        query: &RowsQuery,
+        builder: &Mutex<TableBuilder>,
+    ) -> Result<(), ApiError> {
         let seat_only = query.access.as_deref() == Some("seat");
-        let (days, last, tokens, held) = tokio::join!(
-            query.days().query(&self.client).fetch_all::<DaysRow>(),
-            query
+        let feed = |apply: &mut dyn FnMut(&mut TableBuilder) -> Result<(), ApiError>| {
+            apply(&mut builder.lock().unwrap_or_else(PoisonError::into_inner))
+        };
+        let days = async {
+            let mut rows = query
+                .days()
+                .query(&self.client)
+                .fetch::<DaysRef<'_>>()
+                .map_err(warehouse)?;
+            while let Some(r) = rows.next().await.map_err(warehouse)? {
+                feed(&mut |b| b.days(r.team, r.user_id, r.product, r.access, r.days))?;
+            }
+            Ok::<_, ApiError>(())
+        };
+        let last = async {
+            let mut rows = query
                 .last_access()
                 .query(&self.client)
-                .fetch_all::<LastAccessRow>(),
-            async {
-                if seat_only {
-                    Ok(Vec::new())
-                } else {
-                    query
-                        .tokens()
-                        .query(&self.client)
-                        .fetch_all::<TokensRow>()
-                        .await
-                }
-            },
-            query.held().query(&self.client).fetch_all::<HeldRow>(),
-        );
-        Ok(Aggregates {
-            days: days.map_err(warehouse)?,
-            last: last.map_err(warehouse)?,
-            tokens: tokens.map_err(warehouse)?,
-            held: held.map_err(warehouse)?,
-        })
+                .fetch::<LastRef<'_>>()
+                .map_err(warehouse)?;
+            while let Some(r) = rows.next().await.map_err(warehouse)? {
+                feed(&mut |b| b.last(r.team, r.user_id, r.product, r.access, r.last_day))?;
+            }
+            Ok(())
+        };
+        let tokens = async {
+            if seat_only {
+                return Ok(());
+            }
+            let mut rows = query
+                .tokens()
+                .query(&self.client)
+                .fetch::<TokensRef<'_>>()
+                .map_err(warehouse)?;
+            while let Some(r) = rows.next().await.map_err(warehouse)? {
+                feed(&mut |b| {
+                    b.tokens(r.team, r.user_id, r.product, r.tokens_milli);
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        };
+        let held = async {
+            let mut rows = query
+                .held()
+                .query(&self.client)
+                .fetch::<HeldRef<'_>>()
+                .map_err(warehouse)?;
+            while let Some(r) = rows.next().await.map_err(warehouse)? {
+                feed(&mut |b| b.held(r.team, r.user_id, r.product, r.access, r.since_day))?;
+            }
+            Ok(())
+        };
+        let (days, last, tokens, held) = tokio::join!(days, last, tokens, held);
+        days.and(last).and(tokens).and(held)
     }
 
     /// The daily chart of `filters` for `admin`, cached as the state is.

@@ -10,8 +10,6 @@
 //! once. Requests filter, order and page indices; only the lines shown
 //! become strings ([`super::rows`]).
 
-use std::collections::HashSet;
-
 use chrono::{NaiveDate, TimeZone, Utc};
 use usage_core::event::Access;
 use usage_core::range::DateRange;
@@ -20,6 +18,7 @@ use usage_core::FastMap;
 
 use super::{access_of, day};
 use crate::error::ApiError;
+#[cfg(test)]
 use crate::queries::{DaysRow, HeldRow, LastAccessRow, TokensRow};
 
 /// One line: (current team, user, product, access) and what the
@@ -73,7 +72,8 @@ pub(super) struct Table {
     pub(super) lines: Vec<Entry>,
 }
 
-/// The aggregates of one filter set, as ClickHouse answers them.
+/// The aggregates of one filter set as owned rows (the tests' input).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(super) struct Aggregates {
     pub(super) days: Vec<DaysRow>,
@@ -89,13 +89,13 @@ struct Interner {
 }
 
 impl Interner {
-    fn of(&mut self, name: String) -> u32 {
-        let next = u32::try_from(self.index.len()).unwrap_or(u32::MAX);
-        *self.index.entry(name).or_insert(next)
-    }
-
-    fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+    fn of(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = u32::try_from(self.index.len()).unwrap_or(u32::MAX);
+        self.index.insert(name.to_owned(), i);
+        i
     }
 
     /// The strings, by index.
@@ -108,12 +108,18 @@ impl Interner {
     }
 }
 
-/// The order of `names` by `key`: `(names in that order, old index -> new
-/// index)`.
-fn sorted_by<T, K: Ord>(names: Vec<T>, key: impl Fn(&T) -> K) -> (Vec<T>, Vec<u32>) {
-    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+/// The `used` ones of `names` ordered by `key`: `(them in that order, old
+/// index -> new index)` (unused ones map to `u32::MAX`).
+fn sorted_used<T, K: Ord>(
+    names: Vec<T>,
+    used: &[bool],
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, Vec<u32>) {
+    let mut order: Vec<u32> = (0..names.len() as u32)
+        .filter(|&i| used[i as usize])
+        .collect();
     order.sort_by_cached_key(|&i| key(&names[i as usize]));
-    let mut new_of = vec![0u32; names.len()];
+    let mut new_of = vec![u32::MAX; names.len()];
     for (new, &old) in order.iter().enumerate() {
         new_of[old as usize] = new as u32;
     }
@@ -128,96 +134,144 @@ fn sorted_by<T, K: Ord>(names: Vec<T>, key: impl Fn(&T) -> K) -> (Vec<T>, Vec<u3
 #[derive(Default)]
 struct Agg {
     days: u64,
-    last: Option<NaiveDate>,
     tokens_milli: u64,
     since: Option<NaiveDate>,
 }
 
-impl Table {
-    /// Joins the aggregates by (current team, user, product, access): only
+/// (team, user, product, access), interned.
+type Key = (u32, u32, u32, Access);
+
+/// A table in the making: the aggregates' rows fed one at a time, in any
+/// order, as ClickHouse streams them (borrowed strings: each distinct one
+/// is copied once).
+#[derive(Default)]
+pub(super) struct TableBuilder {
+    teams: Interner,
+    users: Interner,
+    products: Interner,
+    aggs: FastMap<Key, Agg>,
+    /// Last day used, ever (days since 1970), of every key with usage.
+    last: FastMap<Key, u16>,
+}
+
+impl TableBuilder {
+    fn key(&mut self, team: &str, user: &str, product: &str, access: Access) -> Key {
+        (
+            self.teams.of(team),
+            self.users.of(user),
+            self.products.of(product),
+            access,
+        )
+    }
+
+    /// Days used in the range (a `days` row).
+    pub(super) fn days(
+        &mut self,
+        team: &str,
+        user: &str,
+        product: &str,
+        access: &str,
+        days: u64,
+    ) -> Result<(), ApiError> {
+        let key = self.key(team, user, product, access_of(access)?);
+        self.aggs.entry(key).or_default().days = days;
+        Ok(())
+    }
+
+    /// Tokens of the Flex windows starting in the range (a `tokens` row).
+    pub(super) fn tokens(&mut self, team: &str, user: &str, product: &str, tokens_milli: u64) {
+        let key = self.key(team, user, product, Access::Flex);
+        self.aggs.entry(key).or_default().tokens_milli = tokens_milli;
+    }
+
+    /// Assigned now, since (a `held` row).
+    pub(super) fn held(
+        &mut self,
+        team: &str,
+        user: &str,
+        product: &str,
+        access: &str,
+        since_day: u16,
+    ) -> Result<(), ApiError> {
+        let key = self.key(team, user, product, access_of(access)?);
+        self.aggs.entry(key).or_default().since = Some(day(since_day));
+        Ok(())
+    }
+
+    /// Last day used, ever (a `last_access` row).
+    pub(super) fn last(
+        &mut self,
+        team: &str,
+        user: &str,
+        product: &str,
+        access: &str,
+        last_day: u16,
+    ) -> Result<(), ApiError> {
+        let key = self.key(team, user, product, access_of(access)?);
+        self.last.insert(key, last_day);
+        Ok(())
+    }
+
+    /// Joins what was fed by (current team, user, product, access): only
     /// keys assigned now or used in the range stay, with their last access
-    /// (ever) filled in and their status for `dates`. `hashed(teams)` says
-    /// whether identities are hashed given the teams of the lines kept;
-    /// `hash(user_id)` is the key shown for a user when they are.
-    pub(super) fn build(
-        aggregates: Aggregates,
+    /// (ever) filled in and their status for `dates`; strings no line uses
+    /// are dropped. `hashed(teams)` says whether identities are hashed given
+    /// the teams of the lines kept; `hash(user_id)` is the key shown for a
+    /// user when they are.
+    pub(super) fn finish(
+        self,
         dates: &DateRange,
         hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
         hash: impl Fn(&str) -> String,
-    ) -> Result<(Table, bool), ApiError> {
-        let (mut teams, mut users, mut products) = (
-            Interner::default(),
-            Interner::default(),
-            Interner::default(),
-        );
-        let mut aggs: FastMap<(u32, u32, u32, Access), Agg> = FastMap::default();
-        aggs.reserve(aggregates.days.len() + aggregates.held.len());
-        for r in aggregates.days {
-            let key = (
-                teams.of(r.team),
-                users.of(r.user_id),
-                products.of(r.product),
-                access_of(&r.access)?,
-            );
-            aggs.entry(key).or_default().days = r.days;
-        }
-        for r in aggregates.tokens {
-            let key = (
-                teams.of(r.team),
-                users.of(r.user_id),
-                products.of(r.product),
-                Access::Flex,
-            );
-            aggs.entry(key).or_default().tokens_milli = r.tokens_milli;
-        }
-        for r in aggregates.held {
-            let key = (
-                teams.of(r.team),
-                users.of(r.user_id),
-                products.of(r.product),
-                access_of(&r.access)?,
-            );
-            aggs.entry(key).or_default().since = Some(day(r.since_day));
-        }
+    ) -> (Table, bool) {
+        let TableBuilder {
+            teams,
+            users,
+            products,
+            mut aggs,
+            last,
+        } = self;
+        // Last access alone never makes a line.
         aggs.retain(|_, a| a.since.is_some() || a.days > 0);
-        // Last access alone never makes a line: it is filled into the lines
-        // kept, so a line assigned now and not used in the range shows it.
-        for r in aggregates.last {
-            let (Some(t), Some(u), Some(p)) = (
-                teams.get(&r.team),
-                users.get(&r.user_id),
-                products.get(&r.product),
-            ) else {
-                continue;
-            };
-            if let Some(agg) = aggs.get_mut(&(t, u, p, access_of(&r.access)?)) {
-                agg.last = (r.last_day > 0).then(|| day(r.last_day));
-            }
-        }
-
         let (teams, products, users) = (
             teams.into_names(),
             products.into_names(),
             users.into_names(),
         );
-        let kept_teams: HashSet<u32> = aggs.keys().map(|k| k.0).collect();
-        let hashed = hashed(&mut kept_teams.iter().map(|&t| teams[t as usize].as_str()));
-        let (teams, team_of) = sorted_by(teams, String::clone);
-        let (products, product_of) = sorted_by(products, String::clone);
+        let (mut team_used, mut product_used, mut user_used) = (
+            vec![false; teams.len()],
+            vec![false; products.len()],
+            vec![false; users.len()],
+        );
+        for &(t, u, p, _) in aggs.keys() {
+            team_used[t as usize] = true;
+            user_used[u as usize] = true;
+            product_used[p as usize] = true;
+        }
+        let hashed = hashed(
+            &mut (0..teams.len())
+                .filter(|&t| team_used[t])
+                .map(|t| teams[t].as_str()),
+        );
+        let (teams, team_of) = sorted_used(teams, &team_used, String::clone);
+        let (products, product_of) = sorted_used(products, &product_used, String::clone);
         let users: Vec<User> = users
             .into_iter()
-            .map(|id| User {
-                hash: hashed.then(|| hash(&id).into_boxed_str()),
+            .zip(&user_used)
+            .map(|(id, &used)| User {
+                hash: (hashed && used).then(|| hash(&id).into_boxed_str()),
                 id: id.into_boxed_str(),
             })
             .collect();
-        let (users, user_of) = sorted_by(users, |u| (u.key().to_owned(), u.id.clone()));
+        let (users, user_of) =
+            sorted_used(users, &user_used, |u| (u.key().to_owned(), u.id.clone()));
         let mut by_id: Vec<u32> = (0..users.len() as u32).collect();
         by_id.sort_by(|&a, &b| users[a as usize].id.cmp(&users[b as usize].id));
 
         let mut lines: Vec<Entry> = aggs
             .into_iter()
-            .filter_map(|((t, u, p, access), a)| {
+            .filter_map(|(key, a)| {
+                let (t, u, p, access) = key;
                 let held = a.since.map(|since| Held {
                     access,
                     since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
@@ -231,7 +285,7 @@ impl Table {
                     access,
                     status,
                     days,
-                    last: a.last,
+                    last: last.get(&key).filter(|&&d| d > 0).map(|&d| day(d)),
                     since: a.since,
                     tokens_milli: a.tokens_milli,
                 })
@@ -239,7 +293,7 @@ impl Table {
             .collect();
         lines.sort_unstable_by_key(|e| (e.user, e.team, e.product, e.access));
         lines.shrink_to_fit();
-        Ok((
+        (
             Table {
                 teams,
                 products,
@@ -248,7 +302,33 @@ impl Table {
                 lines,
             },
             hashed,
-        ))
+        )
+    }
+}
+
+impl Table {
+    /// [`TableBuilder`] fed `aggregates` (owned rows).
+    #[cfg(test)]
+    pub(super) fn build(
+        aggregates: Aggregates,
+        dates: &DateRange,
+        hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
+        hash: impl Fn(&str) -> String,
+    ) -> Result<(Table, bool), ApiError> {
+        let mut b = TableBuilder::default();
+        for r in &aggregates.days {
+            b.days(&r.team, &r.user_id, &r.product, &r.access, r.days)?;
+        }
+        for r in &aggregates.last {
+            b.last(&r.team, &r.user_id, &r.product, &r.access, r.last_day)?;
+        }
+        for r in &aggregates.tokens {
+            b.tokens(&r.team, &r.user_id, &r.product, r.tokens_milli);
+        }
+        for r in &aggregates.held {
+            b.held(&r.team, &r.user_id, &r.product, &r.access, r.since_day)?;
+        }
+        Ok(b.finish(dates, hashed, hash))
     }
 
     /// The index of the user `id`.
