@@ -31,6 +31,12 @@ pub struct ClickHouseArgs {
     /// The database holding the pipeline's tables (created by `migrate`).
     #[arg(long, env = "USAGE_CLICKHOUSE_DATABASE", default_value = "usage")]
     pub clickhouse_database: String,
+    /// The ClickHouse cluster (a `<remote_servers>` entry) the schema spans:
+    /// `migrate` creates replicated tables on every node and Distributed
+    /// tables over them; the binaries write and read through those. Unset:
+    /// one server.
+    #[arg(long, env = "USAGE_CLICKHOUSE_CLUSTER")]
+    pub clickhouse_cluster: Option<String>,
 }
 
 impl ClickHouseArgs {
@@ -45,6 +51,10 @@ impl ClickHouseArgs {
             user: self.clickhouse_user.clone(),
             password,
             database: self.clickhouse_database.clone(),
+            cluster: self
+                .clickhouse_cluster
+                .clone()
+                .filter(|name| !name.is_empty()),
         })
     }
 }

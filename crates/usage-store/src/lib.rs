@@ -4,11 +4,13 @@
 //!   (RowBinary without schema validation, which ClickHouse 18.16 requires).
 //! - [`ServerVersion`]: the server's version, for the few places where
 //!   behaviour must differ between 18.16 and a current ClickHouse.
+//! - [`cluster`]: cluster mode, the schema's replicated and sharded form.
 //! - [`migrate`]: the versioned schema migrations in `schemas/clickhouse/`.
 //! - [`schema`]: every table defined once — its columns in order with their
 //!   types, the codes of its `Enum8` columns and the values its columns store
 //!   faithfully — for the writers and the readers alike.
 
+pub mod cluster;
 pub mod migrate;
 pub mod schema;
 mod version;
@@ -46,6 +48,10 @@ pub enum StoreError {
         #[source]
         source: clickhouse::error::Error,
     },
+    #[error("the server knows no cluster {0:?} (system.clusters, <remote_servers>)")]
+    UnknownCluster(String),
+    #[error("no cluster form for the statement {statement:?}: {reason}")]
+    NoClusterForm { statement: String, reason: String },
     #[error("unexpected server version string {0:?}")]
     BadVersion(String),
     #[error("unreadable row in {table}: {source}")]

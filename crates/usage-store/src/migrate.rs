@@ -165,11 +165,16 @@ struct AppliedMigration {
     checksum: String,
 }
 
-/// Creates the database and the record table, then applies every pending migration.
+/// Creates the database and the record table, then applies every pending
+/// migration — on every node of the cluster in cluster mode
+/// ([`crate::cluster`]).
 pub async fn apply(
     warehouse: &Warehouse,
     migrations: &[Migration],
 ) -> Result<MigrationReport, StoreError> {
+    if let Some(cluster) = warehouse.cluster() {
+        return apply_on_cluster(warehouse, cluster, migrations).await;
+    }
     let version = warehouse.server_version().await?;
     warehouse
         .server_client()
@@ -229,6 +234,91 @@ pub async fn apply(
             .execute()
             .await?;
         tracing::info!(version = migration.version, name = %migration.name, "migration applied");
+        report.applied.push(migration.version);
+    }
+    Ok(report)
+}
+
+/// Cluster mode: the DDL runs `ON CLUSTER`, the backfills once through the
+/// Distributed tables, and every node records what it has applied. A
+/// migration is pending while one node lacks its record; running it again
+/// is harmless (every statement is idempotent), and only the nodes that lack
+/// the record get one.
+async fn apply_on_cluster(
+    warehouse: &Warehouse,
+    cluster: &str,
+    migrations: &[Migration],
+) -> Result<MigrationReport, StoreError> {
+    let version = warehouse.server_version().await?;
+    let database = warehouse.database();
+    for ddl in crate::cluster::bootstrap(database, cluster) {
+        warehouse.server_client().query_raw(&ddl).execute().await?;
+    }
+    let nodes = crate::cluster::nodes(warehouse, cluster).await?;
+    let mut applied = Vec::with_capacity(nodes.len());
+    for node in &nodes {
+        let remote = crate::cluster::remote_table(node, warehouse, MIGRATIONS_TABLE);
+        let rows = warehouse
+            .client()
+            .query_raw(&format!(
+                "SELECT version, any(checksum) FROM {remote} GROUP BY version ORDER BY version"
+            ))
+            .fetch_all::<AppliedMigration>()
+            .await?;
+        applied.push(rows);
+    }
+    let client = warehouse.client();
+    let mut report = MigrationReport::default();
+    for migration in migrations {
+        let mut missing = Vec::new();
+        for (node, records) in nodes.iter().zip(&applied) {
+            match records.iter().find(|a| a.version == migration.version) {
+                Some(done) if done.checksum != migration.checksum => {
+                    return Err(StoreError::ChecksumMismatch {
+                        version: migration.version,
+                        name: migration.name.clone(),
+                        applied: done.checksum.clone(),
+                        current: migration.checksum.clone(),
+                    })
+                }
+                Some(_) => {}
+                None => missing.push(node),
+            }
+        }
+        if missing.is_empty() {
+            report.already_applied.push(migration.version);
+            continue;
+        }
+        for (index, statement) in migration.statements.iter().enumerate() {
+            for form in crate::cluster::cluster_form(statement, database, cluster)? {
+                let mut query = client.query_raw(&form);
+                if version.is_legacy() {
+                    query = query.with_setting("allow_experimental_low_cardinality_type", "1");
+                }
+                query
+                    .execute()
+                    .await
+                    .map_err(|source| StoreError::MigrationFailed {
+                        version: migration.version,
+                        name: migration.name.clone(),
+                        statement: index + 1,
+                        source,
+                    })?;
+            }
+        }
+        for node in missing {
+            let remote = crate::cluster::remote_table(node, warehouse, MIGRATIONS_TABLE);
+            client
+                .query_raw(&format!(
+                    "INSERT INTO FUNCTION {remote} SELECT {}, {}, {}, now()",
+                    migration.version,
+                    crate::cluster::quote(&migration.name),
+                    crate::cluster::quote(&migration.checksum),
+                ))
+                .execute()
+                .await?;
+        }
+        tracing::info!(version = migration.version, name = %migration.name, cluster, "migration applied on the cluster");
         report.applied.push(migration.version);
     }
     Ok(report)

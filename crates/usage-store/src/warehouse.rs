@@ -10,6 +10,9 @@ pub struct WarehouseSettings {
     pub password: String,
     /// The database holding every table of the pipeline.
     pub database: String,
+    /// The cluster (a `<remote_servers>` entry of the server) the schema
+    /// spans, or `None` for a single server. See [`crate::cluster`].
+    pub cluster: Option<String>,
 }
 
 impl Default for WarehouseSettings {
@@ -19,6 +22,7 @@ impl Default for WarehouseSettings {
             user: "default".into(),
             password: String::new(),
             database: "usage".into(),
+            cluster: None,
         }
     }
 }
@@ -36,6 +40,7 @@ impl std::fmt::Debug for Warehouse {
             .field("url", &self.settings.url)
             .field("user", &self.settings.user)
             .field("database", &self.settings.database)
+            .field("cluster", &self.settings.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -44,17 +49,29 @@ impl Warehouse {
     /// Builds a client for `settings.database` (which need not exist yet).
     pub fn new(settings: WarehouseSettings) -> Result<Warehouse, StoreError> {
         check_identifier(&settings.database)?;
+        if let Some(cluster) = &settings.cluster {
+            check_identifier(cluster)?;
+        }
         let client = Self::base_client(&settings).with_database(settings.database.clone());
         Ok(Warehouse { settings, client })
     }
 
     fn base_client(settings: &WarehouseSettings) -> Client {
-        Client::default()
+        let client = Client::default()
             .with_url(settings.url.clone())
             .with_user(settings.user.clone())
             .with_password(settings.password.clone())
             // 18.16 has no RowBinaryWithNamesAndTypes; plain RowBinary works everywhere.
-            .with_validation(false)
+            .with_validation(false);
+        match settings.cluster {
+            Some(_) => crate::cluster::client_settings(client),
+            None => client,
+        }
+    }
+
+    /// The cluster the schema spans, if any.
+    pub fn cluster(&self) -> Option<&str> {
+        self.settings.cluster.as_deref()
     }
 
     /// The client bound to the pipeline's database.
