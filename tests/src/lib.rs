@@ -3,6 +3,7 @@
 //! processes (started with `usage-testkit`, the harness helpers tests,
 //! benchmarks and the fault suite share).
 
+pub mod cluster;
 pub mod modern_clickhouse;
 pub mod report;
 pub mod rollups;

@@ -16,6 +16,7 @@ use usage_loadgen::oracle::{DateRange, ExpectedLine, LineKey};
 use usage_loadgen::{Oracle, ScenarioConfig};
 use usage_testkit::metrics::Metrics;
 use usage_testkit::report::{Admin, ReportRun};
+use usage_testkit::services::Services;
 
 /// The HMAC key the tests give the service (so they can recompute hashes).
 pub const HMAC_KEY: &str = "report-tests-hmac-key-0123456789abcdef";
@@ -67,6 +68,18 @@ pub struct Report {
 impl Report {
     /// Starts the service on `database` with `admins`, and waits until it answers.
     pub async fn start(database: &str, admins: &[TestAdmin], options: ReportOptions) -> Report {
+        Report::start_on(&services::local(), &[], database, admins, options).await
+    }
+
+    /// [`Report::start`] on other services, with `extra` options (the
+    /// cluster's, see [`crate::cluster`]).
+    pub async fn start_on(
+        on: &Services,
+        extra: &[&str],
+        database: &str,
+        admins: &[TestAdmin],
+        options: ReportOptions,
+    ) -> Report {
         let dir = std::env::temp_dir().join(unique("report"));
         let mut args = vec![
             "--sweep-interval-secs".to_owned(),
@@ -81,20 +94,16 @@ impl Report {
         if let Some(origins) = &options.avatar_origins {
             args.extend(["--avatar-origins".to_owned(), origins.clone()]);
         }
-        let report = ReportRun::new(
-            binary("usage-report", "usage-report"),
-            &services::local(),
-            database,
-            dir,
-        )
-        .admins(admins.iter().map(TestAdmin::admin))
-        .hmac_key(HMAC_KEY)
-        .scheduler_interval_secs(options.scheduler_interval_secs.unwrap_or(0))
-        .args(args)
-        .env("RUST_LOG", "info,usage_report=debug")
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("usage-report starts: {e:#}"));
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let report = ReportRun::new(binary("usage-report", "usage-report"), on, database, dir)
+            .admins(admins.iter().map(TestAdmin::admin))
+            .hmac_key(HMAC_KEY)
+            .scheduler_interval_secs(options.scheduler_interval_secs.unwrap_or(0))
+            .args(args)
+            .env("RUST_LOG", "info,usage_report=debug")
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("usage-report starts: {e:#}"));
         Report {
             exports_dir: report.exports_dir.clone(),
             report,

@@ -192,10 +192,21 @@ impl Ingest {
     /// Starts `usage-ingest run` on the given topics and database, with the
     /// `extra` options.
     pub fn start(topics: &Topics, database: &str, group: &str, extra: &[&str]) -> Ingest {
+        Ingest::start_on(&local(), topics, database, group, extra)
+    }
+
+    /// [`Ingest::start`] on other services (the cluster's, see [`crate::cluster`]).
+    pub fn start_on(
+        services: &Services,
+        topics: &Topics,
+        database: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> Ingest {
         let log = std::env::temp_dir().join(format!("{}.log", unique("ingest")));
         let ingest = IngestRun::new(
             binary("usage-ingest", "usage-ingest"),
-            &local(),
+            services,
             database,
             topics,
             group,
@@ -237,6 +248,20 @@ impl Ingest {
     /// Its metrics now (empty when it does not answer).
     pub async fn metrics(&self) -> Metrics {
         self.ingest.metrics().await.unwrap_or_default()
+    }
+
+    /// `/readyz`: its status code and body (None when it does not answer).
+    pub async fn readyz(&self) -> Option<(u16, String)> {
+        let response = usage_testkit::metrics::http_client()
+            .get(format!(
+                "http://127.0.0.1:{}/readyz",
+                self.ingest.metrics_port
+            ))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
     }
 }
 

@@ -63,7 +63,13 @@ struct Inner {
     late_flex_windows: IntCounterVec,
     ready: AtomicBool,
     healthy_inserts: AtomicBool,
+    /// Why the last ClickHouse request failed, for `/readyz` (cleared by a
+    /// successful insert).
+    clickhouse_failure: std::sync::Mutex<Option<String>>,
 }
+
+/// The longest reason `/readyz` quotes from a ClickHouse error.
+const MAX_REASON_CHARS: usize = 400;
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(NAMESPACE)
@@ -206,6 +212,7 @@ impl Metrics {
             late_flex_windows,
             ready: AtomicBool::new(false),
             healthy_inserts: AtomicBool::new(true),
+            clickhouse_failure: std::sync::Mutex::new(None),
         })))
     }
 
@@ -285,6 +292,27 @@ impl Metrics {
             .with_label_values(&[table])
             .observe(took.as_secs_f64());
         self.0.healthy_inserts.store(true, Ordering::Relaxed);
+        *self.failure() = None;
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic while holding it leaves a reason or none: both are fine.
+        self.0
+            .clickhouse_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A failed insert into `table`, with ClickHouse's reason (a replicated
+    /// table read-only while ZooKeeper is away, a shard with no live
+    /// replica, ...), which `/readyz` reports until an insert succeeds.
+    pub(crate) fn insert_failed(&self, table: &str, error: &dyn std::fmt::Display) {
+        self.clickhouse_error(Request::Insert, table);
+        let reason: String = format!("inserts into {table} fail: {error}")
+            .chars()
+            .take(MAX_REASON_CHARS)
+            .collect();
+        *self.failure() = Some(reason);
     }
 
     /// A failed ClickHouse request: an insert into `table`, or a read of
@@ -295,6 +323,10 @@ impl Metrics {
             .with_label_values(&[request.as_str(), table])
             .inc();
         self.0.healthy_inserts.store(false, Ordering::Relaxed);
+        *self.failure() = Some(format!(
+            "a ClickHouse {} of {table} failed",
+            request.as_str()
+        ));
     }
 
     /// An insert into `table` made again after it failed.
@@ -354,8 +386,16 @@ impl Metrics {
         self.0.ready.store(ready, Ordering::Relaxed);
     }
 
-    fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::Relaxed) && self.0.healthy_inserts.load(Ordering::Relaxed)
+    /// Ready, or why not.
+    fn readiness(&self) -> Result<(), String> {
+        if !self.0.ready.load(Ordering::Relaxed) {
+            return Err("not consuming: starting up or shutting down".into());
+        }
+        if !self.0.healthy_inserts.load(Ordering::Relaxed) {
+            let reason = self.failure().clone();
+            return Err(reason.unwrap_or_else(|| "a ClickHouse request failed".into()));
+        }
+        Ok(())
     }
 
     /// The text exposition of every metric.
@@ -377,11 +417,14 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(m): State<Metrics>) -> (StatusCode, &'static str) {
-    if m.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+/// 200 `ready`, or 503 `not ready: <why>` (the last ClickHouse failure).
+async fn readyz(State(m): State<Metrics>) -> (StatusCode, String) {
+    match m.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.replace('\n', " ")),
+        ),
     }
 }
 
@@ -453,8 +496,14 @@ mod tests {
         );
         // Not ready until an insert succeeds.
         metrics.set_ready(true);
-        assert!(!metrics.is_ready());
+        assert!(metrics.readiness().is_err());
+        metrics.insert_failed("authorizations", &"Table is in readonly mode");
+        assert_eq!(
+            metrics.readiness(),
+            Err("inserts into authorizations fail: Table is in readonly mode".to_owned()),
+            "/readyz says why"
+        );
         metrics.observe_insert("daily_usage", 1, 10, Duration::from_millis(1));
-        assert!(metrics.is_ready());
+        assert!(metrics.readiness().is_ok());
     }
 }

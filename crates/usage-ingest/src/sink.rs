@@ -4,7 +4,7 @@
 //! is either in ClickHouse or still owned by the caller, whose offsets are
 //! not committed.
 
-use crate::metrics::{Metrics, Request};
+use crate::metrics::Metrics;
 use crate::retry::{retry, RetryPolicy, SleepUnlessStopped};
 use bytes::Bytes;
 use clickhouse::Client;
@@ -82,7 +82,7 @@ impl Sink {
                 Ok(())
             },
             |error: &clickhouse::error::Error, attempt, delay| {
-                self.metrics.clickhouse_error(Request::Insert, table);
+                self.metrics.insert_failed(table, error);
                 tracing::warn!(
                     table,
                     rows = rows.rows,

@@ -51,8 +51,18 @@ pub const LOCAL_SUFFIX: &str = "_local";
 ///   over when it does not answer.
 /// - `distributed_product_mode=global`: a subquery over a Distributed table
 ///   inside a distributed query runs once and is shipped to the shards.
+/// - `insert_deduplicate=0`: a retried insert is written again rather than
+///   dropped as a copy of a block the replicated table has seen. On 18.16 a
+///   block dropped that way skips the table's materialized views: if a
+///   replica wrote `daily_usage` and died before its rollup views wrote
+///   theirs, the retry (on the other replica) would be dropped and the
+///   rollups would never get those rows (the cluster test saw exactly that).
+///   Written again, the copies change nothing: every table collapses them
+///   (ReplacingMergeTree keyed by the row's identity, idempotent aggregates),
+///   which is what keeps retries exact on a single server too.
 pub(crate) fn client_settings(client: Client) -> Client {
     client
+        .with_setting("insert_deduplicate", "0")
         .with_setting("insert_distributed_sync", "1")
         .with_setting("load_balancing", "in_order")
         .with_setting("distributed_product_mode", "global")

@@ -7,9 +7,21 @@ use usage_store::{migrate, Warehouse, WarehouseSettings};
 /// Creates `database` on `clickhouse_url` with every migration of
 /// `schemas/clickhouse` applied.
 pub async fn create_database(clickhouse_url: &str, database: &str) -> Result<Warehouse> {
+    create_database_on(clickhouse_url, None, database).await
+}
+
+/// Creates `database` with every migration applied: on `clickhouse_url`
+/// alone, or on every node of `cluster` (which that server knows) in the
+/// cluster form of the schema.
+pub async fn create_database_on(
+    clickhouse_url: &str,
+    cluster: Option<&str>,
+    database: &str,
+) -> Result<Warehouse> {
     let warehouse = Warehouse::new(WarehouseSettings {
         url: clickhouse_url.to_owned(),
         database: database.to_owned(),
+        cluster: cluster.map(str::to_owned),
         ..WarehouseSettings::default()
     })
     .with_context(|| format!("the warehouse settings of {database}"))?;
@@ -21,11 +33,19 @@ pub async fn create_database(clickhouse_url: &str, database: &str) -> Result<War
     Ok(warehouse)
 }
 
-/// `DROP DATABASE IF EXISTS` the warehouse's database.
+/// `DROP DATABASE IF EXISTS` the warehouse's database (`ON CLUSTER` in
+/// cluster mode: every node's tables and their ZooKeeper state go).
 pub async fn drop_database(warehouse: &Warehouse) -> Result<()> {
+    let on_cluster = warehouse
+        .cluster()
+        .map(|name| format!(" ON CLUSTER {name}"))
+        .unwrap_or_default();
     execute(
         &warehouse.server_client(),
-        &format!("DROP DATABASE IF EXISTS {}", warehouse.database()),
+        &format!(
+            "DROP DATABASE IF EXISTS {}{on_cluster}",
+            warehouse.database()
+        ),
     )
     .await
 }
