@@ -5,6 +5,8 @@
 # Environment:
 #   BOOTSTRAP_SERVERS broker to talk to (default kafka:19092)
 #   USAGE_PARTITIONS  partitions of the three inbound topics (default 4)
+#   USAGE_REPLICATION_FACTOR  copies of each partition (default 1; 3 on the
+#                     three-broker Kafka of the `cluster` profile)
 #
 # Existing topics are left as they are (`--if-not-exists`): to change the
 # partition count of an existing topic use `kafka-topics.sh --alter`, or start
@@ -13,6 +15,7 @@ set -euo pipefail
 
 bootstrap="${BOOTSTRAP_SERVERS:-kafka:19092}"
 partitions="${USAGE_PARTITIONS:-4}"
+replication="${USAGE_REPLICATION_FACTOR:-1}"
 topics_cli="${TOPICS_CLI:-/opt/kafka/bin/kafka-topics.sh}"
 
 case "$partitions" in
@@ -28,7 +31,7 @@ create() {
     shift 2
     echo "topic ${topic}: ${count} partition(s) $*"
     "$topics_cli" --bootstrap-server "$bootstrap" --create --if-not-exists \
-        --topic "$topic" --partitions "$count" --replication-factor 1 "$@"
+        --topic "$topic" --partitions "$count" --replication-factor "$replication" "$@"
 }
 
 # Inbound contract (keyed by user_id / team_id): consumer parallelism.
