@@ -117,10 +117,13 @@ fn root() -> TestAdmin {
     }
 }
 
+/// usage-report in cluster mode, its cache off (every request reads ClickHouse).
 async fn start_report(f: &Fixture) -> Report {
+    let mut args = cluster::cluster_args().to_vec();
+    args.extend(["--report-cache-secs", "0"]);
     Report::start_on(
         &cluster::services(),
-        &cluster::cluster_args(),
+        &args,
         f.db.name(),
         &[root()],
         ReportOptions::default(),
@@ -275,6 +278,18 @@ async fn a_replica_killed_during_the_ingest_loses_and_doubles_nothing() {
         "inserts go on with a replica down:\n{}",
         f.ingest.log_tail()
     );
+    // The report's reads of shard 2 fail over to node 4 too.
+    let report = start_report(f).await;
+    for path in [
+        "/v1/report/overview?team=all&range=last_30_days",
+        "/v1/report/users?team=all&range=last_30_days",
+    ] {
+        let (status, body) = report.get(Some(&root()), path).await;
+        assert!(
+            status.is_success(),
+            "{path} with a replica down: {status} {body}"
+        );
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster::up();
     converged(&f.published, &f.db, &run.instances()).await;
@@ -282,7 +297,6 @@ async fn a_replica_killed_during_the_ingest_loses_and_doubles_nothing() {
     replicas_agree(&f.db).await;
     // With its partner killed in turn, the report reads node 3 alone for
     // shard 2: it fails over, and is exact.
-    let report = start_report(f).await;
     cluster::kill_node(4);
     report_equals_oracle(f, &report).await;
     cluster::up();
