@@ -6,9 +6,10 @@
 //!   mode equals the oracle, both replicas of each shard hold the same rows,
 //!   and the report API over the cluster equals the oracle;
 //! - a replica SIGKILLed during the ingest and restarted: the inserts go on
-//!   on the other replica, nothing is lost or doubled, the restarted replica
-//!   catches up, and with its partner killed in turn the report (reading
-//!   through the Distributed tables, which fail over) is still exact;
+//!   on the other replica, the report answers meanwhile, nothing is lost or
+//!   doubled, the restarted replica catches up, and with its partner killed
+//!   in turn the report (reading through the Distributed tables, which fail
+//!   over) is still exact;
 //! - ZooKeeper stopped for 20 s during the ingest: the replicated tables turn
 //!   read-only, the inserts fail and are retried, `/readyz` says why, and
 //!   once ZooKeeper is back nothing is lost or doubled.
