@@ -126,20 +126,20 @@ pub async fn number_on(n: u32, sql: &str) -> Option<u64> {
         .ok()
 }
 
-/// Waits until both replicas of every shard hold the same number of rows
-/// in each of `tables` (the `_local` tables of `database`), rows on both
-/// shards; the per-node counts otherwise.
+/// Waits until both replicas of every shard hold the same distinct keys
+/// (their number) in each of `tables` (the `_local` tables of `database`,
+/// each with its key columns); the per-node counts otherwise.
 pub async fn replicas_agree(
     database: &str,
-    tables: &[&str],
+    tables: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(), String> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let mut counts = Vec::new();
-        for table in tables {
+        for (table, key) in tables {
             for n in NODES {
-                let sql = format!("SELECT count() FROM {database}.{table}_local");
+                let sql = format!("SELECT uniqExact({key}) FROM {database}.{table}_local");
                 counts.push((table.to_string(), n, number_on(n, &sql).await));
             }
         }
