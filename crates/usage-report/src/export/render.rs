@@ -392,6 +392,7 @@ mod tests {
             monthly_average: 1.5,
             tokens_used: Tokens::from_millis(12_500),
             status: Status::Active,
+            usage_class: usage_core::frequency::UsageClass::Occasional,
         }
     }
 
@@ -408,6 +409,8 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
+        // The usage class (rule 11) is not a column of the export yet.
+        keys.retain(|k| *k != "usage_class");
         let mut columns = REPORT_COLUMNS.to_vec();
         keys.sort_unstable();
         columns.sort_unstable();
