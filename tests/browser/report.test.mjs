@@ -14,6 +14,8 @@
 // (--avatar-origins https://cdn.example.com, answered here by a route),
 // initials for a user with none or whose image fails; none for hashed rows;
 // the Content-Security-Policy names exactly that origin for images.
+// The usage class column and filter and the occasional seat users tile
+// (with the Flex tokens if moved) equal the API's.
 // Also: editing a schedule keeps its own kind and filters; product, group and
 // search (debounced) update the page without "Apply"; a custom range sends
 // nothing until both dates are chosen, from <= to; at 1280 px wide the table
@@ -103,11 +105,13 @@ try {
     const out = {};
     for (const [k, v] of Object.entries(o.subscriptions)) out["tile-subscriptions." + k] = String(v);
     for (const [k, v] of Object.entries(o.flex)) out["tile-flex." + k] = String(v);
+    for (const [k, v] of Object.entries(o.occasional)) out["tile-occasional." + k] = String(v);
     return out;
   };
   const tableRows = () => page.evaluate(() => [...document.querySelectorAll("#users tbody tr[data-user-key]")]
-    .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="days_used"]').textContent]));
-  const wantRows = (p) => p.rows.map((r) => [r.user_key, String(r.days_used)]);
+    .map((tr) => [tr.dataset.userKey, tr.querySelector('[data-field="days_used"]').textContent,
+      tr.querySelector('[data-field="usage_class"]').textContent]));
+  const wantRows = (p) => p.rows.map((r) => [r.user_key, String(r.days_used), r.usage_class]);
   // At 1280 px: the table needs no sideways scrolling, and no status badge
   // is cut off (its text fits the badge, the badge its cell).
   const badgesFit = async (what) => {
@@ -171,6 +175,28 @@ try {
     : "initials:" + [...(r.name || "").split(/[\s._@-]+/).filter((w) => /\p{L}|\p{N}/u.test([...w][0] || "")).slice(0, 2)]
       .map((w) => [...w][0]).join("").toUpperCase()]);
   await eventually("profile images and initials", faces, wantFaces);
+
+  step("usage class");
+  // The usage class filter: tiles (the occasional seat users and their
+  // tokens if moved to Flex among them) and rows follow the API; then the
+  // column sorts.
+  const teamTiles = await api(`/v1/report/overview?${filters}`);
+  check(teamTiles.occasional.seats > 0, "the team has occasional seats: " + JSON.stringify(teamTiles.occasional));
+  for (const cls of ["occasional", "frequent"]) {
+    await page.selectOption("#f-usage_class", cls);
+    const byClass = `${filters}&usage_class=${cls}`;
+    await eventually(`tiles, ${cls}`, tiles, wantTiles(await api(`/v1/report/overview?${byClass}`)));
+    const classRows = await api(`/v1/report/users?${byClass}&sort=days_used:desc&page=1&page_size=50`);
+    check(classRows.rows.length > 0 && classRows.rows.every((r) => r.usage_class === cls), `rows of class ${cls}`);
+    await eventually(`users, ${cls}`, tableRows, wantRows(classRows));
+  }
+  await page.selectOption("#f-usage_class", "");
+  await eventually("users, any class", tableRows, wantRows(first));
+  await page.click('#users th[data-col="usage_class"]');
+  await eventually("sorted by usage class", tableRows,
+    wantRows(await api(`/v1/report/users?${filters}&sort=usage_class:desc&page=1&page_size=50`)));
+  await page.click('#users th[data-col="days_used"]');
+  await eventually("sorted by days used again", tableRows, wantRows(first));
 
   step("sort");
   // Sort: a second click on "Days used" turns the order around.
@@ -344,7 +370,7 @@ try {
   check(await page.locator('#users tbody [data-field="avatar"], #users tbody [data-field="initials"]').count() === 0,
     "no profile image or initials where identities are hashed");
   check(errors.length === 0, "no errors in the page: " + errors.join("; "));
-  console.log(`ok: tiles, chart, ${first.total} rows, sort, pages, export, schedule and its edit, every filter, custom range, badges at 1280 px, unassign, hashed team, profile images and initials; screenshot ${screenshot}`);
+  console.log(`ok: tiles, chart, ${first.total} rows, usage class, sort, pages, export, schedule and its edit, every filter, custom range, badges at 1280 px, unassign, hashed team, profile images and initials; screenshot ${screenshot}`);
 } catch (e) {
   failed = true;
   try { await (await browser.contexts()[0].pages())[0].screenshot({ path: screenshot.replace(/\.png$/, "-failed.png"), fullPage: true }); } catch (_) { /* best effort */ }

@@ -56,6 +56,8 @@ pub struct ReportOptions {
     pub sweep_interval_secs: Option<u64>,
     /// `--avatar-origins`.
     pub avatar_origins: Option<String>,
+    /// `--frequent-days-per-month`.
+    pub frequent_days_per_month: Option<String>,
 }
 
 /// A running `usage-report`, killed when dropped.
@@ -93,6 +95,9 @@ impl Report {
         }
         if let Some(origins) = &options.avatar_origins {
             args.extend(["--avatar-origins".to_owned(), origins.clone()]);
+        }
+        if let Some(days) = &options.frequent_days_per_month {
+            args.extend(["--frequent-days-per-month".to_owned(), days.clone()]);
         }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let report = ReportRun::new(binary("usage-report", "usage-report"), on, database, dir)

@@ -10,12 +10,18 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use usage_core::privacy::UserHasher;
-use usage_loadgen::oracle::DateRange;
+use usage_loadgen::oracle::{usage_class, DateRange};
 use usage_tests::report::{
     all_rows, compare, fixture, milli, Key, Report, ReportOptions, TestAdmin, Want, HMAC_KEY,
 };
 
-fn ranges(today: NaiveDate) -> Vec<(String, DateRange)> {
+/// The threshold the service is started with (not the default, so the
+/// option is seen to work).
+const FREQUENT_DAYS_PER_MONTH: f64 = 8.0;
+
+/// The ranges asked for, with their months in range (the monthly
+/// average's divisor).
+fn ranges(today: NaiveDate) -> Vec<(String, DateRange, f64)> {
     let custom = DateRange::new(today - Days::days(59), today - Days::days(10));
     let last_30 = DateRange::new(today - Days::days(29), today);
     let this_month = today.with_day0(0).unwrap_or(today);
@@ -26,11 +32,12 @@ fn ranges(today: NaiveDate) -> Vec<(String, DateRange)> {
         this_month.pred_opt().unwrap_or(this_month),
     );
     vec![
-        ("range=last_30_days".to_owned(), last_30),
-        ("range=last_3_months".to_owned(), last_3),
+        ("range=last_30_days".to_owned(), last_30, 1.0),
+        ("range=last_3_months".to_owned(), last_3, 3.0),
         (
             format!("range=custom&from={}&to={}", custom.from, custom.to),
             custom,
+            custom.calendar_months(),
         ),
     ]
 }
@@ -66,19 +73,31 @@ async fn the_report_equals_the_oracle() {
     let report = Report::start(
         f.db.name(),
         &[root.clone(), one.clone(), nobody.clone()],
-        ReportOptions::default(),
+        ReportOptions {
+            frequent_days_per_month: Some(FREQUENT_DAYS_PER_MONTH.to_string()),
+            ..ReportOptions::default()
+        },
     )
     .await;
     let unhash = f.unhash();
     let now = f.published.expected.now;
 
-    for (query, range) in ranges(f.today()) {
+    let mut occasional_seen = 0;
+    for (query, range, months) in ranges(f.today()) {
         // Every team, and all teams.
         for team in teams.iter().map(Some).chain([None]) {
             let team_param = team.map_or("all", |t| t.as_str());
             let q = format!("team={team_param}&{query}");
             let got = all_rows(&report, &root, &q, &unhash).await;
             compare(&q, &f.want(team.map(|t| t.as_str()), range), &got);
+            // Each row's usage class (rule 11), by the oracle's days used.
+            for (key, (g, row)) in &got {
+                assert_eq!(
+                    row["usage_class"],
+                    json!(usage_class(g.days_used, months, FREQUENT_DAYS_PER_MONTH)),
+                    "{q}: {key:?}: {row}"
+                );
+            }
 
             // The tiles.
             let (status, overview) = report
@@ -112,6 +131,28 @@ async fn the_report_equals_the_oracle() {
                 json!(s.flex_days_used),
                 "{q}"
             );
+            // The occasional seat users tile and its tokens if moved to Flex.
+            let o = f.oracle.occasional_seats(
+                &f.published.expected.rows,
+                team.map(|t| t.as_str()),
+                range,
+                months,
+                FREQUENT_DAYS_PER_MONTH,
+            );
+            let tile = &overview["occasional"];
+            assert_eq!(
+                tile["below_days_per_month"],
+                json!(FREQUENT_DAYS_PER_MONTH),
+                "{q}: {overview}"
+            );
+            assert_eq!(tile["seat_users"], json!(o.seat_users), "{q}: {tile}");
+            assert_eq!(tile["seats"], json!(o.seats), "{q}: {tile}");
+            assert_eq!(
+                milli(&tile["flex_tokens_if_moved"]),
+                o.flex_tokens_if_moved_milli,
+                "{q}: {tile}"
+            );
+            occasional_seen += o.seats;
             assert_eq!(overview["range"]["from"], json!(range.from.to_string()));
             assert_eq!(overview["range"]["to"], json!(range.to.to_string()));
 
@@ -151,6 +192,11 @@ async fn the_report_equals_the_oracle() {
             }
         }
     }
+
+    assert!(
+        occasional_seen > 0,
+        "the scenario has occasional seats to weigh"
+    );
 
     // Privacy: ids and profiles for a team with PII on, keyed hashes for a
     // team with it off, and hashes for everyone with all teams selected.
@@ -226,6 +272,55 @@ async fn the_report_equals_the_oracle() {
             "status={status}"
         );
     }
+    // The usage class filter keeps exactly the rows of that class; the tile
+    // follows it.
+    let mut classes = 0;
+    for class in ["frequent", "occasional", "unused"] {
+        let q = format!("{base}&usage_class={class}");
+        let got = all_rows(&report, &root, &q, &unhash).await;
+        let want: Vec<&Key> = full
+            .iter()
+            .filter(|(_, (_, v))| v["usage_class"] == json!(class))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(got.keys().collect::<Vec<_>>(), want, "{q}");
+        classes += usize::from(!want.is_empty());
+        let (_, overview) = report
+            .get(Some(&root), &format!("/v1/report/overview?{q}"))
+            .await;
+        let (_, all) = report
+            .get(Some(&root), &format!("/v1/report/overview?{base}"))
+            .await;
+        let seats = &overview["occasional"]["seats"];
+        if class == "occasional" {
+            assert_eq!(overview["occasional"], all["occasional"], "{q}");
+        } else {
+            assert_eq!(seats, &json!(0), "{q}: {overview}");
+        }
+    }
+    assert!(classes >= 2, "the scenario has rows of several classes");
+    let (_, by_class) = report
+        .get(
+            Some(&root),
+            &format!("/v1/report/users?{base}&sort=usage_class:desc&page_size=1000"),
+        )
+        .await;
+    let rank = |v: &Value| match v["usage_class"].as_str() {
+        Some("frequent") => 2,
+        Some("occasional") => 1,
+        _ => 0,
+    };
+    let ranks: Vec<i32> = by_class["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(rank)
+        .collect();
+    assert!(
+        !ranks.is_empty() && ranks.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by usage class, most used first"
+    );
     let got = all_rows(&report, &root, &format!("{base}&access=flex"), &unhash).await;
     assert!(got.keys().all(|k| k.3 == "flex"));
     assert_eq!(got.len(), full.keys().filter(|k| k.3 == "flex").count());
@@ -371,6 +466,8 @@ async fn the_report_equals_the_oracle() {
         ("sort=salary:asc", "invalid_parameter"),
         ("page_size=0", "invalid_parameter"),
         ("access=trial", "invalid_parameter"),
+        ("usage_class=rare", "invalid_parameter"),
+        ("usage_class=", "invalid_parameter"),
     ] {
         let (status, body) = report
             .get(Some(&root), &format!("/v1/report/users?{bad}"))

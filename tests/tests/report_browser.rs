@@ -1,7 +1,8 @@
 //! The report page in headless Chromium (Debian's `chromium`, driven by
 //! `playwright-core` from `tests/browser/`), against `usage-report` over
 //! rollups built by the real ingest: log in with a token, change team and
-//! range, sort, page, export (with its progress), schedule, unassign; every
+//! range, sort, page, export (with its progress), schedule, unassign; the
+//! usage class column and filter and the occasional seat users tile; every
 //! filter refreshes the page (typed ones debounced, a custom range only when
 //! both dates are set and in order); editing a schedule keeps its kind and
 //! filters; badges are never cut off at 1280 px; profile images from the

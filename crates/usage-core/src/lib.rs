@@ -16,10 +16,12 @@
 //! - [`status`]: activity status and the Subscriptions tile (rule 6).
 //! - [`privacy`]: keyed hashing of user identity and when it applies (rule 7).
 //! - [`admin`]: export retention, schedules, unassign (rules 8-10).
+//! - [`frequency`]: frequent and occasional users, tokens if moved to Flex (rule 11).
 
 pub mod admin;
 pub mod charge;
 pub mod event;
+pub mod frequency;
 pub mod groups;
 pub mod merge;
 mod pair;

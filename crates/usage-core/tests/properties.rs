@@ -10,6 +10,7 @@ use usage_core::charge::{charges, Charge, ChargeConfig, ChargeState, RateTable};
 use usage_core::event::{
     Access, Assignment, AssignmentAction, AssignmentVia, Authorization, ProductRate, Tokens,
 };
+use usage_core::frequency::{shown_average, usage_class, FrequentDaysPerMonth, UsageClass};
 use usage_core::merge::{MergeError, TeamMerges};
 use usage_core::range::DateRange;
 use usage_core::status::{status, Held, Status};
@@ -775,5 +776,40 @@ proptest! {
             let current = m.current(&team);
             prop_assert!(!accepted.contains_key(current), "{} ends at a team not merged", team);
         }
+    }
+}
+
+// ---------------------------------------------------------- usage classes
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Rule 11: unused iff no day used; occasional iff used and the shown
+    /// monthly average is below the threshold; frequent otherwise; and more
+    /// days never lower the class, a higher threshold never raises it.
+    #[test]
+    fn usage_classes_follow_the_shown_average(
+        days in 0u32..400,
+        more in 0u32..40,
+        months in prop_oneof![Just(1.0f64), Just(3.0), Just(6.0), Just(12.0), 0.03f64..12.1],
+        hundredths in 1u32..=3100,
+        raise in 0u32..500,
+    ) {
+        let frequent_at = FrequentDaysPerMonth::new(f64::from(hundredths) / 100.0).expect("valid");
+        let class = usage_class(days, months, frequent_at);
+        let average = shown_average(days, months);
+        prop_assert_eq!(class == UsageClass::Unused, days == 0);
+        prop_assert_eq!(
+            class == UsageClass::Occasional,
+            days > 0 && average < frequent_at.days()
+        );
+        prop_assert_eq!(
+            class == UsageClass::Frequent,
+            days > 0 && average >= frequent_at.days()
+        );
+        prop_assert!(usage_class(days + more, months, frequent_at) >= class);
+        let higher = FrequentDaysPerMonth::new(f64::from((hundredths + raise).min(3100)) / 100.0)
+            .expect("valid");
+        prop_assert!(usage_class(days, months, higher) <= class);
     }
 }

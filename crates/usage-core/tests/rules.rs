@@ -14,6 +14,9 @@ use usage_core::event::{
     parse_timestamp, Access, Assignment, AssignmentAction, AssignmentVia, Authorization,
     GroupMembership, ProductRate, Team, Tokens, UserProfile,
 };
+use usage_core::frequency::{
+    flex_tokens_if_moved, shown_average, usage_class, FrequentDaysPerMonth, UsageClass,
+};
 use usage_core::groups::GroupDirectory;
 use usage_core::merge::{MergeApplied, MergeError, TeamMerges};
 use usage_core::privacy::{display_identity, identities_hashed, TeamDirectory, UserHasher};
@@ -1388,5 +1391,39 @@ fn team_resolution_source_and_named_team_details() {
     assert_eq!(
         s.resolve(&e).team().map(|t| t.source),
         Some(TeamSource::Assignment)
+    );
+}
+
+/// "See which users are frequent or occasional users of a product …
+/// consider assigning them to prepaid Flex" (rule 11): lines classed by the
+/// monthly average as shown, and the tokens a seat user would have cost.
+#[test]
+fn frequent_and_occasional_users() {
+    let five = FrequentDaysPerMonth::DEFAULT;
+    let quarter = ReportRange::Preset(RangePreset::Last3Months).months();
+    // Fewer than 5 days a month over 3 months: 14 days; 15 is 5.00 a month.
+    assert_eq!(usage_class(0, quarter, five), UsageClass::Unused);
+    assert_eq!(usage_class(14, quarter, five), UsageClass::Occasional);
+    assert_eq!(usage_class(15, quarter, five), UsageClass::Frequent);
+    assert_eq!(
+        monthly_average(15, &ReportRange::Preset(RangePreset::Last3Months)),
+        shown_average(15, quarter)
+    );
+    let mut rates = RateTable::new();
+    rates.apply(
+        "r1",
+        t("2026-01-01T00:00:00Z"),
+        &ProductRate {
+            product: "p1".into(),
+            name: None,
+            flex_tokens_per_day: Tokens::from_whole(6),
+            effective_from: t("2026-01-01T00:00:00Z"),
+        },
+    );
+    let days = [d("2026-02-03"), d("2026-02-10"), d("2026-03-01")];
+    assert_eq!(
+        flex_tokens_if_moved(&rates, "p1", days),
+        Tokens::from_whole(18),
+        "days used x the daily rate in force each day"
     );
 }

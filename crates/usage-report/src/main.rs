@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use usage_core::frequency::FrequentDaysPerMonth;
 use usage_core::privacy::UserHasher;
 use usage_report::admins::Admins;
 use usage_report::export::ExportStore;
@@ -88,6 +89,19 @@ struct Cli {
         help_heading = "HTTP"
     )]
     report_cache_secs: u64,
+    /// The usage classes' threshold, in days used per month on average
+    /// (0.01 to 31): a report line below it is `occasional`, at or above it
+    /// `frequent` (no day used: `unused`). The default, 5, is about one
+    /// working day a week; set it to where a seat starts paying for itself
+    /// against Flex (a seat's monthly price divided by the price of a day
+    /// of Flex tokens), so the occasional tile lists the seats worth moving.
+    #[arg(
+        long,
+        env = "USAGE_REPORT_FREQUENT_DAYS_PER_MONTH",
+        default_value_t = FrequentDaysPerMonth::DEFAULT,
+        help_heading = "Report"
+    )]
+    frequent_days_per_month: FrequentDaysPerMonth,
     /// Origins the page may show profile images from, comma-separated
     /// (`https://host[:port]`, e.g. your directory's avatar CDN); the page's
     /// Content-Security-Policy allows exactly these. A user whose image is
@@ -330,13 +344,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
         let state = api::AppState {
             admins: Arc::new(admins),
-            reporter: Reporter::new(warehouse.client().clone(), hasher).with_cache(
-                Duration::from_secs(cli.report_cache_secs),
-                {
+            reporter: Reporter::new(warehouse.client().clone(), hasher)
+                .with_cache(Duration::from_secs(cli.report_cache_secs), {
                     let metrics = metrics.clone();
                     move |lookup| metrics.report_cache(lookup == CacheLookup::Hit)
-                },
-            ),
+                })
+                .with_frequent_days_per_month(cli.frequent_days_per_month),
             exports,
             schedules: ScheduleStore::new(warehouse.client().clone()).with_runs(runs),
             publisher,

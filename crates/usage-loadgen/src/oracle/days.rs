@@ -37,6 +37,31 @@ impl DateRange {
         DateRange { from, to }
     }
 
+    /// Months in the range for the monthly average of a custom range: per
+    /// calendar month touched, the days covered over the days of that month.
+    pub fn calendar_months(&self) -> f64 {
+        use chrono::Datelike;
+        let mut covered: std::collections::BTreeMap<(i32, u32), u32> = Default::default();
+        let mut d = self.from;
+        while d <= self.to {
+            *covered.entry((d.year(), d.month())).or_default() += 1;
+            d = d.succ_opt().unwrap_or(NaiveDate::MAX);
+        }
+        covered
+            .into_iter()
+            .map(|((y, m), n)| {
+                let first = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MIN);
+                let next = if m == 12 {
+                    NaiveDate::from_ymd_opt(y + 1, 1, 1)
+                } else {
+                    NaiveDate::from_ymd_opt(y, m + 1, 1)
+                }
+                .unwrap_or(NaiveDate::MAX);
+                f64::from(n) / (next - first).num_days() as f64
+            })
+            .sum()
+    }
+
     pub(super) fn contains_day(&self, d: Day) -> bool {
         let d = i64::from(d);
         d >= day_of_date(self.from) && d <= day_of_date(self.to)

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
+use super::days::DAY_US;
 use super::{CurrentAssignment, DateRange, ExpectedRow, Oracle};
 use crate::Access;
 
@@ -24,20 +25,52 @@ pub struct ExpectedLine {
     pub status: String,
 }
 
+/// What the oracle folds per line before the range is applied.
+struct Acc {
+    dates: BTreeSet<NaiveDate>,
+    held: Option<CurrentAssignment>,
+    tokens: u64,
+}
+
+/// The occasional seat users tile as the oracle sees it (docs/rules.md
+/// rule 11): seats assigned now, used in the range on fewer than the
+/// threshold's days a month on average.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OccasionalSeats {
+    /// Distinct users holding such a seat.
+    pub seat_users: u64,
+    /// Such seats.
+    pub seats: u64,
+    /// Per such seat and day used in the range, the rate in force at 00:00
+    /// UTC that day (0 without one), in thousandths.
+    pub flex_tokens_if_moved_milli: u64,
+}
+
+/// The usage class of a line used on `days_used` days over `months` months
+/// with the threshold `frequent_days_per_month`: `unused` without a day,
+/// `occasional` when the monthly average as the report shows it (to two
+/// decimals) is below the threshold, else `frequent`.
+pub fn usage_class(days_used: u64, months: f64, frequent_days_per_month: f64) -> &'static str {
+    if days_used == 0 {
+        return "unused";
+    }
+    let shown = (days_used as f64 / months * 100.0).round() / 100.0;
+    if shown < frequent_days_per_month {
+        "occasional"
+    } else {
+        "frequent"
+    }
+}
+
 impl Oracle {
-    /// The report's lines for `team` (a current team; `None`: all teams)
-    /// over `range`, from `rows` (the expected rows of every stored team).
-    pub fn report_lines(
+    /// Per line of `team` (`None`: all teams), every date used (ever) and
+    /// the assignment in force and tokens of the windows opened in `range`.
+    fn fold_lines(
         &self,
         rows: &[ExpectedRow],
         team: Option<&str>,
         range: DateRange,
-    ) -> BTreeMap<LineKey, ExpectedLine> {
-        struct Acc {
-            dates: BTreeSet<NaiveDate>,
-            held: Option<CurrentAssignment>,
-            tokens: u64,
-        }
+    ) -> BTreeMap<LineKey, Acc> {
         let mut acc: BTreeMap<LineKey, Acc> = BTreeMap::new();
         for row in rows {
             if team.is_some_and(|t| t != row.current_team_id) {
@@ -78,8 +111,19 @@ impl Oracle {
                     .sum::<u64>();
             }
         }
+        acc
+    }
+
+    /// The report's lines for `team` (a current team; `None`: all teams)
+    /// over `range`, from `rows` (the expected rows of every stored team).
+    pub fn report_lines(
+        &self,
+        rows: &[ExpectedRow],
+        team: Option<&str>,
+        range: DateRange,
+    ) -> BTreeMap<LineKey, ExpectedLine> {
         let mut out = BTreeMap::new();
-        for (key, a) in acc {
+        for (key, a) in self.fold_lines(rows, team, range) {
             let days = a
                 .dates
                 .iter()
@@ -104,6 +148,43 @@ impl Oracle {
                 },
             );
         }
+        out
+    }
+
+    /// The occasional seat users of `team` (`None`: all teams) over `range`
+    /// of `months` months, with the threshold `frequent_days_per_month`.
+    pub fn occasional_seats(
+        &self,
+        rows: &[ExpectedRow],
+        team: Option<&str>,
+        range: DateRange,
+        months: f64,
+        frequent_days_per_month: f64,
+    ) -> OccasionalSeats {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(NaiveDate::MIN);
+        let mut users: BTreeSet<String> = BTreeSet::new();
+        let mut out = OccasionalSeats::default();
+        for ((_, user, product, access), a) in self.fold_lines(rows, team, range) {
+            if access != "seat" || a.held.is_none() {
+                continue;
+            }
+            let used: Vec<NaiveDate> = a
+                .dates
+                .iter()
+                .copied()
+                .filter(|d| range.from <= *d && *d <= range.to)
+                .collect();
+            if usage_class(used.len() as u64, months, frequent_days_per_month) != "occasional" {
+                continue;
+            }
+            out.seats += 1;
+            users.insert(user);
+            for d in used {
+                let midnight = (d - epoch).num_days() * DAY_US;
+                out.flex_tokens_if_moved_milli += self.rate_at(&product, midnight).unwrap_or(0);
+            }
+        }
+        out.seat_users = users.len() as u64;
         out
     }
 }

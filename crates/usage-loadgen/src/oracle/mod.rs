@@ -71,7 +71,7 @@ pub use expected::{
     CurrentAssignment, ExpectedRange, ExpectedRollups, ExpectedRow, ExpectedTeam, ExpectedWindow,
     Status, TeamSummary, Totals,
 };
-pub use lines::{ExpectedLine, LineKey};
+pub use lines::{usage_class, ExpectedLine, LineKey, OccasionalSeats};
 pub use messages::OracleError;
 
 use days::Day;

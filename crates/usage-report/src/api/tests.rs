@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use usage_core::admin::{EXPORT_RETENTION, MAX_SCHEDULES_PER_ADMIN};
 use usage_core::event::Access;
+use usage_core::frequency::UsageClass;
 use usage_core::privacy::UserHasher;
 use usage_core::range::MAX_CUSTOM_DAYS;
 use usage_core::status::Status;
@@ -346,6 +347,12 @@ fn stable_names_come_from_the_code() {
         status
     );
     assert_eq!(strings(&schema(doc, "Status")["enum"]), status);
+    let classes: Vec<&str> = UsageClass::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(
+        strings(&parameter(doc, users, "usage_class")["schema"]["enum"]),
+        classes
+    );
+    assert_eq!(strings(&schema(doc, "UsageClass")["enum"]), classes);
     let kinds: Vec<&str> = ExportKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(strings(&schema(doc, "ExportKind")["enum"]), kinds);
     let formats: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.as_str()).collect();
@@ -366,7 +373,7 @@ fn stable_names_come_from_the_code() {
             .filter_map(|p| p["name"].as_str().map(str::to_owned))
             .collect()
     };
-    assert_eq!(names(users).len(), 12);
+    assert_eq!(names(users).len(), 13);
     let filters: Vec<String> = names(users)
         .into_iter()
         .filter(|n| !["sort", "page", "page_size"].contains(&n.as_str()))

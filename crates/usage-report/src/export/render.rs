@@ -17,7 +17,7 @@ use crate::report::{SeatUsageDay, TokenUsageDay};
 
 /// The columns of the report export: the JSON field names of [`ReportRow`],
 /// in declaration order.
-pub const REPORT_COLUMNS: [&str; 14] = [
+pub const REPORT_COLUMNS: [&str; 15] = [
     "user_key",
     "name",
     "email",
@@ -32,6 +32,7 @@ pub const REPORT_COLUMNS: [&str; 14] = [
     "monthly_average",
     "tokens_used",
     "status",
+    "usage_class",
 ];
 
 /// The columns of the raw seat usage export.
@@ -123,6 +124,7 @@ impl Record for ReportRow {
             Cell::Float(self.monthly_average),
             Cell::Tokens(self.tokens_used),
             Cell::text(self.status.as_str()),
+            Cell::text(self.usage_class.as_str()),
         ]
     }
 }
@@ -392,6 +394,7 @@ mod tests {
             monthly_average: 1.5,
             tokens_used: Tokens::from_millis(12_500),
             status: Status::Active,
+            usage_class: usage_core::frequency::UsageClass::Occasional,
         }
     }
 

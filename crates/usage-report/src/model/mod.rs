@@ -12,6 +12,7 @@ mod params;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use usage_core::event::{Access, Tokens};
+use usage_core::frequency::UsageClass;
 use usage_core::range::{DateRange, ReportRange};
 use usage_core::status::Status;
 use utoipa::ToSchema;
@@ -44,6 +45,8 @@ pub struct ReportFilters {
     pub product: Option<String>,
     pub access: Option<Access>,
     pub status: Option<Status>,
+    /// Only lines of this usage class (rule 11).
+    pub usage_class: Option<UsageClass>,
     pub group: Option<String>,
     pub q: Option<String>,
 }
@@ -64,11 +67,12 @@ pub enum SortColumn {
     MonthlyAverage,
     TokensUsed,
     Status,
+    UsageClass,
 }
 
 impl SortColumn {
     /// Every column with its stable name.
-    pub const ALL: [(SortColumn, &'static str); 13] = [
+    pub const ALL: [(SortColumn, &'static str); 14] = [
         (SortColumn::UserKey, "user_key"),
         (SortColumn::Name, "name"),
         (SortColumn::Email, "email"),
@@ -82,6 +86,7 @@ impl SortColumn {
         (SortColumn::MonthlyAverage, "monthly_average"),
         (SortColumn::TokensUsed, "tokens_used"),
         (SortColumn::Status, "status"),
+        (SortColumn::UsageClass, "usage_class"),
     ];
 
     /// The stable name.
@@ -171,6 +176,8 @@ pub struct ReportRow {
     pub tokens_used: Tokens,
     #[schema(value_type = schemas::Status)]
     pub status: Status,
+    #[schema(value_type = schemas::UsageClass)]
+    pub usage_class: UsageClass,
 }
 
 /// One page of the users table.
@@ -213,6 +220,28 @@ pub struct FlexTile {
     pub days_used: u64,
 }
 
+/// The occasional seat users tile (rule 11): the seats assigned now and
+/// used in the range on fewer than `below_days_per_month` days a month on
+/// average (usage class `occasional`), and the Flex tokens their days used
+/// would have cost at the products' rates, to weigh moving them to Flex.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OccasionalTile {
+    /// The threshold of this deployment (`--frequent-days-per-month`):
+    /// below it a line is occasional, at or above it frequent.
+    #[schema(minimum = 0.01, maximum = 31)]
+    pub below_days_per_month: f64,
+    /// Distinct users holding such a seat.
+    pub seat_users: u64,
+    /// Such seats: (team, user, product) seat assignments in force.
+    pub seats: u64,
+    /// What their days used in the range would have cost on Flex: per seat
+    /// and day used, the product's daily rate in force at the start of that
+    /// UTC day (0 on a day with no rate). An estimate: Flex charges per
+    /// 24-hour window, so consecutive days may cost less.
+    #[schema(value_type = schemas::Tokens)]
+    pub flex_tokens_if_moved: Tokens,
+}
+
 /// The dates the report covers, resolved as of the request (both
 /// inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -222,10 +251,11 @@ pub struct RangeDates {
 }
 
 /// The overview tiles and the dates they cover.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Overview {
     pub subscriptions: SubscriptionsTile,
     pub flex: FlexTile,
+    pub occasional: OccasionalTile,
     pub range: RangeDates,
 }
 

@@ -7,6 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use usage_core::event::Access;
+use usage_core::frequency::UsageClass;
 use usage_core::range::{RangePreset, ReportRange};
 use usage_core::status::Status;
 use utoipa::openapi::path::{Parameter, ParameterIn};
@@ -75,6 +76,12 @@ pub struct ReportParams {
     #[schema(value_type = Option<schemas::StatusText>, inline)]
     #[param(value_type = Option<schemas::StatusText>, inline)]
     pub status: Option<String>,
+    /// Only rows of this usage class (`frequent`, `occasional`, `unused`;
+    /// see `UsageClass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schemas::UsageClassText>, inline)]
+    #[param(value_type = Option<schemas::UsageClassText>, inline)]
+    pub usage_class: Option<String>,
     /// Only members of this group, by group id or name (current membership).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -134,10 +141,10 @@ impl ReportParams {
     /// Validates the filters as of `now` (sort and page are not looked at).
     ///
     /// A value from a fixed vocabulary or of a fixed form (`range`,
-    /// `from`, `to`, `access`, `status`, `sort`, `page`, `page_size`) is
-    /// taken exactly as the document spells it (an empty one is refused,
-    /// not taken as absent); free text (`team`, `product`, `group`, `q`)
-    /// drops surrounding spaces and is absent when empty.
+    /// `from`, `to`, `access`, `status`, `usage_class`, `sort`, `page`,
+    /// `page_size`) is taken exactly as the document spells it (an empty
+    /// one is refused, not taken as absent); free text (`team`, `product`,
+    /// `group`, `q`) drops surrounding spaces and is absent when empty.
     pub fn filters(&self, now: DateTime<Utc>) -> Result<ReportFilters, ApiError> {
         let team = match text(&self.team) {
             None | Some("all") => TeamSelection::All,
@@ -175,6 +182,15 @@ impl ReportParams {
                     })?,
             ),
         };
+        let usage_class = match exact("usage_class", &self.usage_class)? {
+            None => None,
+            Some(c) => Some(UsageClass::from_name(c).ok_or_else(|| {
+                ApiError::invalid(
+                    "usage_class",
+                    format!("unknown usage class {c:?}: expected frequent, occasional or unused"),
+                )
+            })?),
+        };
         Ok(ReportFilters {
             team,
             range,
@@ -182,6 +198,7 @@ impl ReportParams {
             product: text(&self.product).map(str::to_owned),
             access,
             status,
+            usage_class,
             group: text(&self.group).map(str::to_owned),
             q: text(&self.q).map(str::to_owned),
         })
@@ -431,6 +448,9 @@ mod tests {
             params(&[("access", "trial")]),
             params(&[("access", "")]),
             params(&[("status", "dormant")]),
+            params(&[("usage_class", "rare")]),
+            params(&[("usage_class", "")]),
+            params(&[("usage_class", "occasional ")]),
         ] {
             let err = bad.filters(now()).expect_err("refused");
             assert_eq!(err.code(), "invalid_parameter", "{bad:?}");

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::{json, Value};
 use usage_core::event::Access as CoreAccess;
+use usage_core::frequency::UsageClass as CoreUsageClass;
 use usage_core::range::{RangePreset, MAX_CUSTOM_DAYS};
 use usage_core::status::Status as CoreStatus;
 use utoipa::openapi::schema::Schema;
@@ -66,6 +67,32 @@ impl PartialSchema for Status {
 impl ToSchema for Status {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Status")
+    }
+}
+
+/// The schema of `usage_core::frequency::UsageClass` in the document
+/// (`UsageClass`).
+pub struct UsageClass;
+
+impl PartialSchema for UsageClass {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = CoreUsageClass::ALL.iter().map(|c| c.as_str()).collect();
+        from_json(json!({
+            "type": "string",
+            "enum": names,
+            "description": "How often the line is used over the range, by its monthly \
+                average as shown (days used / months in range, to 2 decimals). `unused`: \
+                no day used in the range; `occasional`: used, on fewer days a month than \
+                the deployment's threshold (`--frequent-days-per-month`, 5 by default; \
+                the overview's `occasional.below_days_per_month`); `frequent`: on at \
+                least that many."
+        }))
+    }
+}
+
+impl ToSchema for UsageClass {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("UsageClass")
     }
 }
 
@@ -171,6 +198,12 @@ pub fn status_text() -> RefOr<Schema> {
     from_json(json!({ "type": "string", "enum": names }))
 }
 
+/// The `usage_class` filter (a JSON body's or a query's).
+pub fn usage_class_text() -> RefOr<Schema> {
+    let names: Vec<&str> = CoreUsageClass::ALL.iter().map(|c| c.as_str()).collect();
+    from_json(json!({ "type": "string", "enum": names }))
+}
+
 /// Declares a type whose schema is `f()`, for `value_type = ..` with
 /// `inline`.
 macro_rules! value_schema {
@@ -205,6 +238,8 @@ value_schema! {
     AccessText = access_text;
     /// The `status` filter.
     StatusText = status_text;
+    /// The `usage_class` filter.
+    UsageClassText = usage_class_text;
 }
 
 /// The report filters of a JSON body (`ReportParams`), from the schema the

@@ -236,6 +236,40 @@ impl RowsQuery {
 }
 
 impl RowsQuery {
+    /// The days used in the range of the seat lines used on at most
+    /// `max_days` of them, per (current team, user, product): `team,
+    /// user_id, product, months (days since 1970 of each month's first
+    /// day), hits (each month's day bits in the range: bit i is day i + 1)`
+    /// ([`SeatMonthsRow`]). The bits are read as [`RowsQuery::days`] reads
+    /// them; `max_days` keeps the lines that can be occasional (few days by
+    /// definition, so the answer stays small whatever the team's size).
+    pub fn seat_months(&self, max_days: u64) -> Sql {
+        let mut sql = Sql::new(
+            "SELECT tm, user_id, product, groupArray(m) AS months, groupArray(hit) AS hits \
+             FROM (SELECT ",
+        );
+        self.team_expr(&mut sql);
+        sql.push(" AS tm, user_id, product, toUInt16(month) AS m, ");
+        self.days_of_month(&mut sql);
+        sql.push(
+            ", bitAnd(toUInt64(groupBitOrMerge(days)), bitAnd(bitShiftLeft(toUInt64(1), hi) - 1, \
+             bitNot(bitShiftLeft(toUInt64(1), lo - 1) - 1))) AS hit FROM usage_months WHERE ",
+        );
+        self.months(&mut sql);
+        sql.bind_str(" AND access = ?", Access::Seat.label());
+        self.filters(&mut sql, false);
+        sql.push(
+            " GROUP BY tm, user_id, product, month) WHERE hit != 0 GROUP BY tm, user_id, product",
+        )
+        .bind_str(
+            " HAVING sum(length(bitmaskToArray(hit))) <= toUInt64(?)",
+            &max_days.to_string(),
+        );
+        sql
+    }
+}
+
+impl RowsQuery {
     /// Per UTC date of the range: distinct users with usage, and report
     /// rows — (current team, user, product, access) — used that day (`usage_date`
     /// as days since 1970, users, rows) ([`DailyUsageRow`]).
@@ -343,4 +377,59 @@ pub struct TokenDayRow {
     pub product: String,
     pub usage_day: u16,
     pub tokens_milli: u64,
+}
+
+/// A row of [`RowsQuery::seat_months`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct SeatMonthsRow {
+    pub team: String,
+    pub user_id: String,
+    pub product: String,
+    /// Each month's first day, as days since 1970.
+    pub months: Vec<u16>,
+    /// Each month's day bits in the range (bit i: day i + 1).
+    pub hits: Vec<u64>,
+}
+
+impl SeatMonthsRow {
+    /// The days used, as days since 1970.
+    pub fn days(&self) -> impl Iterator<Item = u32> + '_ {
+        self.months
+            .iter()
+            .zip(&self.hits)
+            .flat_map(|(&month, &hits)| {
+                (0..64u32)
+                    .filter(move |bit| hits & (1u64 << bit) != 0)
+                    .map(move |bit| u32::from(month) + bit)
+            })
+    }
+}
+
+/// The rates of `products` (each publication per (product, effective
+/// from) collapsed to the latest version, as the ingest reads them): `product,
+/// effective_from (seconds), effective_from_us, tokens (thousandths),
+/// version, event_id` ([`RateRow`]).
+pub fn product_rates(products: Vec<String>) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT product, toUInt32(effective_from) AS from_s, effective_from_us, \
+         argMax(flex_tokens_milli, version) AS milli, max(version) AS v, \
+         argMax(event_id, version) AS id FROM product_rates WHERE 1",
+    );
+    sql.bind(
+        " AND product IN (SELECT arrayJoin(?))",
+        Param::Strs(products),
+    )
+    .push(" GROUP BY product, effective_from, effective_from_us");
+    sql
+}
+
+/// A row of [`product_rates`].
+#[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
+pub struct RateRow {
+    pub product: String,
+    pub effective_from: u32,
+    pub effective_from_us: u32,
+    pub tokens_milli: u64,
+    pub version: u64,
+    pub event_id: String,
 }

@@ -30,8 +30,8 @@ use clickhouse::Client;
 
 pub use directory::{assignments_of, known_teams, memberships, merges, profiles, teams};
 pub use lines::{
-    DailyTokensRow, DailyUsageRow, DaysRow, HeldRow, LastAccessRow, RowsQuery, SeatDayRow,
-    TokenDayRow, TokensRow,
+    product_rates, DailyTokensRow, DailyUsageRow, DaysRow, HeldRow, LastAccessRow, RateRow,
+    RowsQuery, SeatDayRow, SeatMonthsRow, TokenDayRow, TokensRow,
 };
 
 /// A bound value.
@@ -170,6 +170,9 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("daily usage", full.daily_usage()),
         ("daily usage, no filter", bare.daily_usage()),
         ("daily tokens", full.daily_tokens()),
+        ("seat months", full.seat_months(14)),
+        ("seat months, no filter", bare.seat_months(14)),
+        ("rates", product_rates(vec!["p1".into(), "it's".into()])),
         ("merges", merges()),
         ("teams", teams()),
         ("profiles", profiles(Some(vec!["u1".into()]))),
@@ -214,6 +217,8 @@ mod tests {
             q.held(),
             q.seat_days(),
             q.token_days(),
+            q.seat_months(3),
+            product_rates(vec![hostile.into()]),
         ] {
             assert!(!sql.text().contains("OR 1=1"), "{}", sql.text());
             assert_eq!(sql.text().matches('?').count(), sql.params.len());

@@ -25,10 +25,13 @@
 //! - `order`: the sort order, a page of the users table, every row for
 //!   exports (in chunks, to an export's writer);
 //! - `overview`: the tiles and the daily chart;
+//! - `occasional`: the occasional seat users tile and what their days would
+//!   have cost on Flex;
 //! - `raw`: the raw day-by-day seat and window-by-window token exports;
 //! - `unassign`: the assignment an unassign request is about.
 
 mod cache;
+mod occasional;
 mod order;
 mod overview;
 mod raw;
@@ -45,6 +48,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clickhouse::Client;
 use usage_core::event::Access;
+use usage_core::frequency::FrequentDaysPerMonth;
 use usage_core::privacy::UserHasher;
 use usage_core::range::DateRange;
 use usage_store::schema::StoredEnum;
@@ -78,6 +82,8 @@ pub struct Reporter {
     charts: Arc<Cache<StateKey, Daily>>,
     /// Told of every cache lookup (metrics).
     on_lookup: Option<Arc<dyn Fn(CacheLookup) + Send + Sync>>,
+    /// The usage classes' threshold (rule 11).
+    frequent_at: FrequentDaysPerMonth,
 }
 
 /// States computed at once; the others wait their turn.
@@ -111,7 +117,15 @@ impl Reporter {
             states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             on_lookup: None,
+            frequent_at: FrequentDaysPerMonth::DEFAULT,
         }
+    }
+
+    /// Classes a line used on at least `frequent_at` days a month on
+    /// average as frequent, below it as occasional (rule 11; 5 by default).
+    pub fn with_frequent_days_per_month(mut self, frequent_at: FrequentDaysPerMonth) -> Reporter {
+        self.frequent_at = frequent_at;
+        self
     }
 
     /// Reuses a filter set's report (the state of its lines and its daily

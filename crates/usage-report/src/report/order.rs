@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use tokio::sync::mpsc;
+use usage_core::frequency::{usage_class, FrequentDaysPerMonth, UsageClass};
 
 use super::rows::{display, Line, Profile};
 use super::table::{Entry, Table};
@@ -82,10 +83,14 @@ impl Reporter {
     ) -> Result<(), ApiError> {
         let rows = self.rows(admin, filters, sort, View::Export).await?;
         let table = &rows.state.table;
+        let months = rows.filters.range.months();
         for chunk in rows.picked.chunks(REPORT_CHUNK) {
             let mut lines: Vec<Line> = chunk
                 .iter()
-                .map(|&i| bare_line(table, &table.lines[i as usize]))
+                .map(|&i| {
+                    let e = &table.lines[i as usize];
+                    bare_line(table, e, usage_class(e.days, months, self.frequent_at))
+                })
                 .collect();
             self.complete_profiles(&mut lines, rows.hashed).await?;
             self.complete_groups(&rows.state, &mut lines, false).await?;
@@ -100,7 +105,7 @@ impl Reporter {
 }
 
 /// A line of the table as strings, without its groups and profile.
-fn bare_line(table: &Table, e: &Entry) -> Line {
+fn bare_line(table: &Table, e: &Entry, class: UsageClass) -> Line {
     let user = table.user(e);
     Line {
         team: table.team(e).to_owned(),
@@ -112,6 +117,7 @@ fn bare_line(table: &Table, e: &Entry) -> Line {
         tokens_milli: e.tokens_milli,
         since: e.since,
         status: e.status,
+        class,
         groups: Vec::new(),
         user_key: user.key().to_owned(),
         profile: None,
@@ -141,6 +147,7 @@ pub(super) fn arrange<T>(items: &mut [T], view: View, order: impl Fn(&T, &T) -> 
 pub(super) struct SortKeys<'a> {
     sort: Sort,
     months: f64,
+    frequent_at: FrequentDaysPerMonth,
     /// Lowercased (name, email) per user, when sorting by either.
     names: HashMap<u32, (String, String)>,
     /// Group names per (team, user), when sorting by them.
@@ -151,6 +158,7 @@ impl<'a> SortKeys<'a> {
     pub(super) fn new(
         sort: Sort,
         filters: &ReportFilters,
+        frequent_at: FrequentDaysPerMonth,
         hashed: bool,
         profiles: &HashMap<u32, Profile>,
         groups: Option<&'a HashMap<(u32, u32), Vec<String>>>,
@@ -159,6 +167,7 @@ impl<'a> SortKeys<'a> {
         SortKeys {
             sort,
             months: filters.range.months(),
+            frequent_at,
             names: if by_name {
                 profiles
                     .iter()
@@ -197,6 +206,10 @@ impl<'a> SortKeys<'a> {
             }
             SortColumn::TokensUsed => a.tokens_milli.cmp(&b.tokens_milli),
             SortColumn::Status => a.status.as_str().cmp(b.status.as_str()),
+            SortColumn::UsageClass => {
+                let class = |e: &Entry| usage_class(e.days, self.months, self.frequent_at);
+                class(a).cmp(&class(b))
+            }
         };
         let primary = if sort.descending {
             primary.reverse()

@@ -49,7 +49,9 @@ impl Reporter {
                 flex_days += u64::from(e.days);
             }
         }
+        let occasional = self.occasional_tile(&rows).await?;
         Ok(Overview {
+            occasional,
             subscriptions: SubscriptionsTile {
                 assigned_seats: tile.assigned,
                 active: tile.active,

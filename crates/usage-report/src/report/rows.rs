@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use usage_core::event::{Access, Tokens, UserProfile};
+use usage_core::frequency::{shown_average, usage_class, UsageClass};
 use usage_core::privacy::display_identity;
 use usage_core::status::Status;
-use usage_core::usage::monthly_average;
 
 use super::order::{arrange, SortKeys, View};
 use super::scope::{Directory, Scope};
@@ -32,6 +32,7 @@ pub(super) struct Line {
     pub(super) tokens_milli: u64,
     pub(super) since: Option<NaiveDate>,
     pub(super) status: Status,
+    pub(super) class: UsageClass,
     pub(super) groups: Vec<String>,
     pub(super) user_key: String,
     pub(super) profile: Option<Profile>,
@@ -136,9 +137,14 @@ impl Reporter {
                 (*k, names)
             })
             .collect();
+        let months = filters.range.months();
+        let class = |days: u32| usage_class(days, months, self.frequent_at);
         let mut picked: Vec<u32> = Vec::new();
         for (i, e) in table.lines.iter().enumerate() {
             if filters.status.is_some_and(|s| s != e.status) {
+                continue;
+            }
+            if filters.usage_class.is_some_and(|c| c != class(e.days)) {
                 continue;
             }
             if let Some(wanted) = &filters.group {
@@ -175,7 +181,14 @@ impl Reporter {
             });
         }
         {
-            let keys = SortKeys::new(sort, &filters, state.hashed, &profiles, Some(&group_names));
+            let keys = SortKeys::new(
+                sort,
+                &filters,
+                self.frequent_at,
+                state.hashed,
+                &profiles,
+                Some(&group_names),
+            );
             arrange(&mut picked, view, |a, b| {
                 keys.cmp(&table.lines[*a as usize], &table.lines[*b as usize])
             });
@@ -199,6 +212,7 @@ impl Reporter {
                     tokens_milli: e.tokens_milli,
                     since: e.since,
                     status: e.status,
+                    class: class(e.days),
                     groups: group_names
                         .get(&(e.team, e.user))
                         .cloned()
@@ -335,7 +349,7 @@ impl Reporter {
 }
 
 pub(super) fn display(line: &Line, hashed: bool, filters: &ReportFilters) -> ReportRow {
-    let average = monthly_average(line.days, &filters.range);
+    let average = shown_average(line.days, filters.range.months());
     // Rule 7, as the core shows it: the key was hashed (cached) above.
     let profile = line
         .profile
@@ -360,8 +374,9 @@ pub(super) fn display(line: &Line, hashed: bool, filters: &ReportFilters) -> Rep
         assigned_date: line.since,
         last_accessed: line.last,
         days_used: line.days,
-        monthly_average: (average * 100.0).round() / 100.0,
+        monthly_average: average,
         tokens_used: Tokens::from_millis(line.tokens_milli),
         status: line.status,
+        usage_class: line.class,
     }
 }

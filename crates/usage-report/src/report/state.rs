@@ -327,6 +327,7 @@ mod tests {
         let searched = filters(ReportParams {
             q: Some("pat".into()),
             status: Some("active".into()),
+            usage_class: Some("occasional".into()),
             ..ReportParams::default()
         });
         assert_eq!(key, StateKey::of(&one, &searched));
