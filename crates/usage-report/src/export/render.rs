@@ -426,12 +426,15 @@ mod tests {
             lines.next(),
             Some(
                 "user_key,name,email,avatar_url,team_id,groups,product,access,assigned_date,\
-                 last_accessed,days_used,monthly_average,tokens_used,status"
+                 last_accessed,days_used,monthly_average,tokens_used,status,usage_class"
             )
         );
         assert_eq!(
             lines.next(),
-            Some("3f2a9c0d4e5b6a7f,,,,team-1,Design; Ops,photoshop,flex,2026-01-05,,3,1.5,12.5,active")
+            Some(
+                "3f2a9c0d4e5b6a7f,,,,team-1,Design; Ops,photoshop,flex,2026-01-05,,3,1.5,12.5,\
+                 active,occasional"
+            )
         );
         assert_eq!(lines.next(), Some(""));
         assert_eq!(lines.next(), None);

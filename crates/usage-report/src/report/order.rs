@@ -6,10 +6,10 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use tokio::sync::mpsc;
-use usage_core::frequency::{usage_class, FrequentDaysPerMonth, UsageClass};
+use usage_core::frequency::{usage_class, FrequentDaysPerMonth};
 
 use super::rows::{display, Line, Profile};
-use super::table::{Entry, Table};
+use super::table::Entry;
 use super::Reporter;
 use crate::admins::Admin;
 use crate::error::ApiError;
@@ -89,7 +89,7 @@ impl Reporter {
                 .iter()
                 .map(|&i| {
                     let e = &table.lines[i as usize];
-                    bare_line(table, e, usage_class(e.days, months, self.frequent_at))
+                    Line::bare(table, e, usage_class(e.days, months, self.frequent_at))
                 })
                 .collect();
             self.complete_profiles(&mut lines, rows.hashed).await?;
@@ -101,26 +101,6 @@ impl Reporter {
             out.send(shown).await.map_err(|_| writer_stopped())?;
         }
         Ok(())
-    }
-}
-
-/// A line of the table as strings, without its groups and profile.
-fn bare_line(table: &Table, e: &Entry, class: UsageClass) -> Line {
-    let user = table.user(e);
-    Line {
-        team: table.team(e).to_owned(),
-        user_id: user.id.to_string(),
-        product: table.product(e).to_owned(),
-        access: e.access,
-        days: e.days,
-        last: e.last,
-        tokens_milli: e.tokens_milli,
-        since: e.since,
-        status: e.status,
-        class,
-        groups: Vec::new(),
-        user_key: user.key().to_owned(),
-        profile: None,
     }
 }
 

@@ -14,7 +14,7 @@ use usage_core::status::Status;
 use super::order::{arrange, SortKeys, View};
 use super::scope::{Directory, Scope};
 use super::state::ReportState;
-use super::table::Table;
+use super::table::{Entry, Table};
 use super::{warehouse, Reporter};
 use crate::admins::Admin;
 use crate::error::ApiError;
@@ -36,6 +36,28 @@ pub(super) struct Line {
     pub(super) groups: Vec<String>,
     pub(super) user_key: String,
     pub(super) profile: Option<Profile>,
+}
+
+impl Line {
+    /// A line of the table as strings, without its groups and profile.
+    pub(super) fn bare(table: &Table, e: &Entry, class: UsageClass) -> Line {
+        let user = table.user(e);
+        Line {
+            team: table.team(e).to_owned(),
+            user_id: user.id.to_string(),
+            product: table.product(e).to_owned(),
+            access: e.access,
+            days: e.days,
+            last: e.last,
+            tokens_milli: e.tokens_milli,
+            since: e.since,
+            status: e.status,
+            class,
+            groups: Vec::new(),
+            user_key: user.key().to_owned(),
+            profile: None,
+        }
+    }
 }
 
 /// A user's name, email and avatar, from the directory.
@@ -203,22 +225,12 @@ impl Reporter {
             .map(|&i| {
                 let e = &table.lines[i as usize];
                 Line {
-                    team: table.team(e).to_owned(),
-                    user_id: table.user(e).id.to_string(),
-                    product: table.product(e).to_owned(),
-                    access: e.access,
-                    days: e.days,
-                    last: e.last,
-                    tokens_milli: e.tokens_milli,
-                    since: e.since,
-                    status: e.status,
-                    class: class(e.days),
                     groups: group_names
                         .get(&(e.team, e.user))
                         .cloned()
                         .unwrap_or_default(),
-                    user_key: table.user(e).key().to_owned(),
                     profile: profiles.get(&e.user).cloned(),
+                    ..Line::bare(table, e, class(e.days))
                 }
             })
             .collect();
