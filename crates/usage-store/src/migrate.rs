@@ -175,7 +175,7 @@ pub async fn apply(
     if let Some(cluster) = warehouse.cluster() {
         return apply_on_cluster(warehouse, cluster, migrations).await;
     }
-    let version = warehouse.server_version().await?;
+    let legacy = warehouse.server_version().await?.is_legacy();
     warehouse
         .server_client()
         .query(&format!(
@@ -209,19 +209,7 @@ pub async fn apply(
             continue;
         }
         for (index, statement) in migration.statements.iter().enumerate() {
-            let mut query = client.query_raw(statement);
-            if version.is_legacy() {
-                query = query.with_setting("allow_experimental_low_cardinality_type", "1");
-            }
-            query
-                .execute()
-                .await
-                .map_err(|source| StoreError::MigrationFailed {
-                    version: migration.version,
-                    name: migration.name.clone(),
-                    statement: index + 1,
-                    source,
-                })?;
+            run_statement(client, legacy, migration, index, statement).await?;
         }
         client
             .query(&format!(
@@ -244,12 +232,36 @@ pub async fn apply(
 /// migration is pending while one node lacks its record; running it again
 /// is harmless (every statement is idempotent), and only the nodes that lack
 /// the record get one.
+/// Runs statement `index` (from 0) of `migration`; on a `legacy` server
+/// with the setting its LowCardinality columns need.
+async fn run_statement(
+    client: &clickhouse::Client,
+    legacy: bool,
+    migration: &Migration,
+    index: usize,
+    statement: &str,
+) -> Result<(), StoreError> {
+    let mut query = client.query_raw(statement);
+    if legacy {
+        query = query.with_setting("allow_experimental_low_cardinality_type", "1");
+    }
+    query
+        .execute()
+        .await
+        .map_err(|source| StoreError::MigrationFailed {
+            version: migration.version,
+            name: migration.name.clone(),
+            statement: index + 1,
+            source,
+        })
+}
+
 async fn apply_on_cluster(
     warehouse: &Warehouse,
     cluster: &str,
     migrations: &[Migration],
 ) -> Result<MigrationReport, StoreError> {
-    let version = warehouse.server_version().await?;
+    let legacy = warehouse.server_version().await?.is_legacy();
     let database = warehouse.database();
     for ddl in crate::cluster::bootstrap(database, cluster) {
         warehouse.server_client().query_raw(&ddl).execute().await?;
@@ -291,19 +303,7 @@ async fn apply_on_cluster(
         }
         for (index, statement) in migration.statements.iter().enumerate() {
             for form in crate::cluster::cluster_form(statement, database, cluster)? {
-                let mut query = client.query_raw(&form);
-                if version.is_legacy() {
-                    query = query.with_setting("allow_experimental_low_cardinality_type", "1");
-                }
-                query
-                    .execute()
-                    .await
-                    .map_err(|source| StoreError::MigrationFailed {
-                        version: migration.version,
-                        name: migration.name.clone(),
-                        statement: index + 1,
-                        source,
-                    })?;
+                run_statement(client, legacy, migration, index, &form).await?;
             }
         }
         for node in missing {

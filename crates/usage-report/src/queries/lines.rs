@@ -85,6 +85,19 @@ impl RowsQuery {
             .bind_str(", toDayOfMonth(toDate(?)), 31) AS hi", &self.to);
     }
 
+    /// `lo, hi, hit FROM usage_months WHERE <the range's months>`: per
+    /// stored month, the day bits of the merged rows OR-ed and kept from bit
+    /// `lo - 1` to bit `hi - 1` (the mask of the bits below `hi` AND NOT the
+    /// mask of the bits below `lo - 1`: empty if `lo > hi`).
+    fn month_hits(&self, sql: &mut Sql) {
+        self.days_of_month(sql);
+        sql.push(
+            ", bitAnd(toUInt64(groupBitOrMerge(days)), bitAnd(bitShiftLeft(toUInt64(1), hi) - 1, \
+             bitNot(bitShiftLeft(toUInt64(1), lo - 1) - 1))) AS hit FROM usage_months WHERE ",
+        );
+        self.months(sql);
+    }
+
     /// Days used in the range per (current team, user, product, access),
     /// where not 0: `team, user_id, product, access, days` ([`DaysRow`]).
     ///
@@ -101,12 +114,7 @@ impl RowsQuery {
         );
         self.team_expr(&mut sql);
         sql.push(" AS tm, user_id, product, toString(access) AS acc, ");
-        self.days_of_month(&mut sql);
-        sql.push(
-            ", bitAnd(toUInt64(groupBitOrMerge(days)), bitAnd(bitShiftLeft(toUInt64(1), hi) - 1, \
-             bitNot(bitShiftLeft(toUInt64(1), lo - 1) - 1))) AS hit FROM usage_months WHERE ",
-        );
-        self.months(&mut sql);
+        self.month_hits(&mut sql);
         self.filters(&mut sql, true);
         sql.push(
             " GROUP BY tm, user_id, product, acc, month) \
@@ -250,12 +258,7 @@ impl RowsQuery {
         );
         self.team_expr(&mut sql);
         sql.push(" AS tm, user_id, product, toUInt16(month) AS m, ");
-        self.days_of_month(&mut sql);
-        sql.push(
-            ", bitAnd(toUInt64(groupBitOrMerge(days)), bitAnd(bitShiftLeft(toUInt64(1), hi) - 1, \
-             bitNot(bitShiftLeft(toUInt64(1), lo - 1) - 1))) AS hit FROM usage_months WHERE ",
-        );
-        self.months(&mut sql);
+        self.month_hits(&mut sql);
         sql.bind_str(" AND access = ?", Access::Seat.label());
         self.filters(&mut sql, false);
         sql.push(
