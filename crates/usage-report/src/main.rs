@@ -81,7 +81,10 @@ struct Cli {
     /// How long a filter set's report is reused, in seconds: the page's
     /// overview, users pages and daily chart for the same filters share one
     /// computation, and data visible in the tables shows in the report at
-    /// most this long later (0: every request computes its own).
+    /// most this long later (0: every request computes its own, no cache).
+    /// On one server (no --clickhouse-cluster) a report is also reused past
+    /// this while nothing is written to the database's tables (its parts
+    /// unchanged: nothing new to show).
     #[arg(
         long,
         env = "USAGE_REPORT_CACHE_SECS",
@@ -342,14 +345,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli.notifications_topic.clone(),
         )
         .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
+        let mut reporter = Reporter::new(warehouse.client().clone(), hasher)
+            .with_cache(Duration::from_secs(cli.report_cache_secs), {
+                let metrics = metrics.clone();
+                move |lookup| metrics.report_cache(lookup == CacheLookup::Hit)
+            })
+            .with_frequent_days_per_month(cli.frequent_days_per_month);
+        if cli.report_cache_secs > 0 && warehouse.cluster().is_none() {
+            reporter = reporter.with_unchanged_data_reuse();
+        }
         let state = api::AppState {
             admins: Arc::new(admins),
-            reporter: Reporter::new(warehouse.client().clone(), hasher)
-                .with_cache(Duration::from_secs(cli.report_cache_secs), {
-                    let metrics = metrics.clone();
-                    move |lookup| metrics.report_cache(lookup == CacheLookup::Hit)
-                })
-                .with_frequent_days_per_month(cli.frequent_days_per_month),
+            reporter,
             exports,
             schedules: ScheduleStore::new(warehouse.client().clone()).with_runs(runs),
             publisher,

@@ -16,8 +16,21 @@
 //! start of a week — is never waited for after its first computation, and
 //! freshness is kept; one nobody asks for again just expires.
 //!
+//! Unchanged data: a lookup may bring what it observed of the tables (an
+//! [`Observed`] version of their contents, read before the lookup). An
+//! entry keeps the version observed before its computation started; a
+//! lookup that observes the same version at a later moment knows nothing
+//! was written in between, so the entry holds everything visible at that
+//! moment and is renewed (born then). While nothing is written — the
+//! tables of a finished import, the quiet hours — entries never expire and
+//! nothing is computed again; while the ingest writes, the age rule above
+//! holds as it is. The version is only ever compared for equality, and a
+//! version once left is never seen again (a write makes a new part), so an
+//! entry can be renewed only by a moment at which its data is still all
+//! there is.
+//!
 //! Bounds: entries, and the bytes their values hold ([`Weigh`]); past
-//! either, the oldest entries go first.
+//! either, the least recently born (or renewed) entries go first.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +57,15 @@ pub(super) const DEFAULT_ENTRIES: usize = 64;
 /// holds about 15 MB).
 pub(super) const DEFAULT_BYTES: usize = 48 << 20;
 
+/// What a lookup observed of the tables: a version of their whole contents
+/// (equal versions: nothing written in between) and when it was read
+/// (before the read was sent, so everything visible then is in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Observed {
+    pub(super) version: u64,
+    pub(super) at: Instant,
+}
+
 /// About how many bytes a cached value holds.
 pub(super) trait Weigh {
     fn bytes(&self) -> usize;
@@ -58,7 +80,10 @@ enum Found<V> {
 }
 
 struct Entry<V> {
+    /// Everything visible in the tables then is in the value.
     born: Instant,
+    /// The tables' version observed before the computation started.
+    version: Option<u64>,
     value: Arc<OnceCell<Arc<V>>>,
     /// A computation of the next value runs in the background.
     refreshing: bool,
@@ -120,11 +145,17 @@ where
         }
     }
 
-    /// The entry of `key`: the fresh one, or a new one; or the value of one
-    /// past half its life, which the caller refreshes.
-    fn entry(&self, key: &K) -> Found<V> {
+    /// The entry of `key`: the fresh one (renewed if the tables have not
+    /// changed since its computation started), or a new one; or the value
+    /// of one past half its life, which the caller refreshes.
+    fn entry(&self, key: &K, observed: Option<Observed>) -> Found<V> {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(e), Some(o)) = (entries.get_mut(key), observed) {
+            if e.version == Some(o.version) && o.at > e.born {
+                e.born = o.at;
+            }
+        }
         self.evict(&mut entries, now, self.capacity);
         if let Some(e) = entries.get_mut(key) {
             if !e.refreshing && now.duration_since(e.born) >= self.freshness / 2 {
@@ -141,6 +172,7 @@ where
             key.clone(),
             Entry {
                 born: now,
+                version: observed.map(|o| o.version),
                 value: Arc::clone(&value),
                 refreshing: false,
             },
@@ -150,10 +182,11 @@ where
 
     /// The value of `key`: the cached one, the one being computed, or
     /// `compute`'s (run in the background to refresh an entry past half its
-    /// life).
+    /// life). `observed`: the tables' version, read before this call.
     pub(super) async fn get_or_compute<E, F, Fut>(
         self: &Arc<Self>,
         key: K,
+        observed: Option<Observed>,
         compute: F,
     ) -> Result<(Arc<V>, CacheLookup), E>
     where
@@ -164,10 +197,10 @@ where
         if !self.enabled() {
             return Ok((Arc::new(compute().await?), CacheLookup::Miss));
         }
-        let cell = match self.entry(&key) {
+        let cell = match self.entry(&key, observed) {
             Found::Cell(cell) => cell,
             Found::Refresh(value) => {
-                self.refresh(key, compute);
+                self.refresh(key, observed, compute);
                 return Ok((value, CacheLookup::Hit));
             }
         };
@@ -188,7 +221,7 @@ where
 
     /// Computes `key`'s next value in the background; on success it
     /// replaces the entry, born when the computation started.
-    fn refresh<E, F, Fut>(self: &Arc<Self>, key: K, compute: F)
+    fn refresh<E, F, Fut>(self: &Arc<Self>, key: K, observed: Option<Observed>, compute: F)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -206,6 +239,7 @@ where
                         key,
                         Entry {
                             born: started,
+                            version: observed.map(|o| o.version),
                             value: Arc::new(OnceCell::new_with(Some(Arc::new(value)))),
                             refreshing: false,
                         },
@@ -236,7 +270,11 @@ mod tests {
 
     async fn get(cache: &Arc<Cache<String, u32>>, key: &str, value: u32) -> (u32, CacheLookup) {
         let (v, lookup) = cache
-            .get_or_compute(key.to_owned(), move || async move { Ok::<_, ()>(value) })
+            .get_or_compute(
+                key.to_owned(),
+                None,
+                move || async move { Ok::<_, ()>(value) },
+            )
             .await
             .expect("no error");
         (*v, lookup)
@@ -285,7 +323,7 @@ mod tests {
             (("admin-1".to_owned(), true), 3),
         ] {
             let (v, l) = cache
-                .get_or_compute(key, move || async move { Ok::<_, ()>(value) })
+                .get_or_compute(key, None, move || async move { Ok::<_, ()>(value) })
                 .await
                 .expect("no error");
             lookups.push((*v, l));
@@ -313,7 +351,7 @@ mod tests {
                 let (cache, runs) = (Arc::clone(&cache), Arc::clone(&runs));
                 tokio::spawn(async move {
                     cache
-                        .get_or_compute("k".to_owned(), || async move {
+                        .get_or_compute("k".to_owned(), None, || async move {
                             runs.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             Ok::<_, ()>(7)
@@ -338,7 +376,7 @@ mod tests {
         let cache: Arc<Cache<String, u32>> =
             Arc::new(Cache::new(Duration::from_secs(60), 8, usize::MAX));
         let failed = cache
-            .get_or_compute("a".to_owned(), || async { Err::<u32, _>("down") })
+            .get_or_compute("a".to_owned(), None, || async { Err::<u32, _>("down") })
             .await;
         assert!(failed.is_err());
         assert_eq!(get(&cache, "a", 5).await, (5, CacheLookup::Miss));
@@ -369,7 +407,7 @@ mod tests {
         // Past half: answered from the entry at once, the next value
         // computed meanwhile.
         let slow = cache
-            .get_or_compute("a".to_owned(), || async {
+            .get_or_compute("a".to_owned(), None, || async {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Ok::<_, ()>(3)
             })
@@ -392,7 +430,7 @@ mod tests {
         get(&cache, "a", 1).await;
         tokio::time::sleep(Duration::from_millis(170)).await;
         let answer = cache
-            .get_or_compute("a".to_owned(), || async { Err::<u32, _>("down") })
+            .get_or_compute("a".to_owned(), None, || async { Err::<u32, _>("down") })
             .await
             .map(|(v, l)| (*v, l));
         assert_eq!(answer, Ok((1, CacheLookup::Hit)));
@@ -403,5 +441,76 @@ mod tests {
         assert_eq!(get(&cache, "a", 0).await, (2, CacheLookup::Hit));
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(get(&cache, "a", 7).await.0, 7, "refreshed ones expire too");
+    }
+
+    async fn seen(
+        cache: &Arc<Cache<String, u32>>,
+        key: &str,
+        value: u32,
+        observed: Observed,
+    ) -> (u32, CacheLookup) {
+        let (v, lookup) = cache
+            .get_or_compute(key.to_owned(), Some(observed), move || async move {
+                Ok::<_, ()>(value)
+            })
+            .await
+            .expect("no error");
+        (*v, lookup)
+    }
+
+    fn version(version: u64) -> Observed {
+        Observed {
+            version,
+            at: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_lives_on_while_the_tables_are_unchanged() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(400), 8, usize::MAX));
+        assert_eq!(
+            seen(&cache, "a", 1, version(7)).await,
+            (1, CacheLookup::Miss)
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        // Past its life, but nothing was written: renewed, not recomputed.
+        assert_eq!(
+            seen(&cache, "a", 2, version(7)).await,
+            (1, CacheLookup::Hit)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Renewed 100 ms ago: fresh without any version, too.
+        assert_eq!(get(&cache, "a", 3).await, (1, CacheLookup::Hit));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Written since: the age rule alone (450 ms > 400 ms), so computed.
+        assert_eq!(
+            seen(&cache, "a", 4, version(8)).await,
+            (4, CacheLookup::Miss)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_observed_before_the_computation_renews_nothing() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(200), 8, usize::MAX));
+        let before = version(7);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            seen(&cache, "a", 1, version(7)).await,
+            (1, CacheLookup::Miss)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Its moment is older than the entry: it says nothing newer.
+        assert_eq!(seen(&cache, "a", 2, before).await, (2, CacheLookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn without_a_version_an_entry_is_not_renewed() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(200), 8, usize::MAX));
+        assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            seen(&cache, "a", 2, version(7)).await,
+            (2, CacheLookup::Miss)
+        );
     }
 }

@@ -12,8 +12,9 @@
 //!
 //! - `state`: what a filter set's report is computed from (directory,
 //!   scope, aggregates, hashing), shared by the page's requests for those
-//!   filters through `cache`, a brief single-flight cache bounded by age
-//!   (`--report-cache-secs`) and entries;
+//!   filters through `cache`, a single-flight cache bounded by age
+//!   (`--report-cache-secs`), entries and bytes, whose entries live on
+//!   while `version` sees the tables unchanged;
 //! - `scope`: the directory (merges, team privacy) and who a request
 //!   covers: the team (or all the admin's teams) and the stored teams in
 //!   their history; whether identities are hashed (rule 7); the teams an
@@ -40,6 +41,7 @@ mod scope;
 mod state;
 mod table;
 mod unassign;
+mod version;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -55,8 +57,9 @@ use usage_store::schema::StoredEnum;
 
 use crate::error::ApiError;
 use crate::model::{Daily, RangeDates};
-use cache::{Cache, DEFAULT_BYTES, DEFAULT_ENTRIES};
+use cache::{Cache, Observed, DEFAULT_BYTES, DEFAULT_ENTRIES};
 use state::{ReportState, StateKey};
+use version::Versions;
 
 pub use cache::CacheLookup;
 pub use order::REPORT_CHUNK;
@@ -80,6 +83,9 @@ pub struct Reporter {
     states: Arc<Cache<StateKey, ReportState>>,
     /// Each filter set's daily chart, as briefly.
     charts: Arc<Cache<StateKey, Daily>>,
+    /// The tables' version, when cached entries may live on while it is
+    /// unchanged (one server).
+    versions: Option<Arc<Versions>>,
     /// Told of every cache lookup (metrics).
     on_lookup: Option<Arc<dyn Fn(CacheLookup) + Send + Sync>>,
     /// The usage classes' threshold (rule 11).
@@ -116,6 +122,7 @@ impl Reporter {
             computing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATES)),
             states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
+            versions: None,
             on_lookup: None,
             frequent_at: FrequentDaysPerMonth::DEFAULT,
         }
@@ -142,6 +149,22 @@ impl Reporter {
         self.charts = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES, DEFAULT_BYTES));
         self.on_lookup = Some(Arc::new(on_lookup));
         self
+    }
+
+    /// Lets a cached report live on past `freshness` while the database's
+    /// tables are unchanged (their parts, read from `system.parts`): for
+    /// one server, not a cluster, whose nodes each hold their own parts.
+    pub fn with_unchanged_data_reuse(mut self) -> Reporter {
+        self.versions = Some(Arc::default());
+        self
+    }
+
+    /// What a cache lookup now observes of the tables, if anything.
+    async fn observed(&self) -> Option<Observed> {
+        match &self.versions {
+            Some(versions) => versions.observe(&self.client).await,
+            None => None,
+        }
     }
 
     /// The keyed hash of `user_id` (cached).

@@ -133,9 +133,10 @@ impl Reporter {
         admin: &Admin,
         filters: &ReportFilters,
     ) -> Result<Arc<ReportState>, ApiError> {
+        let observed = self.observed().await;
         let (state, lookup) = self
             .states
-            .get_or_compute(StateKey::of(admin, filters), {
+            .get_or_compute(StateKey::of(admin, filters), observed, {
                 let (this, admin, filters) = (self.clone(), admin.clone(), filters.clone());
                 move || async move { this.compute_state(&admin, &filters).await }
             })
@@ -251,9 +252,10 @@ impl Reporter {
 
     /// The daily chart of `filters` for `admin`, cached as the state is.
     pub async fn daily(&self, admin: &Admin, filters: &ReportFilters) -> Result<Daily, ApiError> {
+        let observed = self.observed().await;
         let (daily, lookup) = self
             .charts
-            .get_or_compute(StateKey::of(admin, filters), {
+            .get_or_compute(StateKey::of(admin, filters), observed, {
                 let (this, admin, filters) = (self.clone(), admin.clone(), filters.clone());
                 move || async move { this.compute_daily(&admin, &filters).await }
             })
