@@ -173,6 +173,37 @@ pub fn tokens_from_flex_windows(q: &RowsQuery) -> String {
     )
 }
 
+/// The daily chart's users and lines per day from the day-level rows, as
+/// the report read them before the chart used the rollups: `(day, users,
+/// lines)`.
+pub fn daily_from_daily_usage(q: &RowsQuery) -> String {
+    format!(
+        "SELECT toUInt16(usage_date), toUInt64(uniqExact(user_id)), \
+         toUInt64(uniqExact({}, user_id, product, access)) FROM daily_usage \
+         WHERE usage_date >= toDate('{}') AND usage_date <= toDate('{}'){} \
+         GROUP BY usage_date",
+        team_of(q, "team_id"),
+        q.from,
+        q.to,
+        filters(q, true)
+    )
+}
+
+/// The daily chart's tokens per day from the window rows, each distinct
+/// window once: `(day, tokens)`.
+pub fn daily_tokens_from_flex_windows(q: &RowsQuery) -> String {
+    format!(
+        "SELECT toUInt16(toDate(window_start)) AS day, toUInt64(sum(tok)) FROM (\
+         SELECT user_id, product, window_start, window_start_us, any(tokens_milli) AS tok \
+         FROM flex_windows WHERE toDate(window_start) >= toDate('{}') \
+         AND toDate(window_start) <= toDate('{}'){} \
+         GROUP BY user_id, product, window_start, window_start_us) GROUP BY day",
+        q.from,
+        q.to,
+        filters(q, false)
+    )
+}
+
 /// The queries compared: every range with every combination of filters.
 pub fn queries() -> Vec<RowsQuery> {
     let ranges = [

@@ -11,8 +11,9 @@ use usage_report::queries::Sql;
 use usage_store::migrate::{self, Migration};
 use usage_store::{Warehouse, WarehouseSettings};
 use usage_tests::rollups::{
-    days_from_daily_usage, last_from_daily_usage, queries, tokens_from_flex_windows, usage_rows,
-    window_rows, Rng, ROLLUPS,
+    daily_from_daily_usage, daily_tokens_from_flex_windows, days_from_daily_usage,
+    last_from_daily_usage, queries, tokens_from_flex_windows, usage_rows, window_rows, Rng,
+    ROLLUPS,
 };
 use usage_tests::services::{clickhouse_url, unique};
 
@@ -74,7 +75,7 @@ type TokensLine = (String, String, String, u64);
 
 /// Every query's answer from the rollups equals the day-level tables'.
 async fn rollups_answer_as_the_day_level_tables(db: &Db, when: &str) {
-    let mut compared = (0, 0, 0);
+    let mut compared = (0, 0, 0, 0);
     for q in queries() {
         let days: Vec<LineNumber<u64>> = db.rows_of(&q.days()).await;
         let want: Vec<LineNumber<u64>> = db.rows(&days_from_daily_usage(&q)).await;
@@ -88,11 +89,29 @@ async fn rollups_answer_as_the_day_level_tables(db: &Db, when: &str) {
         let want: Vec<TokensLine> = db.rows(&tokens_from_flex_windows(&q)).await;
         assert_eq!(tokens, want, "{when}: tokens, {q:?}");
         compared.2 += tokens.len();
+        // The daily chart: users and lines used per day, tokens per day.
+        let users: Vec<(u16, u64)> = db.rows_of(&q.daily_users()).await;
+        let lines: Vec<(u16, u64)> = db.rows_of(&q.daily_lines()).await;
+        let daily: Vec<(u16, u64, u64)> = db.rows(&daily_from_daily_usage(&q)).await;
+        assert_eq!(
+            users,
+            daily.iter().map(|d| (d.0, d.1)).collect::<Vec<_>>(),
+            "{when}: daily users, {q:?}"
+        );
+        assert_eq!(
+            lines,
+            daily.iter().map(|d| (d.0, d.2)).collect::<Vec<_>>(),
+            "{when}: daily lines, {q:?}"
+        );
+        let tokens: Vec<(u16, u64)> = db.rows_of(&q.daily_tokens()).await;
+        let want: Vec<(u16, u64)> = db.rows(&daily_tokens_from_flex_windows(&q)).await;
+        assert_eq!(tokens, want, "{when}: daily tokens, {q:?}");
+        compared.3 += daily.len();
     }
     // The comparisons are not vacuous.
     assert!(
-        compared.0 > 500 && compared.1 > 500 && compared.2 > 100,
-        "{when}: rows compared (days, last, tokens): {compared:?}"
+        compared.0 > 500 && compared.1 > 500 && compared.2 > 100 && compared.3 > 100,
+        "{when}: rows compared (days, last, tokens, daily): {compared:?}"
     );
 }
 

@@ -273,48 +273,73 @@ impl RowsQuery {
 }
 
 impl RowsQuery {
-    /// Per UTC date of the range: distinct users with usage, and report
-    /// rows — (current team, user, product, access) — used that day (`usage_date`
-    /// as days since 1970, users, rows) ([`DailyUsageRow`]).
-    pub fn daily_usage(&self) -> Sql {
+    /// Per UTC date of the range with usage, as days since 1970, how many
+    /// groups (`group`, selected by `select`) used it: `day, count`
+    /// ([`DailyCountRow`]). From `usage_months`: per group and month the
+    /// day bits OR-ed, kept inside the range ([`Self::month_hits`]),
+    /// unrolled (`bitmaskToArray` gives each set bit as its power of two,
+    /// whose log2 is the day of the month less one) and counted per day.
+    fn daily_count(&self, group: &str, select: impl FnOnce(&mut Sql)) -> Sql {
         let mut sql = Sql::new(
-            "SELECT toUInt16(usage_date) AS day, toUInt64(uniqExact(user_id)) AS users, \
-             toUInt64(uniqExact(",
+            "SELECT toUInt16(toUInt16(month) + toUInt16(round(log2(b)))) AS day, \
+             toUInt64(count()) AS n FROM (SELECT ",
         );
-        self.team_expr(&mut sql);
-        sql.push(", user_id, product, access)) AS pairs FROM daily_usage WHERE 1")
-            .bind_str(" AND usage_date >= toDate(?)", &self.from)
-            .bind_str(" AND usage_date <= toDate(?)", &self.to);
+        select(&mut sql);
+        sql.push(", month, ");
+        self.month_hits(&mut sql);
         self.filters(&mut sql, true);
-        sql.push(" GROUP BY usage_date ORDER BY usage_date");
+        sql.push(" GROUP BY ")
+            .push(group)
+            .push(", month) ARRAY JOIN bitmaskToArray(hit) AS b GROUP BY day ORDER BY day");
         sql
     }
 
+    /// Per UTC date of the range: the distinct users with usage that day
+    /// ([`DailyCountRow`]).
+    pub fn daily_users(&self) -> Sql {
+        self.daily_count("user_id", |sql| {
+            sql.push("user_id");
+        })
+    }
+
+    /// Per UTC date of the range: the report lines — (current team, user,
+    /// product, access) — used that day ([`DailyCountRow`]).
+    pub fn daily_lines(&self) -> Sql {
+        self.daily_count("tm, user_id, product, access", |sql| {
+            self.team_expr(sql);
+            sql.push(" AS tm, user_id, product, access");
+        })
+    }
+
     /// Per UTC date of the range: tokens (thousandths) of the Flex windows
-    /// starting that day ([`DailyTokensRow`]).
+    /// starting that day ([`DailyTokensRow`]). From `token_months`: per
+    /// (user, product, month) the sets of windows merged (a window stored
+    /// twice, or under two teams, is one element), unrolled, kept when
+    /// their day is in the range, and summed per day.
     pub fn daily_tokens(&self) -> Sql {
         let mut sql = Sql::new(
-            "SELECT toUInt16(toDate(started)) AS day, toUInt64(sum(tok)) AS tokens FROM (\
-             SELECT user_id, product, window_start AS started, window_start_us, \
-             any(tokens_milli) AS tok FROM flex_windows WHERE 1",
+            "SELECT toUInt16(toUInt16(month) + tupleElement(t, 1) - 1) AS day, \
+             toUInt64(sum(tupleElement(t, 4))) AS tokens FROM (SELECT user_id, product, month, \
+             groupUniqArrayMerge(windows) AS w, ",
         );
-        sql.bind_str(" AND toDate(window_start) >= toDate(?)", &self.from)
-            .bind_str(" AND toDate(window_start) <= toDate(?)", &self.to);
+        self.days_of_month(&mut sql);
+        sql.push(" FROM token_months WHERE ");
+        self.months(&mut sql);
         self.filters(&mut sql, false);
         sql.push(
-            " GROUP BY user_id, product, window_start, window_start_us) \
+            " GROUP BY user_id, product, month) ARRAY JOIN w AS t \
+             WHERE tupleElement(t, 1) >= lo AND tupleElement(t, 1) <= hi \
              GROUP BY day ORDER BY day",
         );
         sql
     }
 }
 
-/// A row of [`RowsQuery::daily_usage`].
+/// A row of [`RowsQuery::daily_users`] and [`RowsQuery::daily_lines`].
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
-pub struct DailyUsageRow {
+pub struct DailyCountRow {
     pub day: u16,
-    pub users: u64,
-    pub pairs: u64,
+    pub count: u64,
 }
 
 /// A row of [`RowsQuery::daily_tokens`].

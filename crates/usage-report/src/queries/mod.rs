@@ -30,7 +30,7 @@ use clickhouse::Client;
 
 pub use directory::{assignments_of, known_teams, memberships, merges, profiles, teams};
 pub use lines::{
-    product_rates, DailyTokensRow, DailyUsageRow, DaysRow, HeldRow, LastAccessRow, RateRow,
+    product_rates, DailyCountRow, DailyTokensRow, DaysRow, HeldRow, LastAccessRow, RateRow,
     RowsQuery, SeatDayRow, SeatMonthsRow, TokenDayRow, TokensRow,
 };
 
@@ -167,9 +167,12 @@ pub fn all_for_compatibility() -> Vec<(&'static str, Sql)> {
         ("token days, no filter", bare.token_days()),
         ("teams of seat days", bare.seat_days().teams_of_rows()),
         ("teams of token days", bare.token_days().teams_of_rows()),
-        ("daily usage", full.daily_usage()),
-        ("daily usage, no filter", bare.daily_usage()),
+        ("daily users", full.daily_users()),
+        ("daily users, no filter", bare.daily_users()),
+        ("daily lines", full.daily_lines()),
+        ("daily lines, no filter", bare.daily_lines()),
         ("daily tokens", full.daily_tokens()),
+        ("daily tokens, no filter", bare.daily_tokens()),
         ("seat months", full.seat_months(14)),
         ("seat months, no filter", bare.seat_months(14)),
         ("rates", product_rates(vec!["p1".into(), "it's".into()])),

@@ -151,9 +151,12 @@ where
     fn entry(&self, key: &K, observed: Option<Observed>) -> Found<V> {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let (Some(e), Some(o)) = (entries.get_mut(key), observed) {
-            if e.version == Some(o.version) && o.at > e.born {
-                e.born = o.at;
+        if let Some(o) = observed {
+            // Every entry of the same version holds everything there is.
+            for e in entries.values_mut() {
+                if e.version == Some(o.version) && o.at > e.born {
+                    e.born = o.at;
+                }
             }
         }
         self.evict(&mut entries, now, self.capacity);
@@ -487,6 +490,20 @@ mod tests {
             seen(&cache, "a", 4, version(8)).await,
             (4, CacheLookup::Miss)
         );
+    }
+
+    #[tokio::test]
+    async fn every_entry_of_an_unchanged_version_lives_on() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(200), 8, usize::MAX));
+        seen(&cache, "a", 1, version(7)).await;
+        seen(&cache, "b", 2, version(7)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // A lookup of "a" sees nothing written: "b" is not dropped as old.
+        assert_eq!(
+            seen(&cache, "a", 0, version(7)).await,
+            (1, CacheLookup::Hit)
+        );
+        assert_eq!(get(&cache, "b", 0).await, (2, CacheLookup::Hit));
     }
 
     #[tokio::test]

@@ -25,9 +25,30 @@ use crate::model::OccasionalTile;
 use crate::queries::{self, RateRow, SeatMonthsRow};
 
 impl Reporter {
+    /// The occasional seat users tile of `rows`: kept with their state when
+    /// no row filter applies (the overview as the page first shows it, so
+    /// its refreshes and the page's loads reuse it), else computed.
+    pub(super) async fn occasional_tile_of(&self, rows: &Rows) -> Result<OccasionalTile, ApiError> {
+        let f = &rows.filters;
+        let unfiltered =
+            f.status.is_none() && f.usage_class.is_none() && f.group.is_none() && f.q.is_none();
+        if !unfiltered {
+            return self.occasional_tile(rows).await;
+        }
+        let mut kept = rows.state.occasional.lock().await;
+        if let Some((range, tile)) = *kept {
+            if range == f.range {
+                return Ok(tile);
+            }
+        }
+        let tile = self.occasional_tile(rows).await?;
+        *kept = Some((f.range, tile));
+        Ok(tile)
+    }
+
     /// The occasional seat users tile of `rows` (the overview's lines, every
     /// filter applied).
-    pub(super) async fn occasional_tile(&self, rows: &Rows) -> Result<OccasionalTile, ApiError> {
+    async fn occasional_tile(&self, rows: &Rows) -> Result<OccasionalTile, ApiError> {
         let table = &rows.state.table;
         let months = rows.filters.range.months();
         let mut seats: HashSet<(u32, u32, u32)> = HashSet::new();

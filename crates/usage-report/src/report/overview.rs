@@ -16,7 +16,7 @@ use crate::model::{
     Daily, DailyPoint, FlexTile, Overview, RangeDates, ReportFilters, Sort, SubscriptionsTile,
     TeamSelection,
 };
-use crate::queries::{DailyTokensRow, DailyUsageRow};
+use crate::queries::{DailyCountRow, DailyTokensRow};
 
 impl Reporter {
     /// The overview tiles.
@@ -49,7 +49,7 @@ impl Reporter {
                 flex_days += u64::from(e.days);
             }
         }
-        let occasional = self.occasional_tile(&rows).await?;
+        let occasional = self.occasional_tile_of(&rows).await?;
         Ok(Overview {
             occasional,
             subscriptions: SubscriptionsTile {
@@ -73,7 +73,9 @@ impl Reporter {
     /// The daily chart: per date of the range, active users, days used and
     /// tokens, for the team, product and access filters (the row filters —
     /// status, group, search — do not apply: the chart is of the team).
-    /// Its own queries (per day, not per line); cached by `Reporter::daily`.
+    /// Its own queries (per day, not per line: the monthly rollups' day bits
+    /// and window sets unrolled, three at once); cached by
+    /// `Reporter::daily`.
     pub(super) async fn compute_daily(
         &self,
         admin: &Admin,
@@ -82,43 +84,51 @@ impl Reporter {
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
         let query = Self::rows_query(&dir, &scope, filters);
-        let usage = query
-            .daily_usage()
-            .query(&self.client)
-            .fetch_all::<DailyUsageRow>()
-            .await
-            .map_err(warehouse)?;
-        let tokens = if filters.access == Some(Access::Seat) {
-            Vec::new()
-        } else {
-            query
+        let fetch = |sql: crate::queries::Sql| {
+            let client = self.client.clone();
+            async move {
+                let rows = sql
+                    .query(&client)
+                    .fetch_all::<DailyCountRow>()
+                    .await
+                    .map_err(warehouse)?;
+                Ok::<HashMap<NaiveDate, u64>, ApiError>(
+                    rows.into_iter().map(|r| (day(r.day), r.count)).collect(),
+                )
+            }
+        };
+        let tokens = async {
+            if filters.access == Some(Access::Seat) {
+                return Ok(HashMap::new());
+            }
+            let rows = query
                 .daily_tokens()
                 .query(&self.client)
                 .fetch_all::<DailyTokensRow>()
                 .await
-                .map_err(warehouse)?
+                .map_err(warehouse)?;
+            Ok::<HashMap<NaiveDate, u64>, ApiError>(
+                rows.into_iter()
+                    .map(|r| (day(r.day), r.tokens_milli))
+                    .collect(),
+            )
         };
-        let usage: HashMap<NaiveDate, (u64, u64)> = usage
-            .into_iter()
-            .map(|r| (day(r.day), (r.users, r.pairs)))
-            .collect();
-        let tokens: HashMap<NaiveDate, u64> = tokens
-            .into_iter()
-            .map(|r| (day(r.day), r.tokens_milli))
-            .collect();
+        let (users, lines, tokens) = tokio::join!(
+            fetch(query.daily_users()),
+            fetch(query.daily_lines()),
+            tokens
+        );
+        let (users, lines, tokens) = (users?, lines?, tokens?);
         let range = filters.dates;
         let days = range
             .from()
             .iter_days()
             .take_while(|d| *d <= range.to())
-            .map(|date| {
-                let (active_users, days_used) = usage.get(&date).copied().unwrap_or((0, 0));
-                DailyPoint {
-                    date,
-                    active_users,
-                    days_used,
-                    tokens: Tokens::from_millis(tokens.get(&date).copied().unwrap_or(0)),
-                }
+            .map(|date| DailyPoint {
+                date,
+                active_users: users.get(&date).copied().unwrap_or(0),
+                days_used: lines.get(&date).copied().unwrap_or(0),
+                tokens: Tokens::from_millis(tokens.get(&date).copied().unwrap_or(0)),
             })
             .collect();
         Ok(Daily {

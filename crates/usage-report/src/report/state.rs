@@ -18,8 +18,9 @@ use super::table::{Table, TableBuilder};
 use super::{warehouse, Reporter};
 use crate::admins::{Admin, Teams};
 use crate::error::ApiError;
-use crate::model::{Daily, DailyPoint, ReportFilters, TeamSelection};
+use crate::model::{Daily, DailyPoint, OccasionalTile, ReportFilters, TeamSelection};
 use crate::queries::RowsQuery;
+use usage_core::range::ReportRange;
 
 /// A row of [`RowsQuery::days`], read in place.
 #[derive(clickhouse::Row, serde::Deserialize)]
@@ -105,6 +106,10 @@ pub(super) struct ReportState {
     pub(super) hashed: bool,
     /// About how many bytes the table holds (the cache's bound).
     bytes: usize,
+    /// The occasional seat users tile of all its lines (the overview with
+    /// no row filter), once asked for, with the range as asked (its months
+    /// divide the days): computed once per state like the rest of it.
+    pub(super) occasional: tokio::sync::Mutex<Option<(ReportRange, OccasionalTile)>>,
 }
 
 impl Weigh for ReportState {
@@ -181,12 +186,14 @@ impl Reporter {
             bytes: table.bytes(),
             table,
             hashed,
+            occasional: tokio::sync::Mutex::new(None),
         })
     }
 
     /// Streams the aggregates of a report (days used in the range, last
-    /// accessed, tokens, assignments in force) into `builder`, the four
-    /// queries at once, each row read in place (no row is held).
+    /// accessed, tokens, assignments in force) into `builder`, each row read
+    /// in place (no row is held): three queries at once, then last access,
+    /// which only fills in the lines the others made.
     async fn aggregate(
         &self,
         query: &RowsQuery,
@@ -246,8 +253,10 @@ impl Reporter {
             }
             Ok(())
         };
-        let (days, last, tokens, held) = tokio::join!(days, last, tokens, held);
-        days.and(last).and(tokens).and(held)
+        // Last access after the others: it only fills in their keys.
+        let (days, tokens, held) = tokio::join!(days, tokens, held);
+        days.and(tokens).and(held)?;
+        last.await
     }
 
     /// The daily chart of `filters` for `admin`, cached as the state is.

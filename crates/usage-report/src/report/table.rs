@@ -89,6 +89,11 @@ struct Interner {
 }
 
 impl Interner {
+    /// The index of `name` if it was seen.
+    fn get(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
     fn of(&mut self, name: &str) -> u32 {
         if let Some(&i) = self.index.get(name) {
             return i;
@@ -108,17 +113,17 @@ impl Interner {
     }
 }
 
-/// The `used` ones of `names` ordered by `key`: `(them in that order, old
+/// The `used` ones of `names` ordered by `cmp`: `(them in that order, old
 /// index -> new index)` (unused ones map to `u32::MAX`).
-fn sorted_used<T, K: Ord>(
+fn sorted_used<T>(
     names: Vec<T>,
     used: &[bool],
-    key: impl Fn(&T) -> K,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
 ) -> (Vec<T>, Vec<u32>) {
     let mut order: Vec<u32> = (0..names.len() as u32)
         .filter(|&i| used[i as usize])
         .collect();
-    order.sort_by_cached_key(|&i| key(&names[i as usize]));
+    order.sort_unstable_by(|&a, &b| cmp(&names[a as usize], &names[b as usize]));
     let mut new_of = vec![u32::MAX; names.len()];
     for (new, &old) in order.iter().enumerate() {
         new_of[old as usize] = new as u32;
@@ -133,9 +138,11 @@ fn sorted_used<T, K: Ord>(
 
 #[derive(Default)]
 struct Agg {
-    days: u64,
     tokens_milli: u64,
     since: Option<NaiveDate>,
+    days: u32,
+    /// Last day used, ever (days since 1970; 0: none).
+    last: u16,
 }
 
 /// (team, user, product, access), interned.
@@ -143,15 +150,16 @@ type Key = (u32, u32, u32, Access);
 
 /// A table in the making: the aggregates' rows fed one at a time, in any
 /// order, as ClickHouse streams them (borrowed strings: each distinct one
-/// is copied once).
+/// is copied once) — but last access after the others: a key with a last
+/// access and nothing else makes no line, so only the keys the others made
+/// are kept (there are more keys ever used than lines in any range; not
+/// holding them halves the builder's memory).
 #[derive(Default)]
 pub(super) struct TableBuilder {
     teams: Interner,
     users: Interner,
     products: Interner,
     aggs: FastMap<Key, Agg>,
-    /// Last day used, ever (days since 1970), of every key with usage.
-    last: FastMap<Key, u16>,
 }
 
 impl TableBuilder {
@@ -174,7 +182,7 @@ impl TableBuilder {
         days: u64,
     ) -> Result<(), ApiError> {
         let key = self.key(team, user, product, access_of(access)?);
-        self.aggs.entry(key).or_default().days = days;
+        self.aggs.entry(key).or_default().days = u32::try_from(days).unwrap_or(u32::MAX);
         Ok(())
     }
 
@@ -198,7 +206,8 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Last day used, ever (a `last_access` row).
+    /// Last day used, ever (a `last_access` row), of a key the other
+    /// aggregates made (fed after them).
     pub(super) fn last(
         &mut self,
         team: &str,
@@ -207,8 +216,17 @@ impl TableBuilder {
         access: &str,
         last_day: u16,
     ) -> Result<(), ApiError> {
-        let key = self.key(team, user, product, access_of(access)?);
-        self.last.insert(key, last_day);
+        let access = access_of(access)?;
+        let (Some(t), Some(u), Some(p)) = (
+            self.teams.get(team),
+            self.users.get(user),
+            self.products.get(product),
+        ) else {
+            return Ok(());
+        };
+        if let Some(a) = self.aggs.get_mut(&(t, u, p, access)) {
+            a.last = last_day;
+        }
         Ok(())
     }
 
@@ -229,7 +247,6 @@ impl TableBuilder {
             users,
             products,
             mut aggs,
-            last,
         } = self;
         // Last access alone never makes a line.
         aggs.retain(|_, a| a.since.is_some() || a.days > 0);
@@ -253,8 +270,8 @@ impl TableBuilder {
                 .filter(|&t| team_used[t])
                 .map(|t| teams[t].as_str()),
         );
-        let (teams, team_of) = sorted_used(teams, &team_used, String::clone);
-        let (products, product_of) = sorted_used(products, &product_used, String::clone);
+        let (teams, team_of) = sorted_used(teams, &team_used, String::cmp);
+        let (products, product_of) = sorted_used(products, &product_used, String::cmp);
         let users: Vec<User> = users
             .into_iter()
             .zip(&user_used)
@@ -263,36 +280,34 @@ impl TableBuilder {
                 id: id.into_boxed_str(),
             })
             .collect();
-        let (users, user_of) =
-            sorted_used(users, &user_used, |u| (u.key().to_owned(), u.id.clone()));
+        let (users, user_of) = sorted_used(users, &user_used, |a, b| {
+            (a.key(), &*a.id).cmp(&(b.key(), &*b.id))
+        });
         let mut by_id: Vec<u32> = (0..users.len() as u32).collect();
         by_id.sort_by(|&a, &b| users[a as usize].id.cmp(&users[b as usize].id));
 
-        let mut lines: Vec<Entry> = aggs
-            .into_iter()
-            .filter_map(|(key, a)| {
-                let (t, u, p, access) = key;
-                let held = a.since.map(|since| Held {
-                    access,
-                    since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
-                });
-                let days = u32::try_from(a.days).unwrap_or(u32::MAX);
-                let status = status::status(held, days > 0, dates)?;
-                Some(Entry {
-                    user: user_of[u as usize],
-                    team: team_of[t as usize],
-                    product: product_of[p as usize],
-                    access,
-                    status,
-                    days,
-                    last: last.get(&key).filter(|&&d| d > 0).map(|&d| day(d)),
-                    since: a.since,
-                    tokens_milli: a.tokens_milli,
-                })
+        let mut lines: Vec<Entry> = Vec::with_capacity(aggs.len());
+        lines.extend(aggs.into_iter().filter_map(|(key, a)| {
+            let (t, u, p, access) = key;
+            let held = a.since.map(|since| Held {
+                access,
+                since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
+            });
+            let days = a.days;
+            let status = status::status(held, days > 0, dates)?;
+            Some(Entry {
+                user: user_of[u as usize],
+                team: team_of[t as usize],
+                product: product_of[p as usize],
+                access,
+                status,
+                days,
+                last: (a.last > 0).then(|| day(a.last)),
+                since: a.since,
+                tokens_milli: a.tokens_milli,
             })
-            .collect();
+        }));
         lines.sort_unstable_by_key(|e| (e.user, e.team, e.product, e.access));
-        lines.shrink_to_fit();
         (
             Table {
                 teams,
@@ -319,14 +334,14 @@ impl Table {
         for r in &aggregates.days {
             b.days(&r.team, &r.user_id, &r.product, &r.access, r.days)?;
         }
-        for r in &aggregates.last {
-            b.last(&r.team, &r.user_id, &r.product, &r.access, r.last_day)?;
-        }
         for r in &aggregates.tokens {
             b.tokens(&r.team, &r.user_id, &r.product, r.tokens_milli);
         }
         for r in &aggregates.held {
             b.held(&r.team, &r.user_id, &r.product, &r.access, r.since_day)?;
+        }
+        for r in &aggregates.last {
+            b.last(&r.team, &r.user_id, &r.product, &r.access, r.last_day)?;
         }
         Ok(b.finish(dates, hashed, hash))
     }
