@@ -92,6 +92,17 @@ struct Cli {
         help_heading = "HTTP"
     )]
     report_cache_secs: u64,
+    /// The most the cached reports may hold, in MB (with 64 filter sets at
+    /// most): past it the least recently used go. A report of all teams
+    /// holds about 0.2 MB per 1,000 users; the service's memory is about
+    /// this plus the reports being computed (two at once).
+    #[arg(
+        long,
+        env = "USAGE_REPORT_CACHE_MB",
+        default_value_t = 48,
+        help_heading = "HTTP"
+    )]
+    report_cache_mb: usize,
     /// The usage classes' threshold, in days used per month on average
     /// (0.01 to 31): a report line below it is `occasional`, at or above it
     /// `frequent` (no day used: `unused`). The default, 5, is about one
@@ -346,10 +357,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("creating the Kafka producer: {e}"))?;
         let mut reporter = Reporter::new(warehouse.client().clone(), hasher)
-            .with_cache(Duration::from_secs(cli.report_cache_secs), {
-                let metrics = metrics.clone();
-                move |lookup| metrics.report_cache(lookup == CacheLookup::Hit)
-            })
+            .with_cache(
+                Duration::from_secs(cli.report_cache_secs),
+                cli.report_cache_mb << 20,
+                {
+                    let metrics = metrics.clone();
+                    move |lookup| metrics.report_cache(lookup == CacheLookup::Hit)
+                },
+            )
             .with_frequent_days_per_month(cli.frequent_days_per_month);
         if cli.report_cache_secs > 0 && warehouse.cluster().is_none() {
             reporter = reporter.with_unchanged_data_reuse();

@@ -52,9 +52,9 @@ pub enum CacheLookup {
 /// Entries per cache by default.
 pub(super) const DEFAULT_ENTRIES: usize = 64;
 
-/// Bytes of values per cache by default: with the service's other memory,
-/// under the report's 128 MB budget (a state of all teams at 150,000 users
-/// holds about 15 MB).
+/// Bytes of values per cache by default (`--report-cache-mb` sets the
+/// states'): a state of all teams holds about 0.2 MB per 1,000 users (11 MB
+/// at 50,000, 32 MB at 150,000).
 pub(super) const DEFAULT_BYTES: usize = 48 << 20;
 
 /// What a lookup observed of the tables: a version of their whole contents

@@ -138,14 +138,17 @@ impl Reporter {
     /// Reuses a filter set's report (the state of its lines and its daily
     /// chart) for `freshness` after its computation starts: data visible in
     /// the tables shows in every report requested more than `freshness`
-    /// later. Zero: every request computes its own. `on_lookup` is told of
+    /// later. Zero: every request computes its own. The states hold at most
+    /// `bytes` (the charts, a few bytes a day, their own default bound).
+    /// `on_lookup` is told of
     /// every lookup, hit or miss.
     pub fn with_cache(
         mut self,
         freshness: Duration,
+        bytes: usize,
         on_lookup: impl Fn(CacheLookup) + Send + Sync + 'static,
     ) -> Reporter {
-        self.states = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES, DEFAULT_BYTES));
+        self.states = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES, bytes));
         self.charts = Arc::new(Cache::new(freshness, DEFAULT_ENTRIES, DEFAULT_BYTES));
         self.on_lookup = Some(Arc::new(on_lookup));
         self
