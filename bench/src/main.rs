@@ -14,10 +14,13 @@
 //! 4. freshness (`freshness.rs`): one usage-ingest on fresh topics under a
 //!    background load at half the median sustained rate, probes every 100 ms,
 //!    their time to be visible in ClickHouse; VmRSS sampled every 2 s;
-//! 5. prints min / median / max and the ratios; writes JSON.
+//! 5. prints min / median / max and the ratios, and the CPU-seconds per
+//!    million events of the consumer, the broker and ClickHouse in each
+//!    measurement (`cpu.rs`); writes JSON.
 //!
 //! Run with `bench/run` (builds the release binaries first).
 
+mod cpu;
 mod freshness;
 mod support;
 
@@ -110,6 +113,9 @@ struct Measurement {
     /// Whether every expected row was stored (waited for after the measurement).
     #[serde(skip_serializing_if = "Option::is_none")]
     complete: Option<bool>,
+    /// CPU-seconds per million events of the consumer, the broker and
+    /// ClickHouse, from the consumer's start to the last row stored.
+    cpu: cpu::Cpu,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -269,6 +275,7 @@ impl Bench<'_> {
             ),
         )
         .await?;
+        let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url);
         let mut raw = [Child::spawn(
             "raw-path",
             Command::new(args.bin_dir.join("raw-path"))
@@ -283,14 +290,24 @@ impl Bench<'_> {
                 .stdout(Stdio::null()),
             None,
         )?];
+        let count_sql = format!("SELECT count() FROM {db}.raw_authorizations");
         let fill = time_fill(
             &self.server,
-            &format!("SELECT count() FROM {db}.raw_authorizations"),
+            &count_sql,
             self.published_auth,
             &mut raw,
             None,
         )
         .await;
+        // The rest of the load, so the CPU covers the whole of it.
+        let complete = match fill {
+            Ok(_) => Some(
+                self.wait_complete(&count_sql, self.published_auth, &mut raw)
+                    .await?,
+            ),
+            Err(_) => None,
+        };
+        let cpu = meter.stop(&[raw[0].pid()], self.published_auth);
         drop(raw);
         self.drop_database(&db).await;
         Ok(Measurement {
@@ -300,7 +317,8 @@ impl Bench<'_> {
             events_per_second: fill?.rate,
             processes: Vec::new(),
             duplicate_rows: None,
-            complete: None,
+            complete,
+            cpu,
         })
     }
 
@@ -330,6 +348,7 @@ impl Bench<'_> {
             clickhouse_url: args.clickhouse_url.clone(),
         };
         let group = format!("{db}_group");
+        let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url);
         // Started together, so both members are in the group's first
         // generation (checked below through their partitions).
         let (mut children, ports): (Vec<Child>, Vec<u16>) = (0..instances)
@@ -357,20 +376,12 @@ impl Bench<'_> {
             Some(&watch),
         )
         .await?;
-        // The rest of the load, so the peak RSS covers the whole run.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let complete = loop {
-            if query_count(&self.server, &count_sql).await >= self.counted {
-                break true;
-            }
-            for child in &mut children {
-                child.check_alive()?;
-            }
-            if Instant::now() >= deadline {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        // The rest of the load, so the peak RSS and the CPU cover the whole run.
+        let complete = self
+            .wait_complete(&count_sql, self.counted, &mut children)
+            .await?;
+        let pids: Vec<u32> = children.iter().map(Child::pid).collect();
+        let cpu = meter.stop(&pids, self.published_auth);
         let mut processes = Vec::new();
         for (i, (child, &port)) in children.iter().zip(&ports).enumerate() {
             let metrics = Metrics::scrape(port).await;
@@ -409,7 +420,30 @@ impl Bench<'_> {
             processes,
             duplicate_rows: Some(stored.saturating_sub(distinct)),
             complete: Some(complete),
+            cpu,
         })
+    }
+
+    /// Waits (up to a minute) until `sql` counts `target` rows; whether it did.
+    async fn wait_complete(
+        &self,
+        sql: &str,
+        target: u64,
+        children: &mut [Child],
+    ) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if query_count(&self.server, sql).await >= target {
+                return Ok(true);
+            }
+            for child in children.iter_mut() {
+                child.check_alive()?;
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -599,17 +633,48 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
             max / 1e6
         );
     }
+    let cpus = |path: &str| -> Vec<cpu::Cpu> {
+        measurements
+            .iter()
+            .filter(|m| m.path == path)
+            .map(|m| m.cpu)
+            .collect()
+    };
+    cpu::print_table(&[
+        ("raw path", cpus("raw")),
+        ("usage-ingest", cpus("usage-ingest")),
+        ("usage-ingest x2", cpus("usage-ingest x2")),
+    ]);
     println!("per run:");
+    for m in measurements.iter().filter(|m| m.processes.is_empty()) {
+        println!(
+            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {}{}",
+            m.run,
+            m.path,
+            m.events_per_second,
+            m.cpu.consumer,
+            m.cpu.broker.map_or("?".to_owned(), |v| format!("{v:.2}")),
+            m.cpu.clickhouse.map_or("?".to_owned(), |v| format!("{v:.2}")),
+            if m.complete == Some(false) {
+                "  INCOMPLETE"
+            } else {
+                ""
+            },
+        );
+    }
     for m in measurements.iter().filter(|m| !m.processes.is_empty()) {
         let each = |f: &dyn Fn(&Process) -> String| -> String {
             m.processes.iter().map(f).collect::<Vec<_>>().join(" + ")
         };
         let opt = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
         println!(
-            "  run {} {:<16} {:>9.0} events/s  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
+            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {}  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
             m.run,
             m.path,
             m.events_per_second,
+            m.cpu.consumer,
+            m.cpu.broker.map_or("?".to_owned(), |v| format!("{v:.2}")),
+            m.cpu.clickhouse.map_or("?".to_owned(), |v| format!("{v:.2}")),
             each(&|p| format!("{:.0}", mb(p.peak_rss_bytes.unwrap_or(0)))),
             each(&|p| {
                 let [a, b, c] = p.authorizations_partitions;

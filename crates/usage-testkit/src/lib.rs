@@ -13,7 +13,7 @@
 //! - [`metrics`]: Prometheus text scraped and read;
 //! - [`memory`]: VmRSS and VmHWM of a process;
 //! - [`stats`]: percentiles and medians;
-//! - [`host`]: the machine's load and CPU.
+//! - [`host`]: the machine's load and CPU, a process's CPU time, who listens on a port.
 //!
 //! Errors are `anyhow` errors throughout: this is the harness's edge.
 
