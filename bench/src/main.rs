@@ -22,6 +22,7 @@
 
 mod cpu;
 mod freshness;
+mod profile;
 mod support;
 
 use anyhow::{bail, Context};
@@ -90,6 +91,11 @@ struct Args {
     /// Directory of the release binaries.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
+    /// After the throughput runs, one more usage-ingest (one instance) under
+    /// `perf record`, its flame graph written here as SVG; that run is not
+    /// counted in the figures (perf slows it). Needs `inferno` (`profile.rs`).
+    #[arg(long)]
+    flamegraph: Option<PathBuf>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
@@ -328,7 +334,15 @@ impl Bench<'_> {
             1 => format!("{}_ingest_{run}", self.tag),
             n => format!("{}_ingest{n}_{run}", self.tag),
         };
-        let result = self.ingest_into(&db, run, instances).await;
+        let result = self.ingest_into(&db, run, instances, None).await;
+        self.drop_database(&db).await;
+        result
+    }
+
+    /// One usage-ingest under `perf record`, its flame graph written to `svg`.
+    async fn profiled(&self, svg: &Path) -> anyhow::Result<Measurement> {
+        let db = format!("{}_ingest_profiled", self.tag);
+        let result = self.ingest_into(&db, 0, 1, Some(svg)).await;
         self.drop_database(&db).await;
         result
     }
@@ -338,6 +352,7 @@ impl Bench<'_> {
         db: &str,
         run: usize,
         instances: usize,
+        flamegraph: Option<&Path>,
     ) -> anyhow::Result<Measurement> {
         let args = self.args;
         let binary = args.bin_dir.join("usage-ingest");
@@ -361,6 +376,10 @@ impl Bench<'_> {
             .collect::<anyhow::Result<Vec<_>>>()?
             .into_iter()
             .unzip();
+        let recording = match flamegraph {
+            Some(_) => Some(profile::record(children[0].pid(), self.logs)?),
+            None => None,
+        };
         let watch = Watch {
             ports: &ports,
             topic: &self.topics.authorizations,
@@ -382,6 +401,15 @@ impl Bench<'_> {
             .await?;
         let pids: Vec<u32> = children.iter().map(Child::pid).collect();
         let cpu = meter.stop(&pids, self.published_auth);
+        if let (Some(recording), Some(svg)) = (recording, flamegraph) {
+            let title = format!(
+                "usage-ingest, {} authorizations from offset 0 ({})",
+                self.published_auth,
+                chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+            );
+            recording.finish(svg, &title)?;
+            eprintln!("usage-bench: flame graph in {}", svg.display());
+        }
         let mut processes = Vec::new();
         for (i, (child, &port)) in children.iter().zip(&ports).enumerate() {
             let metrics = Metrics::scrape(port).await;
@@ -536,6 +564,13 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
         }
     }
     let load_after_throughput = host::load_average();
+    if let Some(svg) = &args.flamegraph {
+        let m = bench.profiled(svg).await?;
+        eprintln!(
+            "usage-bench: profiled usage-ingest (not counted): {:.0} events/s",
+            m.events_per_second
+        );
+    }
 
     let rates = |path: &str| -> Vec<f64> {
         measurements
