@@ -219,9 +219,11 @@ pub(crate) type IngestConsumer = StreamConsumer<IngestContext>;
 /// A group consumer subscribed to the inbound topics; offsets are committed
 /// by the pipeline only, after the rows they cover are in ClickHouse. Every
 /// `stats_interval_ms` (0: never) its statistics update the lag in `metrics`.
+/// librdkafka prefetches at most `queue_kbytes` KiB of messages.
 pub(crate) fn consumer(
     args: &KafkaArgs,
     stats_interval_ms: u64,
+    queue_kbytes: usize,
     metrics: Metrics,
 ) -> Result<(IngestConsumer, mpsc::UnboundedReceiver<PartitionNotice>), String> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -237,7 +239,7 @@ pub(crate) fn consumer(
         ),
         // Keep the fetcher busy while an insert is in flight, with bounded memory.
         ("fetch.queue.backoff.ms", "10".into()),
-        ("queued.max.messages.kbytes", "16384".into()),
+        ("queued.max.messages.kbytes", queue_kbytes.to_string()),
         // End-of-partition events: reference data is read to its end first.
         ("enable.partition.eof", "true".into()),
         // Statistics (consumer lag) for the metrics; 0 disables them.

@@ -1,5 +1,6 @@
 //! `usage-ingest`: the stream consumers of the license-usage pipeline.
 
+mod budget;
 mod dlq;
 mod kafka;
 mod message;
@@ -12,6 +13,7 @@ mod rows;
 mod sink;
 mod stamp;
 mod state;
+mod workers;
 
 use anyhow::Context;
 
@@ -130,6 +132,18 @@ struct RunArgs {
     )]
     batches_in_flight: usize,
 
+    /// Memory the process may use at full rate, in MB: lowers
+    /// --batch-max-bytes, --batches-in-flight and librdkafka's queue of
+    /// prefetched messages (16 MiB at most) to fit (never raises them). 0: no
+    /// budget, the limits as given. See README, "Memory".
+    #[arg(
+        long,
+        env = "USAGE_MEMORY_BUDGET_MB",
+        default_value_t = 256,
+        help_heading = "Batching"
+    )]
+    memory_budget_mb: usize,
+
     /// First delay before retrying a failed insert (doubles up to --retry-max-ms, with jitter).
     #[arg(
         long,
@@ -180,6 +194,17 @@ struct RunArgs {
         help_heading = "Enrichment"
     )]
     retain_days: i64,
+
+    /// Threads that decode authorizations and encode their rows, each
+    /// batch cut in as many chunks (stamping stays on one thread, in order).
+    /// 0: one per core.
+    #[arg(
+        long,
+        env = "USAGE_WORKERS",
+        default_value_t = 0,
+        help_heading = "Enrichment"
+    )]
+    workers: usize,
 
     /// Largest accepted message.
     #[arg(long, env = "USAGE_MAX_MESSAGE_BYTES", default_value_t = Limits::DEFAULT_MAX_MESSAGE_BYTES, help_heading = "Validation")]
@@ -343,13 +368,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
 
+    let bounds = budget::bound(
+        args.memory_budget_mb,
+        budget::Bounds {
+            batch_max_bytes: args.batch_max_bytes.max(1),
+            batches_in_flight: args.batches_in_flight.max(1),
+            queue_kbytes: budget::DEFAULT_QUEUE_KBYTES,
+        },
+    )?;
+    let workers = workers::Workers::new(args.workers);
+    tracing::info!(
+        workers = workers.threads(),
+        memory_budget_mb = args.memory_budget_mb,
+        batch_max_bytes = bounds.batch_max_bytes,
+        batches_in_flight = bounds.batches_in_flight,
+        kafka_queue_kbytes = bounds.queue_kbytes,
+        "memory bounds"
+    );
     let settings = pipeline::PipelineSettings {
         kafka_stats_interval_ms: args.kafka_stats_interval_ms,
+        kafka_queue_kbytes: bounds.queue_kbytes,
         batch: pipeline::BatchLimits {
             max_rows: args.batch_max_rows.max(1),
-            max_bytes: args.batch_max_bytes.max(1),
+            max_bytes: bounds.batch_max_bytes,
             max_wait: Duration::from_millis(args.batch_max_wait_ms),
-            max_in_flight: args.batches_in_flight.max(1),
+            max_in_flight: bounds.batches_in_flight,
         },
         retry,
         follow_interval: Duration::from_millis(args.follow_interval_ms),
@@ -360,6 +403,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         stamp: stamp::StampSettings {
             limits,
             unresolved_hold: Duration::from_secs(args.unresolved_hold_secs),
+            workers,
         },
         dead_letters: dlq::DeadLetterPolicy::new(
             args.dlq_max_invalid_ratio,

@@ -34,12 +34,32 @@ impl RowBinary {
         }
     }
 
+    /// Room for `bytes` up front (no regrowth and copying as rows come).
+    pub(crate) fn with_capacity(table: TableDef, bytes: usize) -> RowBinary {
+        RowBinary {
+            table,
+            buf: BytesMut::with_capacity(bytes),
+            rows: 0,
+        }
+    }
+
     pub(crate) fn table(&self) -> TableDef {
         self.table
     }
 
     pub(crate) fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Appends the rows of `other` (of the same table) after these.
+    pub(crate) fn append(&mut self, other: RowBinary) {
+        debug_assert_eq!(self.table.name, other.table.name);
+        if self.rows == 0 {
+            *self = other;
+            return;
+        }
+        self.buf.extend_from_slice(&other.buf);
+        self.rows += other.rows;
     }
 
     pub(crate) fn into_bytes(self) -> bytes::Bytes {

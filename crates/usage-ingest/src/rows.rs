@@ -45,6 +45,11 @@ impl Tables {
             .or_insert_with(|| RowBinary::new(table))
     }
 
+    /// Rows encoded apart (by a worker), after this table's rows so far.
+    pub(crate) fn append(&mut self, rows: RowBinary) {
+        self.get(rows.table()).append(rows);
+    }
+
     /// The encoded tables, in the order they are written ([`WRITTEN`]).
     pub(crate) fn finish(mut self) -> Vec<TableRows> {
         WRITTEN
@@ -80,8 +85,15 @@ pub(crate) struct FactRow<'a> {
 }
 
 impl FactRow<'_> {
+    #[cfg(test)]
     pub(crate) fn encode(&self, tables: &mut Tables) -> Result<(), Unstorable> {
-        tables.get(schema::AUTHORIZATIONS).row(|r| {
+        self.encode_into(tables.get(schema::AUTHORIZATIONS))
+    }
+
+    /// Into rows of `authorizations` held apart (see [`Tables::append`]).
+    pub(crate) fn encode_into(&self, rows: &mut RowBinary) -> Result<(), Unstorable> {
+        debug_assert_eq!(rows.table().name, schema::AUTHORIZATIONS.name);
+        rows.row(|r| {
             r.string(self.event_id)
                 .datetime_us(self.occurred_at)?
                 .date(self.usage_date)?

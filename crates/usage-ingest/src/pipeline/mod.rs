@@ -88,6 +88,8 @@ pub(crate) struct PipelineSettings {
     pub(crate) kafka: KafkaArgs,
     /// How often librdkafka reports statistics (the lag gauge); 0: never.
     pub(crate) kafka_stats_interval_ms: u64,
+    /// librdkafka's queue of prefetched messages, KiB (the memory budget's share).
+    pub(crate) kafka_queue_kbytes: usize,
     pub(crate) batch: BatchLimits,
     /// Backoff between attempts of every ClickHouse request.
     pub(crate) retry: RetryPolicy,
@@ -160,6 +162,7 @@ impl Pipeline {
         let (consumer, notices) = kafka::consumer(
             &settings.kafka,
             settings.kafka_stats_interval_ms,
+            settings.kafka_queue_kbytes,
             metrics.clone(),
         )
         .map_err(PipelineError::Client)?;

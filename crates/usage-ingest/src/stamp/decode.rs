@@ -2,13 +2,15 @@
 //! contract's validation, and its timestamps checked to be storable
 //! ([`storable`]); assignment and directory facts encoded as rows and applied
 //! to the enrichment state; authorizations set aside for the stamper; refused
-//! messages turned into dead letters.
+//! messages turned into dead letters. Authorizations need no state: they are
+//! decoded first, spread over the [`Workers`], and taken in order after.
 
 use super::{dead_letter, storable, Pending, StampError};
 use crate::dlq::{DeadLetter, DeadLetterPolicy};
 use crate::message::{RawMessage, Topic, TopicNames};
 use crate::rows::{self, Tables};
 use crate::state::Enrichment;
+use crate::workers::Workers;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,6 +39,8 @@ pub(crate) struct Decoder<'a> {
     /// How long an authorization may wait for the data that explains it.
     pub(crate) unresolved_hold: Duration,
     pub(crate) topics: &'a TopicNames,
+    /// The threads authorizations are decoded on.
+    pub(crate) workers: Workers,
 }
 
 /// Where a decoded message's effects go.
@@ -71,8 +75,19 @@ impl Decoder<'_> {
             touched: &mut touched,
             ingested_at,
         };
+        // Authorizations first, on every worker; reference messages below, in order.
+        let limits = self.limits;
+        let mut ready = self
+            .workers
+            .map(&batch, |raw| {
+                (raw.topic == Topic::Authorizations).then(|| authorization(raw, limits, now))
+            })
+            .into_iter();
         for raw in batch {
-            let result = self.decode_one(&raw, &mut effects, now)?;
+            let result = match ready.next().flatten() {
+                Some(decoded) => decoded.map(Some),
+                None => self.decode_one(&raw, &mut effects, now)?,
+            };
             policy.record(result.is_ok())?;
             match result {
                 Ok(Some(auth)) => authorizations.push(Pending {
@@ -103,8 +118,7 @@ impl Decoder<'_> {
         let tables = &mut *effects.tables;
         let enrichment = &mut *effects.enrichment;
         match raw.topic {
-            Topic::Authorizations => Ok(decode_authorization(&raw.payload, limits, now)
-                .and_then(|a| storable::authorization(&a).map(|()| Some(a)))),
+            Topic::Authorizations => Ok(authorization(raw, limits, now).map(Some)),
             Topic::Assignments => {
                 let decoded = decode_assignment(&raw.payload, limits, now)
                     .and_then(|a| storable::assignment(&a).map(|()| a));
@@ -147,6 +161,16 @@ impl Decoder<'_> {
     }
 }
 
+/// An authorization decoded, its timestamps checked to be storable.
+fn authorization(
+    raw: &RawMessage,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Authorization, ValidationError> {
+    decode_authorization(&raw.payload, limits, now)
+        .and_then(|a| storable::authorization(&a).map(|()| a))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +198,7 @@ mod tests {
             limits: &limits,
             unresolved_hold: Duration::from_secs(30),
             topics: &topics,
+            workers: Workers::default(),
         };
         let mut enrichment = Enrichment::new(ChargeConfig::default());
         let mut policy = DeadLetterPolicy::new(1.0, 100, 0);
@@ -229,6 +254,7 @@ mod tests {
             limits: &limits,
             unresolved_hold: Duration::from_secs(30),
             topics: &topics,
+            workers: Workers::default(),
         };
         let mut enrichment = Enrichment::new(ChargeConfig::default());
         let mut policy = DeadLetterPolicy::new(1.0, 100, 0);

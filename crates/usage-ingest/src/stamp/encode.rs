@@ -1,18 +1,26 @@
 //! Step 4 of stamping (pure): the rows of a batch, per table — the stamped
 //! authorizations with the Flex windows they opened and their day-level
-//! rollup, and the current assignment of every key the batch touched.
+//! rollup, and the current assignment of every key the batch touched. The
+//! facts, most of the bytes, are encoded in chunks over the [`Workers`] and
+//! joined in order: the same bytes as on one thread.
 
 use super::decode::AssignmentKey;
 use super::stamper::Stamp;
 use super::Pending;
+use crate::rowbinary::RowBinary;
 use crate::rows::{self, Tables};
+use crate::workers::Workers;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 use usage_core::event::{Access, AssignmentVia};
 use usage_core::team::AssignmentState;
 use usage_core::usage::usage_date;
 use usage_core::FastSet;
-use usage_store::schema::{values, Unstorable};
+use usage_store::schema::{self, values, Unstorable};
+
+/// About the size of an encoded fact row (ids of a few dozen bytes), to
+/// reserve a chunk's bytes at once.
+const FACT_BYTES: usize = 160;
 
 /// Encodes the stamped authorizations (the facts), the windows they opened
 /// and the day-level rollup (deduplicated per batch); returns the
@@ -22,31 +30,27 @@ pub(crate) fn authorizations(
     tables: &mut Tables,
     stored: &[(Pending, Stamp)],
     ingested_at: DateTime<Utc>,
+    workers: &Workers,
 ) -> Result<Option<DateTime<Utc>>, Unstorable> {
+    let facts = workers.map_chunks(stored, |chunk| {
+        let mut rows = RowBinary::with_capacity(schema::AUTHORIZATIONS, chunk.len() * FACT_BYTES);
+        for (p, stamp) in chunk {
+            fact(p, stamp, ingested_at).encode_into(&mut rows)?;
+        }
+        Ok::<_, Unstorable>(rows)
+    });
+    for rows in facts {
+        let rows = rows?;
+        if rows.rows() > 0 {
+            tables.append(rows);
+        }
+    }
     let mut oldest: Option<DateTime<Utc>> = None;
     let mut days: FastSet<(&str, &str, &str, Access, NaiveDate)> = FastSet::default();
     for (p, stamp) in stored {
         let a = &p.auth;
         let day = usage_date(a.occurred_at);
         oldest = Some(oldest.map_or(a.occurred_at, |o| o.min(a.occurred_at)));
-        rows::FactRow {
-            event_id: &a.event_id,
-            occurred_at: a.occurred_at,
-            usage_date: day,
-            team_id: &stamp.team_id,
-            team_source: stamp.source,
-            user_id: &a.user_id,
-            product: &a.product,
-            product_version: a.product_version.as_deref().unwrap_or(""),
-            access: a.access,
-            machine_id: a.machine_id.as_deref().unwrap_or(""),
-            window_start: stamp.window_start,
-            tokens_milli: stamp.tokens_milli,
-            partition: p.raw.partition,
-            offset: p.raw.offset,
-            ingested_at,
-        }
-        .encode(tables)?;
         if stamp.opened_window {
             if let Some(start) = stamp.window_start {
                 rows::flex_window(
@@ -72,6 +76,28 @@ pub(crate) fn authorizations(
         }
     }
     Ok(oldest)
+}
+
+/// The fact row of a stamped authorization.
+fn fact<'a>(p: &'a Pending, stamp: &'a Stamp, ingested_at: DateTime<Utc>) -> rows::FactRow<'a> {
+    let a = &p.auth;
+    rows::FactRow {
+        event_id: &a.event_id,
+        occurred_at: a.occurred_at,
+        usage_date: usage_date(a.occurred_at),
+        team_id: &stamp.team_id,
+        team_source: stamp.source,
+        user_id: &a.user_id,
+        product: &a.product,
+        product_version: a.product_version.as_deref().unwrap_or(""),
+        access: a.access,
+        machine_id: a.machine_id.as_deref().unwrap_or(""),
+        window_start: stamp.window_start,
+        tokens_milli: stamp.tokens_milli,
+        partition: p.raw.partition,
+        offset: p.raw.offset,
+        ingested_at,
+    }
 }
 
 /// Encodes the current assignment of every key in `touched` under `version`

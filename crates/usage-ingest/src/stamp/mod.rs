@@ -85,6 +85,8 @@ pub(crate) struct StampSettings {
     pub(crate) limits: Limits,
     /// How long an authorization whose team is unknown waits for late assignment data.
     pub(crate) unresolved_hold: Duration,
+    /// The threads that decode authorizations and encode their rows.
+    pub(crate) workers: crate::workers::Workers,
 }
 
 /// The stamping stage: the enrichment state, the authorizations held back,
@@ -174,6 +176,7 @@ impl Stamping {
             limits: &self.settings.limits,
             unresolved_hold: self.settings.unresolved_hold,
             topics: &self.topics,
+            workers: self.settings.workers,
         };
         let decoded = decoder.decode(
             batch,
@@ -224,8 +227,12 @@ impl Stamping {
 
         // 4. Encode the facts, the windows and the day-level rollup, and the
         // current assignment of every key this batch touched.
-        let oldest_authorization =
-            encode::authorizations(&mut tables, &stamped.stored, ingested_at)?;
+        let oldest_authorization = encode::authorizations(
+            &mut tables,
+            &stamped.stored,
+            ingested_at,
+            &self.settings.workers,
+        )?;
         encode::assignment_states(
             &mut tables,
             &self.enrichment.assignments,

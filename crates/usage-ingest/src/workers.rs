@@ -1,0 +1,115 @@
+//! Pure per-message work spread over the machine's cores: a batch cut into
+//! contiguous chunks, one scoped thread per chunk (the calling thread does
+//! the first), the results put back in the batch's order — so what comes
+//! out is exactly what one thread would have produced, only sooner.
+//!
+//! Used for the work that needs no state: decoding authorizations
+//! (`stamp::decode`) and encoding their fact rows (`stamp::encode`). The
+//! stamping itself — team and charge against the per-(user, product)
+//! state — stays on one thread, in consumption order.
+
+/// Below this many items per chunk the work stays on the calling thread: a
+/// thread's start (tens of µs) would cost more than the chunk saves.
+const MIN_CHUNK: usize = 2048;
+
+/// How many threads share pure per-message work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Workers {
+    threads: usize,
+}
+
+impl Default for Workers {
+    /// One thread: everything on the caller.
+    fn default() -> Workers {
+        Workers { threads: 1 }
+    }
+}
+
+impl Workers {
+    /// `threads` threads; 0: one per core the process may use.
+    pub(crate) fn new(threads: usize) -> Workers {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        Workers { threads }
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Into how many chunks `len` items are cut.
+    fn chunks(&self, len: usize) -> usize {
+        self.threads.min(len / MIN_CHUNK).max(1)
+    }
+
+    /// `work` over contiguous chunks of `items`, one result per chunk, in
+    /// order. A panic in a worker is a bug: it is raised again here.
+    pub(crate) fn map_chunks<T, R>(&self, items: &[T], work: impl Fn(&[T]) -> R + Sync) -> Vec<R>
+    where
+        T: Sync,
+        R: Send,
+    {
+        let chunks = self.chunks(items.len());
+        if chunks <= 1 {
+            return vec![work(items)];
+        }
+        let size = items.len().div_ceil(chunks);
+        let work = &work;
+        std::thread::scope(|scope| {
+            let mut parts = items.chunks(size);
+            let first = parts.next().unwrap_or_default();
+            let others: Vec<_> = parts.map(|part| scope.spawn(move || work(part))).collect();
+            let mut out = Vec::with_capacity(chunks);
+            out.push(work(first));
+            for other in others {
+                match other.join() {
+                    Ok(result) => out.push(result),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        })
+    }
+
+    /// `work` over every item, the results in the items' order.
+    pub(crate) fn map<T, R>(&self, items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R>
+    where
+        T: Sync,
+        R: Send,
+    {
+        let parts = self.map_chunks(items, |part| part.iter().map(&work).collect::<Vec<R>>());
+        let mut out = Vec::with_capacity(items.len());
+        for part in parts {
+            out.extend(part);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_keep_the_items_order_whatever_the_threads() {
+        let items: Vec<u64> = (0..10_000).collect();
+        let one: Vec<u64> = items.iter().map(|i| i * 3).collect();
+        for threads in [1, 2, 3, 8] {
+            let workers = Workers::new(threads);
+            assert_eq!(workers.map(&items, |i| i * 3), one, "{threads} threads");
+        }
+        let chunks = Workers::new(2).map_chunks(&items, <[u64]>::len);
+        assert_eq!(chunks, [5_000, 5_000], "two chunks of 5000");
+    }
+
+    #[test]
+    fn small_batches_stay_on_the_calling_thread() {
+        let caller = std::thread::current().id();
+        let items = vec![1; MIN_CHUNK + 1];
+        let threads = Workers::new(4).map(&items, |_| std::thread::current().id());
+        assert!(threads.iter().all(|t| *t == caller));
+        assert!(Workers::new(0).threads() >= 1);
+    }
+}
