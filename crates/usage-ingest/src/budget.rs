@@ -3,7 +3,8 @@
 //! stamped, and those being written) and librdkafka's queue of prefetched
 //! messages — so that the process stays within it at full rate.
 //!
-//! The model, from the benchmark's peak RSS (BENCHMARKS.md, "Memory"):
+//! The model, from the benchmark's peak RSS (BENCHMARKS.md, "Per-process
+//! cost, both cores and the memory budget"):
 //! [`FIXED_MB`] for what does not grow with batches (the runtime, the
 //! enrichment state of a few thousand users, librdkafka's fetch buffers, the
 //! allocator's slack), one sixteenth of the budget for librdkafka's queue,
