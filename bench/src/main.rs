@@ -23,6 +23,7 @@
 mod cpu;
 mod freshness;
 mod profile;
+mod querylog;
 mod support;
 
 use anyhow::{bail, Context};
@@ -96,6 +97,15 @@ struct Args {
     /// counted in the figures (perf slows it). Needs `inferno` (`profile.rs`).
     #[arg(long)]
     flamegraph: Option<PathBuf>,
+    /// Each consumer sends `log_queries=1` with its inserts, and what each
+    /// table's inserts cost ClickHouse is read from system.query_log after
+    /// each measurement (`querylog.rs`).
+    #[arg(long)]
+    query_log: bool,
+    /// Extra options for every usage-ingest process, e.g.
+    /// `--ingest-arg=--clickhouse-compression=none` (repeatable).
+    #[arg(long = "ingest-arg", allow_hyphen_values = true)]
+    ingest_args: Vec<String>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
@@ -122,6 +132,9 @@ struct Measurement {
     /// CPU-seconds per million events of the consumer, the broker and
     /// ClickHouse, from the consumer's start to the last row stored.
     cpu: cpu::Cpu,
+    /// Per table, what its inserts cost ClickHouse (with --query-log).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    insert_cost: Vec<querylog::TableCost>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -282,6 +295,7 @@ impl Bench<'_> {
         )
         .await?;
         let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url);
+        let since = self.query_log_since().await?;
         let mut raw = [Child::spawn(
             "raw-path",
             Command::new(args.bin_dir.join("raw-path"))
@@ -293,6 +307,7 @@ impl Bench<'_> {
                 ])
                 .args(["--group", &format!("{db}_group"), "--database", &db])
                 .args(["--clickhouse-url", &args.clickhouse_url])
+                .args(args.query_log.then_some("--log-queries"))
                 .stdout(Stdio::null()),
             None,
         )?];
@@ -315,6 +330,7 @@ impl Bench<'_> {
         };
         let cpu = meter.stop(&[raw[0].pid()], self.published_auth);
         drop(raw);
+        let insert_cost = self.insert_costs(since).await?;
         self.drop_database(&db).await;
         Ok(Measurement {
             path: "raw",
@@ -325,6 +341,7 @@ impl Bench<'_> {
             duplicate_rows: None,
             complete,
             cpu,
+            insert_cost,
         })
     }
 
@@ -364,12 +381,18 @@ impl Bench<'_> {
         };
         let group = format!("{db}_group");
         let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url);
+        let since = self.query_log_since().await?;
+        let mut extra: Vec<String> = args.ingest_args.clone();
+        if args.query_log {
+            extra.push("--clickhouse-insert-setting=log_queries=1".to_owned());
+        }
         // Started together, so both members are in the group's first
         // generation (checked below through their partitions).
         let (mut children, ports): (Vec<Child>, Vec<u16>) = (0..instances)
             .map(|i| {
                 let log = self.logs.join(format!("{db}-{i}.log"));
                 IngestRun::new(&binary, &services, db, self.topics, &group)
+                    .args(&extra)
                     .spawn(&log)
                     .map(|ingest| (ingest.process, ingest.metrics_port))
             })
@@ -429,6 +452,7 @@ impl Bench<'_> {
             });
         }
         drop(children);
+        let insert_cost = self.insert_costs(since).await?;
         let stored = query_count(&self.server, &count_sql).await;
         let distinct = query_count(
             &self.server,
@@ -449,7 +473,23 @@ impl Bench<'_> {
             duplicate_rows: Some(stored.saturating_sub(distinct)),
             complete: Some(complete),
             cpu,
+            insert_cost,
         })
+    }
+
+    /// ClickHouse's clock, when --query-log is on.
+    async fn query_log_since(&self) -> anyhow::Result<Option<u64>> {
+        if !self.args.query_log {
+            return Ok(None);
+        }
+        Ok(Some(querylog::server_now(&self.args.clickhouse_url).await?))
+    }
+
+    async fn insert_costs(&self, since: Option<u64>) -> anyhow::Result<Vec<querylog::TableCost>> {
+        match since {
+            Some(since) => querylog::insert_costs(&self.args.clickhouse_url, since).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Waits (up to a minute) until `sql` counts `target` rows; whether it did.
@@ -723,6 +763,26 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
                 ""
             },
         );
+    }
+    for m in measurements.iter().filter(|m| !m.insert_cost.is_empty()) {
+        println!(
+            "  run {} {}: ClickHouse CPU-s per M events in the inserts (system.query_log):",
+            m.run, m.path
+        );
+        let per_million = 1e6 / m.events.max(1) as f64;
+        let mut total = 0.0;
+        for t in &m.insert_cost {
+            total += t.cpu_seconds;
+            println!(
+                "    {:<22} {:>6} inserts {:>9} rows  {:>6.2} CPU-s per M events  {:>6.2} CPU-s per M rows",
+                t.table,
+                t.inserts,
+                t.rows,
+                t.cpu_seconds * per_million,
+                t.cpu_seconds * 1e6 / t.rows.max(1) as f64
+            );
+        }
+        println!("    {:<22} {:>49.2}", "all inserts", total * per_million);
     }
     if let Some(f) = &fresh {
         let b = &f.background;

@@ -26,6 +26,9 @@ struct Args {
     batch_rows: usize,
     #[arg(long, default_value_t = 500)]
     batch_wait_ms: u64,
+    /// Send `log_queries=1` with the inserts (their cost in system.query_log).
+    #[arg(long)]
+    log_queries: bool,
 }
 
 #[tokio::main]
@@ -72,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
                 .insert_formatted_with("INSERT INTO raw_authorizations FORMAT JSONEachRow")
                 .with_setting("input_format_skip_unknown_fields", "1")
                 .with_setting("date_time_input_format", "best_effort");
+            if args.log_queries {
+                insert = insert.with_setting("log_queries", "1");
+            }
             insert.send(std::mem::take(&mut body).into()).await?;
             insert.end().await?;
             consumer.commit_consumer_state(CommitMode::Async).ok();

@@ -78,6 +78,8 @@ struct RunArgs {
     clickhouse: ClickHouseArgs,
     #[command(flatten)]
     kafka: kafka::KafkaArgs,
+    #[command(flatten)]
+    inserts: sink::InsertArgs,
     /// How often librdkafka reports statistics, from which the consumer lag
     /// gauge usage_ingest_consumer_lag_messages{topic,partition} is set
     /// (partitions this instance owns; lag = high watermark - committed
@@ -338,6 +340,7 @@ fn validation_limits(args: &RunArgs) -> anyhow::Result<Limits> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let limits = validation_limits(&args)?;
+    args.inserts.settings().map_err(anyhow::Error::msg)?;
     let warehouse = Warehouse::new(args.clickhouse.settings()?)?;
     if args.migrate {
         apply_migrations(&warehouse, &args.migrations_dir).await?;
@@ -411,6 +414,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.dlq_max_consecutive,
         ),
         kafka: args.kafka.clone(),
+        inserts: args.inserts.clone(),
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let (abandon_tx, abandon) = watch::channel(false);

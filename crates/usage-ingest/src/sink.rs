@@ -12,6 +12,59 @@ use std::time::Instant;
 use tokio::sync::watch;
 use usage_store::schema::TableDef;
 
+/// How the inserts are sent.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "ClickHouse inserts")]
+pub(crate) struct InsertArgs {
+    /// Compression of the inserts' bodies: lz4 (less to send over a
+    /// network), or none (less CPU on both sides when ClickHouse is on the
+    /// same machine).
+    #[arg(
+        long,
+        env = "USAGE_CLICKHOUSE_COMPRESSION",
+        value_enum,
+        default_value_t = InsertCompression::Lz4
+    )]
+    pub(crate) clickhouse_compression: InsertCompression,
+    /// A ClickHouse setting sent with every insert, `name=value`,
+    /// repeatable (e.g. log_queries=1: each insert's CPU in system.query_log).
+    #[arg(
+        long = "clickhouse-insert-setting",
+        env = "USAGE_CLICKHOUSE_INSERT_SETTINGS",
+        value_delimiter = ','
+    )]
+    pub(crate) clickhouse_insert_settings: Vec<String>,
+}
+
+/// Compression of the inserts' bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum InsertCompression {
+    Lz4,
+    None,
+}
+
+impl InsertArgs {
+    /// The settings as (name, value) pairs; an entry without `=` is an error.
+    pub(crate) fn settings(&self) -> Result<Vec<(String, String)>, String> {
+        self.clickhouse_insert_settings
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| format!("--clickhouse-insert-setting {s:?} is not name=value"))
+            })
+            .collect()
+    }
+
+    pub(crate) fn compression(&self) -> clickhouse::Compression {
+        match self.clickhouse_compression {
+            InsertCompression::Lz4 => clickhouse::Compression::Lz4,
+            InsertCompression::None => clickhouse::Compression::None,
+        }
+    }
+}
+
 /// Rows of one table, encoded once, in the order of its definition's columns.
 #[derive(Debug, Clone)]
 pub(crate) struct TableRows {
@@ -32,14 +85,22 @@ pub(crate) struct Sink {
     client: Client,
     retry: RetryPolicy,
     metrics: Metrics,
+    /// ClickHouse settings sent with every insert.
+    settings: Vec<(String, String)>,
 }
 
 impl Sink {
-    pub(crate) fn new(client: Client, retry: RetryPolicy, metrics: Metrics) -> Sink {
+    pub(crate) fn new(
+        client: Client,
+        retry: RetryPolicy,
+        metrics: Metrics,
+        settings: Vec<(String, String)>,
+    ) -> Sink {
         Sink {
             client,
             retry,
             metrics,
+            settings,
         }
     }
 
@@ -104,7 +165,35 @@ impl Sink {
             rows.table.column_list()
         );
         let mut insert = self.client.insert_formatted_with(sql);
+        for (name, value) in &self.settings {
+            insert = insert.with_setting(name, value);
+        }
         insert.send(rows.data.clone()).await?;
         insert.end().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(settings: &[&str]) -> InsertArgs {
+        InsertArgs {
+            clickhouse_compression: InsertCompression::Lz4,
+            clickhouse_insert_settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn insert_settings_are_name_value_pairs() {
+        assert_eq!(
+            args(&["log_queries=1", " max_threads = 2 "]).settings(),
+            Ok(vec![
+                ("log_queries".to_owned(), "1".to_owned()),
+                ("max_threads".to_owned(), "2".to_owned())
+            ])
+        );
+        assert!(args(&["log_queries"]).settings().is_err());
+        assert!(args(&["=1"]).settings().is_err());
     }
 }

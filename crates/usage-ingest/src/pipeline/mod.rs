@@ -86,6 +86,8 @@ const REFERENCE_POLL: Duration = Duration::from_millis(5);
 /// What the pipeline is made of, from the command line.
 pub(crate) struct PipelineSettings {
     pub(crate) kafka: KafkaArgs,
+    /// How the inserts are sent (compression, settings).
+    pub(crate) inserts: crate::sink::InsertArgs,
     /// How often librdkafka reports statistics (the lag gauge); 0: never.
     pub(crate) kafka_stats_interval_ms: u64,
     /// librdkafka's queue of prefetched messages, KiB (the memory budget's share).
@@ -171,9 +173,10 @@ impl Pipeline {
             warehouse
                 .client()
                 .clone()
-                .with_compression(clickhouse::Compression::Lz4),
+                .with_compression(settings.inserts.compression()),
             settings.retry,
             metrics.clone(),
+            settings.inserts.settings().map_err(PipelineError::Client)?,
         );
         let writer = Writer {
             sink,
