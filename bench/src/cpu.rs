@@ -6,12 +6,19 @@
 //!
 //! The broker and ClickHouse are found by the port they listen on. They are
 //! shared: anything else that uses them during a run (another helper's
-//! tests) is counted too, and ClickHouse's background merges of the run's
-//! parts go on after it (not counted).
+//! tests) is counted too. So each is also watched for [`IDLE_SAMPLE`]
+//! before the consumer starts, and that background rate over the
+//! measurement's wall time is reported beside it (`*_background`) and
+//! taken off in the printed table's net columns. ClickHouse's background
+//! merges of the run's parts that go on after it are not counted.
 
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use usage_testkit::host;
+
+/// How long the broker and ClickHouse are watched before a measurement, for
+/// the CPU others make them spend.
+const IDLE_SAMPLE: Duration = Duration::from_secs(3);
 
 /// CPU-seconds per million events of each process of a measurement.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -22,6 +29,10 @@ pub(crate) struct Cpu {
     pub(crate) broker: Option<f64>,
     /// clickhouse-server; None when its process was not found.
     pub(crate) clickhouse: Option<f64>,
+    /// Of `broker`: its rate before the consumer started, over the wall time.
+    pub(crate) broker_background: Option<f64>,
+    /// Of `clickhouse`: the same.
+    pub(crate) clickhouse_background: Option<f64>,
     /// Wall-clock seconds per million events, from the consumer's start to
     /// the last row stored: 2 here would be the machine's 2 cores all busy
     /// at 1 CPU-second per million per process.
@@ -33,6 +44,21 @@ impl Cpu {
     pub(crate) fn total(&self) -> f64 {
         self.consumer + self.broker.unwrap_or(0.0) + self.clickhouse.unwrap_or(0.0)
     }
+
+    /// The broker less its background.
+    pub(crate) fn broker_net(&self) -> Option<f64> {
+        Some((self.broker? - self.broker_background.unwrap_or(0.0)).max(0.0))
+    }
+
+    /// ClickHouse less its background.
+    pub(crate) fn clickhouse_net(&self) -> Option<f64> {
+        Some((self.clickhouse? - self.clickhouse_background.unwrap_or(0.0)).max(0.0))
+    }
+
+    /// The total less the backgrounds.
+    pub(crate) fn total_net(&self) -> f64 {
+        self.consumer + self.broker_net().unwrap_or(0.0) + self.clickhouse_net().unwrap_or(0.0)
+    }
 }
 
 /// The shared services' CPU time when a measurement starts.
@@ -40,6 +66,9 @@ pub(crate) struct Meter {
     started: Instant,
     broker: Option<(u32, f64)>,
     clickhouse: Option<(u32, f64)>,
+    /// CPU-seconds per second each spent before the measurement.
+    broker_idle: Option<f64>,
+    clickhouse_idle: Option<f64>,
 }
 
 /// The port of a `host:port` (the last `:`), or of an `http://host:port/` URL.
@@ -55,13 +84,25 @@ fn sample(port: Option<u16>) -> Option<(u32, f64)> {
 }
 
 impl Meter {
-    /// Reads the broker's (first of `brokers`) and ClickHouse's CPU time now.
-    pub(crate) fn start(brokers: &str, clickhouse_url: &str) -> Meter {
+    /// Watches the broker (first of `brokers`) and ClickHouse for
+    /// [`IDLE_SAMPLE`], then reads their CPU time: the measurement starts.
+    pub(crate) async fn start(brokers: &str, clickhouse_url: &str) -> Meter {
         let broker_port = brokers.split(',').next().and_then(port_of);
+        let clickhouse_port = port_of(clickhouse_url);
+        let (b0, c0, t0) = (sample(broker_port), sample(clickhouse_port), Instant::now());
+        tokio::time::sleep(IDLE_SAMPLE).await;
+        let (broker, clickhouse) = (sample(broker_port), sample(clickhouse_port));
+        let seconds = t0.elapsed().as_secs_f64();
+        let rate = |before: Option<(u32, f64)>, now: Option<(u32, f64)>| match (before, now) {
+            (Some((p0, a)), Some((p1, b))) if p0 == p1 => Some((b - a).max(0.0) / seconds),
+            _ => None,
+        };
         Meter {
             started: Instant::now(),
-            broker: sample(broker_port),
-            clickhouse: sample(port_of(clickhouse_url)),
+            broker_idle: rate(b0, broker),
+            clickhouse_idle: rate(c0, clickhouse),
+            broker,
+            clickhouse,
         }
     }
 
@@ -78,11 +119,14 @@ impl Meter {
             .iter()
             .filter_map(|&pid| host::cpu_seconds(pid))
             .sum();
+        let wall = self.started.elapsed().as_secs_f64();
         Cpu {
             consumer: consumer * per_million,
             broker: delta(self.broker),
             clickhouse: delta(self.clickhouse),
-            wall: self.started.elapsed().as_secs_f64() * per_million,
+            broker_background: self.broker_idle.map(|r| r * wall * per_million),
+            clickhouse_background: self.clickhouse_idle.map(|r| r * wall * per_million),
+            wall: wall * per_million,
         }
     }
 }
@@ -91,11 +135,20 @@ impl Meter {
 pub(crate) fn print_table(rows: &[(&str, Vec<Cpu>)]) {
     use usage_testkit::stats::median;
     println!(
-        "CPU-seconds per million authorizations (start to last row stored, median over runs):"
+        "CPU-seconds per million authorizations (start to last row stored, median over runs; \
+         net: less the CPU the broker and ClickHouse spent for others, at their rate before the run):"
     );
     println!(
-        "  {:<20} {:>10} {:>10} {:>11} {:>10} {:>10}",
-        "", "consumer", "broker", "clickhouse", "total", "wall"
+        "  {:<20} {:>10} {:>10} {:>11} {:>10} {:>11} {:>15} {:>10} {:>10}",
+        "",
+        "consumer",
+        "broker",
+        "clickhouse",
+        "total",
+        "broker net",
+        "clickhouse net",
+        "total net",
+        "wall"
     );
     for (path, cpus) in rows {
         if cpus.is_empty() {
@@ -110,12 +163,15 @@ pub(crate) fn print_table(rows: &[(&str, Vec<Cpu>)]) {
             }
         };
         println!(
-            "  {:<20} {:>10} {:>10} {:>11} {:>10} {:>10}",
+            "  {:<20} {:>10} {:>10} {:>11} {:>10} {:>11} {:>15} {:>10} {:>10}",
             path,
             col(&|c| Some(c.consumer)),
             col(&|c| c.broker),
             col(&|c| c.clickhouse),
             col(&|c| Some(c.total())),
+            col(&|c| c.broker_net()),
+            col(&|c| c.clickhouse_net()),
+            col(&|c| Some(c.total_net())),
             col(&|c| Some(c.wall)),
         );
     }

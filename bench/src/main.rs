@@ -294,7 +294,7 @@ impl Bench<'_> {
             ),
         )
         .await?;
-        let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url);
+        let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url).await;
         let since = self.query_log_since().await?;
         let mut raw = [Child::spawn(
             "raw-path",
@@ -380,7 +380,7 @@ impl Bench<'_> {
             clickhouse_url: args.clickhouse_url.clone(),
         };
         let group = format!("{db}_group");
-        let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url);
+        let meter = cpu::Meter::start(&args.brokers, &args.clickhouse_url).await;
         let since = self.query_log_since().await?;
         let mut extra: Vec<String> = args.ingest_args.clone();
         if args.query_log {
@@ -723,13 +723,14 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
     println!("per run:");
     for m in measurements.iter().filter(|m| m.processes.is_empty()) {
         println!(
-            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {}{}",
+            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {} (others' {}){}",
             m.run,
             m.path,
             m.events_per_second,
             m.cpu.consumer,
             m.cpu.broker.map_or("?".to_owned(), |v| format!("{v:.2}")),
             m.cpu.clickhouse.map_or("?".to_owned(), |v| format!("{v:.2}")),
+            m.cpu.clickhouse_background.map_or("?".to_owned(), |v| format!("{v:.2}")),
             if m.complete == Some(false) {
                 "  INCOMPLETE"
             } else {
@@ -743,13 +744,14 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
         };
         let opt = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
         println!(
-            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {}  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
+            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {} (others' {})  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
             m.run,
             m.path,
             m.events_per_second,
             m.cpu.consumer,
             m.cpu.broker.map_or("?".to_owned(), |v| format!("{v:.2}")),
             m.cpu.clickhouse.map_or("?".to_owned(), |v| format!("{v:.2}")),
+            m.cpu.clickhouse_background.map_or("?".to_owned(), |v| format!("{v:.2}")),
             each(&|p| format!("{:.0}", mb(p.peak_rss_bytes.unwrap_or(0)))),
             each(&|p| {
                 let [a, b, c] = p.authorizations_partitions;
