@@ -14,9 +14,45 @@ use usage_store::{StoreError, Warehouse};
 /// same second (or a slightly slow clock) are read again; applying them is idempotent.
 const FOLLOW_OVERLAP_SECONDS: u32 = 5;
 
-/// Users whose history one query reads (a bound on the query's size: the
-/// ids are sent in its text, which ClickHouse takes up to 256 KiB of).
-const USERS_PER_QUERY: usize = 5_000;
+/// Users whose history one query reads: a whole batch's, as a rule. The
+/// ids go in the query's text as one array literal (parsed as one value,
+/// unlike an `IN` list of as many literals); a batch's keys are scattered
+/// over the table, so each query reads most of its granules, and one query
+/// per batch costs one scan (at a million users, 45 000 users in one query
+/// took 1.0 s, nine queries of 5 000 took 0.6 s each).
+const USERS_PER_QUERY: usize = 100_000;
+
+/// The bytes of ids one query takes at most (each escaped at most twice
+/// its length in the text).
+const ID_BYTES_PER_QUERY: usize = 24 << 20;
+
+/// The largest query text sent (`max_query_size`): room for
+/// [`ID_BYTES_PER_QUERY`] bytes of ids, escaped and quoted.
+const MAX_QUERY_BYTES: &str = "67108864";
+
+/// `users` in chunks of at most [`USERS_PER_QUERY`] ids and
+/// [`ID_BYTES_PER_QUERY`] bytes.
+fn chunks_of_ids<'u, 'a>(users: &'u [&'a str]) -> impl Iterator<Item = &'u [&'a str]> {
+    let mut rest = users;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take(USERS_PER_QUERY)
+            .take_while(|u| {
+                bytes += u.len() + 4;
+                bytes <= ID_BYTES_PER_QUERY
+            })
+            .count()
+            .max(1);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 /// (user, product) pairs whose windows one query reads.
 const PAIRS_PER_QUERY: usize = 2_000;
@@ -74,7 +110,7 @@ impl Enrichment {
     }
 
     /// Reads the whole stored history of each of `users` (by key: the
-    /// table is ordered by `user_id` first), a few thousand users per query.
+    /// table is ordered by `user_id` first), all of them in one query.
     /// Returns how many events were read.
     pub(crate) async fn read_histories(
         &mut self,
@@ -82,7 +118,7 @@ impl Enrichment {
         users: &[&str],
     ) -> Result<usize, StoreError> {
         let mut read = 0;
-        for chunk in users.chunks(USERS_PER_QUERY) {
+        for chunk in chunks_of_ids(users) {
             // (A retry reads only what is still missing.)
             let chunk: Vec<&str> = chunk
                 .iter()
@@ -92,14 +128,15 @@ impl Enrichment {
             if chunk.is_empty() {
                 continue;
             }
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut query = warehouse.client().query(&format!(
-                "SELECT {} FROM {ASSIGNMENT_EVENTS} WHERE user_id IN ({placeholders})",
-                ASSIGNMENT_EVENTS.column_list()
-            ));
-            for user in &chunk {
-                query = query.bind(*user);
-            }
+            // (An IN subquery over the array: the primary key serves it.)
+            let query = warehouse
+                .client()
+                .query(&format!(
+                    "SELECT {} FROM {ASSIGNMENT_EVENTS} WHERE user_id IN (SELECT arrayJoin(?))",
+                    ASSIGNMENT_EVENTS.column_list()
+                ))
+                .bind(&chunk)
+                .with_setting("max_query_size", MAX_QUERY_BYTES);
             let mut by_user = ByUser::default();
             let mut cursor = query.fetch::<AssignmentRecord>()?;
             while let Some(record) = cursor.next().await? {
@@ -216,5 +253,22 @@ impl Enrichment {
             }
         }
         Ok(restored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_in_chunks_bounded_by_count_and_bytes() {
+        let short: Vec<&str> = vec!["u"; 2 * USERS_PER_QUERY + 1];
+        let sizes: Vec<usize> = chunks_of_ids(&short).map(<[&str]>::len).collect();
+        assert_eq!(sizes, [USERS_PER_QUERY, USERS_PER_QUERY, 1]);
+        let long = "x".repeat(ID_BYTES_PER_QUERY / 3);
+        let long: Vec<&str> = vec![long.as_str(); 5];
+        let sizes: Vec<usize> = chunks_of_ids(&long).map(<[&str]>::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert_eq!(chunks_of_ids(&[]).count(), 0);
     }
 }
