@@ -30,21 +30,21 @@ const ID_BYTES_PER_QUERY: usize = 24 << 20;
 /// [`ID_BYTES_PER_QUERY`] bytes of ids, escaped and quoted.
 const MAX_QUERY_BYTES: &str = "67108864";
 
-/// `users` in chunks of at most [`USERS_PER_QUERY`] ids and
-/// [`ID_BYTES_PER_QUERY`] bytes.
-fn chunks_of_ids<'u, 'a>(users: &'u [&'a str]) -> impl Iterator<Item = &'u [&'a str]> {
-    let mut rest = users;
+/// `items` in chunks of at most [`USERS_PER_QUERY`] items and
+/// [`ID_BYTES_PER_QUERY`] bytes of ids (`bytes` of each).
+fn chunks_by<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let mut bytes = 0;
+        let mut total = 0;
         let n = rest
             .iter()
             .take(USERS_PER_QUERY)
-            .take_while(|u| {
-                bytes += u.len() + 4;
-                bytes <= ID_BYTES_PER_QUERY
+            .take_while(|item| {
+                total += bytes(item) + 4;
+                total <= ID_BYTES_PER_QUERY
             })
             .count()
             .max(1);
@@ -53,9 +53,6 @@ fn chunks_of_ids<'u, 'a>(users: &'u [&'a str]) -> impl Iterator<Item = &'u [&'a 
         Some(chunk)
     })
 }
-
-/// (user, product) pairs whose windows one query reads.
-const PAIRS_PER_QUERY: usize = 2_000;
 
 impl Enrichment {
     /// At start: from where to follow `assignment_events` — the newest
@@ -118,7 +115,7 @@ impl Enrichment {
         users: &[&str],
     ) -> Result<usize, StoreError> {
         let mut read = 0;
-        for chunk in chunks_of_ids(users) {
+        for chunk in chunks_by(users, |u| u.len()) {
             // (A retry reads only what is still missing.)
             let chunk: Vec<&str> = chunk
                 .iter()
@@ -200,20 +197,26 @@ impl Enrichment {
     ) -> Result<usize, StoreError> {
         let wanted = self.windows_to_read(keys);
         let mut restored = 0;
-        for chunk in wanted.chunks(PAIRS_PER_QUERY) {
+        for chunk in chunks_by(&wanted, |(u, p, _)| u.len() + p.len()) {
+            let users: Vec<&str> = chunk.iter().map(|(u, _, _)| *u).collect();
+            let products: Vec<&str> = chunk.iter().map(|(_, p, _)| *p).collect();
             let earliest = chunk.iter().map(|(_, _, t)| *t).min().unwrap_or_default()
                 - WINDOW
                 - TimeDelta::seconds(1);
-            let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
-            let mut query = warehouse.client().query(&format!(
-                "SELECT user_id, product, window_start, window_start_us, \
-                 any(opening_event_id), any(tokens_milli) FROM {FLEX_WINDOWS} \
-                 WHERE (user_id, product) IN ({placeholders}) AND window_start >= toDateTime(?, 'UTC') \
-                 GROUP BY user_id, product, window_start, window_start_us"
-            ));
-            for (user, product, _) in chunk {
-                query = query.bind(*user).bind(*product);
-            }
+            // (The pairs as two arrays zipped by ARRAY JOIN: the primary key serves it.)
+            let query = warehouse
+                .client()
+                .query(&format!(
+                    "SELECT user_id, product, window_start, window_start_us, \
+                     any(opening_event_id), any(tokens_milli) FROM {FLEX_WINDOWS} \
+                     WHERE (user_id, product) IN \
+                     (SELECT u, p FROM (SELECT ? AS us, ? AS ps) ARRAY JOIN us AS u, ps AS p) \
+                     AND window_start >= toDateTime(?, 'UTC') \
+                     GROUP BY user_id, product, window_start, window_start_us"
+                ))
+                .bind(&users)
+                .bind(&products)
+                .with_setting("max_query_size", MAX_QUERY_BYTES);
             // A bound of the query, not a stored value: from before 1970 is
             // every window. (The events were storable, so it is before 2106.)
             let from = u32::try_from(earliest.timestamp().max(0)).unwrap_or(u32::MAX);
@@ -263,12 +266,12 @@ mod tests {
     #[test]
     fn ids_are_read_in_chunks_bounded_by_count_and_bytes() {
         let short: Vec<&str> = vec!["u"; 2 * USERS_PER_QUERY + 1];
-        let sizes: Vec<usize> = chunks_of_ids(&short).map(<[&str]>::len).collect();
+        let sizes: Vec<usize> = chunks_by(&short, |u| u.len()).map(<[&str]>::len).collect();
         assert_eq!(sizes, [USERS_PER_QUERY, USERS_PER_QUERY, 1]);
         let long = "x".repeat(ID_BYTES_PER_QUERY / 3);
         let long: Vec<&str> = vec![long.as_str(); 5];
-        let sizes: Vec<usize> = chunks_of_ids(&long).map(<[&str]>::len).collect();
+        let sizes: Vec<usize> = chunks_by(&long, |u| u.len()).map(<[&str]>::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
-        assert_eq!(chunks_of_ids(&[]).count(), 0);
+        assert_eq!(chunks_by(&[] as &[&str], |u| u.len()).count(), 0);
     }
 }
