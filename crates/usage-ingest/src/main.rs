@@ -182,12 +182,12 @@ struct RunArgs {
     retain_days: i64,
 
     /// Memory for the enrichment state, in MiB, or `unbounded`: the users'
-    /// assignment histories and Flex windows held between batches. A user not
-    /// held is read from ClickHouse (by key, one query per batch for all of
-    /// them) when a batch needs it; after each batch the least recently used
-    /// users are evicted down to this. 0 keeps nothing between batches. The
-    /// default keeps usage-ingest's peak RSS under 256 MB (README.md, "Sizing
-    /// the state budget").
+    /// assignment histories and Flex windows held between batches (about 2 KB
+    /// per user). A user not held is read from ClickHouse (by key, one query
+    /// per batch for all of them) when a batch needs it; after each batch the
+    /// least recently used users are evicted down to this. 0 keeps nothing
+    /// between batches. README.md, "Enrichment state and its memory", says
+    /// how to size it.
     #[arg(
         long,
         env = "USAGE_INGEST_STATE_BUDGET_MB",
