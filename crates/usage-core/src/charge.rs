@@ -118,7 +118,7 @@ use crate::FastMap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::event::{Access, Authorization, DirectoryChange, DirectoryEvent, ProductRate, Tokens};
-use crate::pair::{pair_slot, slot, with_pair_key, PairKey};
+use crate::pair::{alloc_bytes, map_entry_bytes, pair_slot, slot, with_pair_key, PairKey};
 use crate::range::DateRange;
 
 /// The length of a Flex usage window.
@@ -576,6 +576,29 @@ impl ChargeState {
     pub fn extend_history(&mut self, user_id: &str, product: &str, from: DateTime<Utc>) {
         let w = pair_slot(&mut self.windows, user_id, product);
         w.known_from = Some(w.known_from.map_or(from, |k| k.min(from)));
+    }
+
+    /// Forgets the windows of (user, product) and what is known of its
+    /// history — a bounded cache evicting it. The next use must restore its
+    /// stored windows and declare from when they are complete
+    /// ([`ChargeState::extend_history`]), as after a restart. Returns whether
+    /// anything was held.
+    pub fn forget_pair(&mut self, user_id: &str, product: &str) -> bool {
+        with_pair_key(user_id, product, |k| self.windows.remove(k)).is_some()
+    }
+
+    /// An estimate of the heap bytes (user, product) takes (its map entry,
+    /// key and windows, with a per-allocation overhead), for a cache bounded
+    /// by bytes. 0 when nothing is held.
+    pub fn pair_bytes(&self, user_id: &str, product: &str) -> usize {
+        with_pair_key(user_id, product, |k| self.windows.get(k)).map_or(0, |w| {
+            map_entry_bytes::<Windows>(user_id, product)
+                + alloc_bytes(w.open.capacity() * std::mem::size_of::<Window>())
+                + w.open
+                    .iter()
+                    .map(|o| alloc_bytes(o.opened_by.len()))
+                    .sum::<usize>()
+        })
     }
 
     /// The windows held for (user, product), oldest first.

@@ -32,6 +32,8 @@ pub mod team;
 pub mod usage;
 pub mod validate;
 
+pub use pair::alloc_bytes;
+
 /// The hash map of the per-event state: foldhash (fast, seeded per process)
 /// instead of SipHash, which was 5 % of the consumer's CPU.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -78,6 +78,25 @@ pub(crate) fn split(key: &[u8]) -> (&str, &str) {
     )
 }
 
+/// What an allocator takes for a heap block of `n` bytes, roughly: the
+/// bytes rounded up to 16 plus 16 of bookkeeping (0 for no block). An
+/// estimate for caches bounded by bytes, not an exact count.
+pub fn alloc_bytes(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        n.div_ceil(16) * 16 + 16
+    }
+}
+
+/// The bytes one entry of a map keyed by (user, product) takes: its slot
+/// (key and value, with the hash table's spare capacity) and the key's block.
+pub(crate) fn map_entry_bytes<V>(user: &str, product: &str) -> usize {
+    // A hash table is at most 7/8 full, and grows by doubling: count each
+    // slot about 1.5 times, plus its control byte.
+    (std::mem::size_of::<(PairKey, V)>() + 1) * 3 / 2 + alloc_bytes(4 + user.len() + product.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

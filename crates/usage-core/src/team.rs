@@ -53,7 +53,7 @@ use crate::FastMap;
 use chrono::{DateTime, Utc};
 
 use crate::event::{Access, Assignment, AssignmentAction, AssignmentVia, Authorization};
-use crate::pair::{pair_slot, split, with_pair_key, PairKey};
+use crate::pair::{alloc_bytes, map_entry_bytes, pair_slot, split, with_pair_key, PairKey};
 
 /// Which teams a report (or an export) covers: one team, or "All Teams".
 ///
@@ -275,6 +275,44 @@ impl AssignmentState {
         Applied::New
     }
 
+    /// Forgets everything held about (user, product) — a bounded cache
+    /// evicting it, to be read again whole from the stored history. Returns
+    /// how many facts were dropped.
+    pub fn forget_pair(&mut self, user_id: &str, product: &str) -> usize {
+        let Some(holdings) = with_pair_key(user_id, product, |k| self.holdings.remove(k)) else {
+            return 0;
+        };
+        let facts: usize = holdings
+            .by_access
+            .iter()
+            .flatten()
+            .map(|t| t.facts.len())
+            .sum();
+        self.facts -= facts;
+        facts
+    }
+
+    /// An estimate of the heap bytes (user, product) takes (its map entry,
+    /// key, timelines and facts, with a per-allocation overhead), for a cache
+    /// bounded by bytes. 0 when nothing is held.
+    pub fn pair_bytes(&self, user_id: &str, product: &str) -> usize {
+        with_pair_key(user_id, product, |k| self.holdings.get(k)).map_or(0, |h| {
+            let mut bytes = map_entry_bytes::<Holdings>(user_id, product);
+            for timelines in &h.by_access {
+                bytes += alloc_bytes(timelines.capacity() * std::mem::size_of::<Timeline>());
+                for timeline in timelines {
+                    bytes += alloc_bytes(timeline.team_id.len())
+                        + alloc_bytes(timeline.facts.capacity() * std::mem::size_of::<Fact>());
+                    for f in &timeline.facts {
+                        bytes += alloc_bytes(f.event_id.len())
+                            + f.group_id.as_ref().map_or(0, |g| alloc_bytes(g.len()));
+                    }
+                }
+            }
+            bytes
+        })
+    }
+
     fn timelines(&self, user_id: &str, product: &str, access: Access) -> &[Timeline] {
         with_pair_key(user_id, product, |k| self.holdings.get(k))
             .map_or(&[], |h| &h.by_access[access_index(access)])
@@ -426,5 +464,24 @@ mod tests {
             Applied::Conflict
         );
         assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn a_forgotten_pair_holds_nothing_and_its_bytes_grow_with_its_facts() {
+        let mut s = AssignmentState::new();
+        assert_eq!(s.pair_bytes("u", "p"), 0);
+        s.apply(&assign("1", 1, AssignmentAction::Assign, "t"));
+        let one = s.pair_bytes("u", "p");
+        assert!(one > 0);
+        s.apply(&assign("2", 2, AssignmentAction::Unassign, "t"));
+        s.apply(&assign("3", 3, AssignmentAction::Assign, "t2"));
+        assert!(s.pair_bytes("u", "p") > one);
+        assert_eq!(s.forget_pair("u", "p"), 3);
+        assert_eq!((s.len(), s.pair_bytes("u", "p")), (0, 0));
+        assert_eq!(s.forget_pair("u", "p"), 0);
+        // Read again, it answers as before.
+        s.apply(&assign("1", 1, AssignmentAction::Assign, "t"));
+        let since = s.current_assignment("t", "u", "p", Access::Seat, at(5));
+        assert_eq!(since.map(|c| c.since), Some(at(1)));
     }
 }

@@ -208,6 +208,21 @@ struct RunArgs {
     )]
     workers: usize,
 
+    /// Memory for the enrichment state, in MiB, or `unbounded`: the users'
+    /// assignment histories and Flex windows held between batches (about 2 KB
+    /// per user). A user not held is read from ClickHouse (by key, one query
+    /// per batch for all of them) when a batch needs it; after each batch the
+    /// least recently used users are evicted down to this. 0 keeps nothing
+    /// between batches. README.md, "Enrichment state and its memory", says
+    /// how to size it.
+    #[arg(
+        long,
+        env = "USAGE_INGEST_STATE_BUDGET_MB",
+        default_value = "64",
+        help_heading = "Enrichment"
+    )]
+    state_budget_mb: state::cache::StateBudget,
+
     /// Largest accepted message.
     #[arg(long, env = "USAGE_MAX_MESSAGE_BYTES", default_value_t = Limits::DEFAULT_MAX_MESSAGE_BYTES, help_heading = "Validation")]
     max_message_bytes: usize,
@@ -367,6 +382,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &stamp::loader::READ_TABLES,
         &reasons,
     );
+    metrics.state_budget(args.state_budget_mb.bytes());
     let bound = metrics::serve(args.metrics_addr, metrics.clone())
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
@@ -399,6 +415,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         retry,
         follow_interval: Duration::from_millis(args.follow_interval_ms),
+        state_budget: args.state_budget_mb.bytes(),
         charge: ChargeConfig {
             retain_windows: args.retain_windows.max(1),
             retain_for: chrono::TimeDelta::days(args.retain_days.max(1)),

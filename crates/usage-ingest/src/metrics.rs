@@ -61,6 +61,7 @@ struct Inner {
     consumer_lag: IntGaugeVec,
     freshness_seconds: HistogramVec,
     late_flex_windows: IntCounterVec,
+    state: crate::state::metrics::StateMetrics,
     ready: AtomicBool,
     healthy_inserts: AtomicBool,
     /// Why the last ClickHouse request failed, for `/readyz` (cleared by a
@@ -192,6 +193,7 @@ impl Metrics {
             &["topic", "partition"],
         )?;
         registry.register(Box::new(consumer_lag.clone()))?;
+        let state = crate::state::metrics::StateMetrics::new(&registry)?;
         Ok(Metrics(Arc::new(Inner {
             registry,
             events_consumed,
@@ -210,6 +212,7 @@ impl Metrics {
             consumer_lag,
             freshness_seconds,
             late_flex_windows,
+            state,
             ready: AtomicBool::new(false),
             healthy_inserts: AtomicBool::new(true),
             clickhouse_failure: std::sync::Mutex::new(None),
@@ -246,6 +249,21 @@ impl Metrics {
                 .clickhouse_errors
                 .with_label_values(&[Request::Read.as_str(), table]);
         }
+    }
+
+    /// The enrichment state's byte budget (`None`: unbounded).
+    pub(crate) fn state_budget(&self, bytes: Option<usize>) {
+        self.0.state.budget(bytes);
+    }
+
+    /// The enrichment state's cache after a batch.
+    pub(crate) fn state_cache(&self, report: &crate::state::cache::CacheReport, unwritten: usize) {
+        self.0.state.cache(report, unwritten);
+    }
+
+    /// A batch's reads of enrichment state took `took`.
+    pub(crate) fn state_loaded(&self, took: Duration) {
+        self.0.state.loaded(took);
     }
 
     pub(crate) fn consumed(&self, topic: &str, n: u64) {

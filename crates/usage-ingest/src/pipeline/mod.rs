@@ -97,6 +97,8 @@ pub(crate) struct PipelineSettings {
     pub(crate) retry: RetryPolicy,
     /// How often assignments and rates written by other instances are read again.
     pub(crate) follow_interval: Duration,
+    /// Bytes the enrichment state may take (`None`: unbounded).
+    pub(crate) state_budget: Option<usize>,
     pub(crate) charge: ChargeConfig,
     pub(crate) stamp: StampSettings,
     pub(crate) dead_letters: DeadLetterPolicy,
@@ -132,8 +134,8 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Wires the stages: reads the enrichment state from ClickHouse (waiting
-    /// for it as long as it takes), creates the group consumer (subscribed)
+    /// Wires the stages: reads the rates and where to follow assignments
+    /// from ClickHouse (waiting for it as long as it takes), creates the group consumer (subscribed)
     /// and the dead-letter producer.
     pub(crate) async fn new(
         settings: PipelineSettings,
@@ -153,7 +155,7 @@ impl Pipeline {
             stop.abandon.clone(),
             metrics.clone(),
         );
-        let enrichment = loader.initial(settings.charge).await;
+        let enrichment = loader.initial(settings.charge, settings.state_budget).await;
         let stamping = Stamping::new(
             settings.stamp,
             topics.clone(),
@@ -262,7 +264,9 @@ impl Pipeline {
                 _ = self.shutdown.changed() => {}
                 written = self.committer.oldest_written(), if !self.committer.is_empty() => {
                     if let Some((written, commit)) = written {
-                        self.finish_batch(written??, &commit, CommitMode::Async)?;
+                        let prepared = written??;
+                        self.stamping.stored(prepared.state_batch);
+                        self.finish_batch(prepared, &commit, CommitMode::Async)?;
                         self.pressure(|b, p| b.write_done(p))?;
                     }
                 }
@@ -451,7 +455,10 @@ impl Pipeline {
         for flight in self.committer.take_flights() {
             let (written, commit) = flight.written().await;
             match written? {
-                Ok(prepared) => self.finish_batch(prepared, &commit, CommitMode::Sync)?,
+                Ok(prepared) => {
+                    self.stamping.stored(prepared.state_batch);
+                    self.finish_batch(prepared, &commit, CommitMode::Sync)?;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "a batch was not stored; it will be consumed again");
                     return Ok(());

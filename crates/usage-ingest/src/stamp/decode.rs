@@ -127,7 +127,7 @@ impl Decoder<'_> {
                     Err(error) => return Ok(Err(error)),
                 };
                 rows::assignment_event(tables, &a, effects.ingested_at)?;
-                enrichment.assignments.apply(&a);
+                enrichment.apply_assignment(&a);
                 let key = (
                     a.team_id.clone(),
                     a.user_id.clone(),
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(decoded.touched.get(&key), Some(&AssignmentVia::Direct));
         // The assignment is known before any authorization is stamped.
         let auth = &decoded.authorizations[0].auth;
-        let resolution = enrichment.assignments.resolve(auth);
+        let resolution = enrichment.assignments().resolve(auth);
         assert_eq!(resolution.team().map(|t| t.team_id), Some("t-1"));
         assert_eq!(decoded.letters.len(), 1);
         assert_eq!(

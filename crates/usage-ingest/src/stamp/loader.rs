@@ -2,7 +2,8 @@
 //! a batch's authorizations need into the enrichment state (`state.rs`) —
 //! assignments and rates other instances wrote, the Flex windows that may
 //! cover the batch's events, a pair's older windows for an out-of-order
-//! event — and the whole assignment history and the rates at start-up.
+//! event, the histories of the users the state does not hold — and the
+//! rates at start-up.
 //!
 //! Every read is retried with backoff until ClickHouse answers (an outage
 //! slows the pipeline down, it does not stop it), counted in
@@ -14,6 +15,7 @@
 use super::{Pending, StampError};
 use crate::metrics::{Metrics, Request};
 use crate::retry::{retry_with, RetryPolicy, Sleep, UnlessStopped, Wait};
+use crate::state::cache::CacheReport;
 use crate::state::Enrichment;
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -66,17 +68,23 @@ impl Loader {
         }
     }
 
-    /// At start-up: the whole assignment history and the rates, waiting for
-    /// ClickHouse as long as it takes.
-    pub(crate) async fn initial(&mut self, charge_config: ChargeConfig) -> Enrichment {
-        let mut enrichment = Enrichment::new(charge_config);
+    /// At start-up: the rates, and the point from which to follow the
+    /// assignment events (no history: a user's is read when a batch needs
+    /// it), waiting for ClickHouse as long as it takes. `budget`: the bytes
+    /// the state may take (`None`: unbounded).
+    pub(crate) async fn initial(
+        &mut self,
+        charge_config: ChargeConfig,
+        budget: Option<usize>,
+    ) -> Enrichment {
+        let mut enrichment = Enrichment::bounded(charge_config, budget);
         let warehouse = &self.warehouse;
         // (A sleep never gives up: both reads succeed.)
         let table = ASSIGNMENT_EVENTS.name;
-        let what = "the assignment history";
+        let what = "the newest assignment event";
         let _ = self
             .read(what, table, &mut Sleep, &mut enrichment, |e| async move {
-                let read = e.follow_assignments(warehouse).await;
+                let read = e.follow_from_now(warehouse).await;
                 (e, read)
             })
             .await;
@@ -109,18 +117,22 @@ impl Loader {
         Ok(())
     }
 
-    /// What `queue` needs before it is stamped: when `following` (some of it
-    /// was held back) and `--follow-interval-ms` has passed, the assignments
-    /// and rates other instances wrote; and the Flex windows that may cover
-    /// its events: per (user, product), every stored window from 24 hours
-    /// before its earliest event.
-    pub(crate) async fn load(
+    /// What `queue` needs before it is stamped, and `touched` (the users
+    /// whose current assignments the batch writes): when `following` (some
+    /// of the queue was held back) and `--follow-interval-ms` has passed, the
+    /// assignments and rates other instances wrote; the stored assignment
+    /// history of every user the state does not hold (one query for all of
+    /// them); and the Flex windows that may cover its events: per (user,
+    /// product), every stored window from 24 hours before its earliest event.
+    pub(crate) async fn load<'a>(
         &mut self,
         enrichment: &mut Enrichment,
-        queue: &[Pending],
+        queue: &'a [Pending],
+        touched: impl Iterator<Item = &'a str>,
         following: bool,
         waiter: &mut impl Wait,
     ) -> Result<(), StampError> {
+        let started = Instant::now();
         let warehouse = &self.warehouse;
         let mut wait = UnlessStopped {
             stop: &self.stop,
@@ -154,6 +166,25 @@ impl Loader {
             self.last_follow = Instant::now();
         }
 
+        let stamped = queue.iter().filter(|p| p.auth.online);
+        let users = stamped.map(|p| p.auth.user_id.as_str()).chain(touched);
+        let missing = enrichment.users_to_read(users);
+        if !missing.is_empty() {
+            let missing = &missing;
+            let table = ASSIGNMENT_EVENTS.name;
+            self.read(
+                "assignment histories",
+                table,
+                &mut wait,
+                &mut *enrichment,
+                |e| async move {
+                    let read = e.read_histories(warehouse, missing).await;
+                    (e, read)
+                },
+            )
+            .await?;
+        }
+
         let mut first_use: FastMap<(&str, &str), DateTime<Utc>> = FastMap::default();
         for p in queue
             .iter()
@@ -179,7 +210,13 @@ impl Loader {
             },
         )
         .await?;
+        self.metrics.state_loaded(started.elapsed());
         Ok(())
+    }
+
+    /// The state's cache after a batch, into the metrics.
+    pub(crate) fn report(&self, cache: &CacheReport, unwritten_batches: usize) {
+        self.metrics.state_cache(cache, unwritten_batches);
     }
 
     /// The stored windows of (user, product) from before `at`: an

@@ -8,13 +8,15 @@
 //!    ClickHouse cannot store ([`storable`]); apply the assignment and
 //!    directory facts to the enrichment state and encode their rows;
 //! 2. [`loader`]: read from ClickHouse what the batch's authorizations need
-//!    (assignments and rates other instances wrote, the Flex windows that may
-//!    cover them), each read retried until ClickHouse answers;
+//!    (assignments and rates other instances wrote, the assignment history
+//!    of the users the state does not hold, the Flex windows that may cover
+//!    them), each read retried until ClickHouse answers;
 //! 3. [`stamper`]: stamp each authorization with its team and Flex charge,
 //!    hold it back, or dead-letter it (pure; it asks the loader for a pair's
 //!    older windows when an out-of-order event needs them);
 //! 4. [`encode`]: the rows of the stamped authorizations, their windows and
-//!    days, and the current assignment of every key the batch touched.
+//!    days, and the current assignment of every key the batch touched; then
+//!    the state is brought back within its byte budget (`crate::state`).
 //!
 //! Within a batch, assignment and directory events are applied before any
 //! authorization is stamped: team resolution and rates are functions of the
@@ -64,6 +66,8 @@ pub(crate) struct Prepared {
     pub(crate) late_windows: u64,
     /// Authorizations stamped with one of several teams holding the product.
     pub(crate) ambiguous_teams: u64,
+    /// The batch's number: once it is stored, tell [`Stamping::stored`].
+    pub(crate) state_batch: u64,
 }
 
 /// Why stamping stopped.
@@ -146,6 +150,12 @@ impl Stamping {
         self.enrichment.forget_windows();
     }
 
+    /// Every batch up to `state_batch` (of [`Prepared`]) is stored: the
+    /// state no longer keeps their facts aside.
+    pub(crate) fn stored(&mut self, state_batch: u64) {
+        self.enrichment.stored(state_batch);
+    }
+
     /// Reads assignments and rates other instances wrote, now (once).
     pub(crate) async fn refresh(&mut self) -> Result<(), StoreError> {
         self.loader.refresh(&mut self.enrichment).await
@@ -170,6 +180,7 @@ impl Stamping {
         let now = Utc::now();
         let ingested_at = now.trunc_subsecs(0);
         let mut tables = Tables::default();
+        let state_batch = self.enrichment.begin_batch();
 
         // 1. Decode everything; apply assignment and directory facts.
         let decoder = decode::Decoder {
@@ -202,8 +213,9 @@ impl Stamping {
         };
 
         // 2. What the stamping needs from ClickHouse.
+        let touched = decoded.touched.keys().map(|(_, user, _, _)| user.as_str());
         self.loader
-            .load(&mut self.enrichment, &queue, following, waiter)
+            .load(&mut self.enrichment, &queue, touched, following, waiter)
             .await?;
 
         // 3. Stamp (asking for older Flex windows when an event needs them).
@@ -223,6 +235,7 @@ impl Stamping {
                 .await?;
         }
         let stamped = stamper.finish();
+        self.enrichment.windows_opened(&stamped.stored);
         self.pending.extend(stamped.held);
 
         // 4. Encode the facts, the windows and the day-level rollup, and the
@@ -235,10 +248,14 @@ impl Stamping {
         )?;
         encode::assignment_states(
             &mut tables,
-            &self.enrichment.assignments,
+            self.enrichment.assignments(),
             &decoded.touched,
             self.state_versions.next(now)?,
         )?;
+        // What the batch used counted; the least recently used evicted.
+        let cache = self.enrichment.end_batch();
+        self.loader
+            .report(&cache, self.enrichment.unwritten_batches());
 
         let mut letters = decoded.letters;
         letters.extend(stamped.letters);
@@ -249,6 +266,7 @@ impl Stamping {
             offline: stamped.offline,
             late_windows: stamped.late_windows,
             ambiguous_teams: stamped.ambiguous_teams,
+            state_batch,
         })
     }
 }

@@ -125,7 +125,7 @@ impl<'t> Stamper<'t> {
                 self.out.held.push(p);
                 continue;
             }
-            let resolution = enrichment.assignments.resolve(&p.auth);
+            let resolution = enrichment.assignments().resolve(&p.auth);
             let ambiguous = matches!(resolution, Resolution::Ambiguous { .. });
             let Some(team) = resolution.team() else {
                 if !self.expiry.expired(&p) {

@@ -50,7 +50,7 @@ fn assign(enrichment: &mut Enrichment, team: &str, user: &str, product: &str, ac
         r#"{{"event_id":"a-{team}-{user}-{product}","occurred_at":"2026-01-01T00:00:00Z","action":"assign","team_id":"{team}","user_id":"{user}","product":"{product}","access":"{access}","via":"direct"}}"#
     );
     let a = decode_assignment(json.as_bytes(), &Limits::default(), now()).expect("valid");
-    enrichment.assignments.apply(&a);
+    enrichment.apply_assignment(&a);
 }
 
 fn rate(enrichment: &mut Enrichment, product: &str) {
