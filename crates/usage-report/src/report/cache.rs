@@ -82,6 +82,9 @@ enum Found<V> {
 struct Entry<V> {
     /// Everything visible in the tables then is in the value.
     born: Instant,
+    /// Last looked up (the least recently used go first past a bound;
+    /// not `born`, which renewals set alike for every entry).
+    used: Instant,
     /// The tables' version observed before the computation started.
     version: Option<u64>,
     value: Arc<OnceCell<Arc<V>>>,
@@ -125,8 +128,9 @@ where
             .len()
     }
 
-    /// Drops the expired entries, then the oldest while there are more
-    /// than `room` entries or their values weigh more than the budget.
+    /// Drops the expired entries, then the least recently used while there
+    /// are more than `room` entries or their values weigh more than the
+    /// budget.
     fn evict(&self, entries: &mut HashMap<K, Entry<V>>, now: Instant, room: usize) {
         entries.retain(|_, e| now.duration_since(e.born) < self.freshness);
         let weight = |entries: &HashMap<K, Entry<V>>| -> usize {
@@ -138,7 +142,7 @@ where
         while entries.len() > room || (entries.len() > 1 && weight(entries) > self.budget) {
             let oldest = entries
                 .iter()
-                .min_by_key(|(_, e)| e.born)
+                .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| k.clone());
             let Some(oldest) = oldest else { break };
             entries.remove(&oldest);
@@ -159,6 +163,9 @@ where
                 }
             }
         }
+        if let Some(e) = entries.get_mut(key) {
+            e.used = now;
+        }
         self.evict(&mut entries, now, self.capacity);
         if let Some(e) = entries.get_mut(key) {
             if !e.refreshing && now.duration_since(e.born) >= self.freshness / 2 {
@@ -175,6 +182,7 @@ where
             key.clone(),
             Entry {
                 born: now,
+                used: now,
                 version: observed.map(|o| o.version),
                 value: Arc::clone(&value),
                 refreshing: false,
@@ -242,6 +250,7 @@ where
                         key,
                         Entry {
                             born: started,
+                            used: Instant::now(),
                             version: observed.map(|o| o.version),
                             value: Arc::new(OnceCell::new_with(Some(Arc::new(value)))),
                             refreshing: false,
@@ -488,6 +497,29 @@ mod tests {
         // Written since: the age rule alone (450 ms > 400 ms), so computed.
         assert_eq!(
             seen(&cache, "a", 4, version(8)).await,
+            (4, CacheLookup::Miss)
+        );
+    }
+
+    #[tokio::test]
+    async fn past_a_bound_the_least_recently_used_go_first_even_when_renewed_alike() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(200), 2, usize::MAX));
+        seen(&cache, "a", 1, version(7)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        seen(&cache, "b", 2, version(7)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Both renewed by the same reading; "a" used last.
+        assert_eq!(
+            seen(&cache, "a", 0, version(7)).await,
+            (1, CacheLookup::Hit)
+        );
+        seen(&cache, "c", 3, version(7)).await;
+        assert_eq!(
+            seen(&cache, "a", 0, version(7)).await,
+            (1, CacheLookup::Hit)
+        );
+        assert_eq!(
+            seen(&cache, "b", 4, version(7)).await,
             (4, CacheLookup::Miss)
         );
     }
