@@ -127,6 +127,10 @@ pub(crate) struct Args {
     /// minutes and 2 GB at the default size). A difference fails the run.
     #[arg(long)]
     pub(crate) check_oracle: bool,
+    /// An argument given to this tree's usage-report as served (the cached
+    /// variant), e.g. `--report-arg=--report-cache-mb=96`; repeatable.
+    #[arg(long = "report-arg", allow_hyphen_values = true)]
+    pub(crate) report_args: Vec<String>,
 }
 
 /// One usage-report build and configuration, measured.
@@ -592,7 +596,7 @@ async fn run(args: Args) -> Result<()> {
     plans.push(Plan {
         name: "after",
         binary: this.clone(),
-        args: Vec::new(),
+        args: args.report_args.clone(),
         cached: true,
     });
     let variants = measure_variants(&args, &plans, &cases, &mix, ch_pid).await?;
