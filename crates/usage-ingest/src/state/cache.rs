@@ -292,6 +292,40 @@ impl UserCache {
         evicted
     }
 
+    /// Before a batch reads `incoming` users it does not hold: removes the
+    /// least recently used users this batch has not used, until what is held plus `incoming` users of the
+    /// average size fit the budget, so the state stays near its budget while
+    /// the batch is stamped (not the budget plus every user the batch
+    /// reads). Returns them, for their state to be dropped.
+    pub(crate) fn make_room(&mut self, incoming: usize) -> Vec<(Box<str>, UserEntry)> {
+        let mut evicted = Vec::new();
+        let (Some(budget), false) = (self.budget, self.users.is_empty()) else {
+            return evicted;
+        };
+        let average = self.bytes / self.users.len();
+        let target = budget.saturating_sub(incoming.saturating_mul(average));
+        while self.bytes > target {
+            let Some((batch, user)) = self.order.front().cloned() else {
+                break;
+            };
+            if self.users.get(&user).is_none_or(|e| e.used != batch) {
+                self.order.pop_front();
+                continue;
+            }
+            if batch == self.batch {
+                // Only this batch's users are left.
+                break;
+            }
+            self.order.pop_front();
+            if let Some(entry) = self.users.remove(&user) {
+                self.bytes -= entry.bytes;
+                self.counts.evictions += 1;
+                evicted.push((user, entry));
+            }
+        }
+        evicted
+    }
+
     /// Drops stale elements of the order once they outnumber the users.
     fn compact(&mut self) {
         if self.order.len() > 2 * self.users.len() + 1024 {
@@ -371,6 +405,34 @@ mod tests {
         let report = cache.report();
         assert_eq!((report.entries, report.evictions), (3, 3));
         assert_eq!(cache.report().evictions, 0, "counters reset");
+    }
+
+    #[test]
+    fn room_is_made_before_a_batch_reads_from_users_it_does_not_use() {
+        let one = {
+            let mut c = UserCache::new(None);
+            used(&mut c, &["a"], 1000);
+            c.bytes()
+        };
+        let mut cache = UserCache::new(Some(4 * one));
+        used(&mut cache, &["a", "b", "c", "d"], 1000);
+        assert!(cache.evict().is_empty());
+        // The next batch uses c and will read two users it does not hold.
+        cache.begin_batch();
+        cache.entry("c");
+        let evicted: Vec<Box<str>> = cache.make_room(2).into_iter().map(|(u, _)| u).collect();
+        assert_eq!(evicted, vec![Box::from("a"), Box::from("b")]);
+        assert!(cache.get("c").is_some() && cache.get("d").is_some());
+        // Only this batch's users left: nothing more goes, whatever comes.
+        let evicted: Vec<Box<str>> = cache.make_room(10).into_iter().map(|(u, _)| u).collect();
+        assert_eq!(evicted, vec![Box::from("d")]);
+        assert!(cache.make_room(10).is_empty(), "c is this batch's");
+        assert!(cache.get("c").is_some());
+        // Unbounded: never.
+        let mut unbounded = UserCache::new(None);
+        used(&mut unbounded, &["a"], 1000);
+        unbounded.begin_batch();
+        assert!(unbounded.make_room(1_000).is_empty());
     }
 
     #[test]

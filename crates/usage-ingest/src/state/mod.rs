@@ -46,7 +46,7 @@ mod unwritten;
 
 use crate::stamp::stamper::Stamp;
 use crate::stamp::Pending;
-use cache::{CacheReport, Part, UserCache};
+use cache::{CacheReport, Part, UserCache, UserEntry};
 use chrono::{DateTime, Utc};
 use unwritten::Unwritten;
 use usage_core::charge::{ChargeConfig, ChargeState, RateTable, WindowRecord, WINDOW};
@@ -136,6 +136,9 @@ impl Enrichment {
                 missing.push(user);
             }
         }
+        // Room for them first, from users this batch does not use.
+        let evicted = self.cache.make_room(missing.len());
+        self.forget(evicted);
         missing
     }
 
@@ -268,7 +271,14 @@ impl Enrichment {
         for (user, held) in counted {
             self.cache.count_bytes(&user, held);
         }
-        for (user, entry) in self.cache.evict() {
+        let evicted = self.cache.evict();
+        self.forget(evicted);
+        self.cache.report()
+    }
+
+    /// Drops the state of users evicted from the cache.
+    fn forget(&mut self, evicted: Vec<(Box<str>, UserEntry)>) {
+        for (user, entry) in evicted {
             for product in &entry.products {
                 self.assignments.forget_pair(&user, product);
             }
@@ -276,7 +286,6 @@ impl Enrichment {
                 self.charges.forget_pair(&user, product);
             }
         }
-        self.cache.report()
     }
 
     /// Batches whose facts are kept until they are stored.
