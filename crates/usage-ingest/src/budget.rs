@@ -39,32 +39,12 @@ pub(crate) struct Bounds {
 /// The budget is smaller than what the process needs whatever its batches.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "--memory-budget-mb leaves {budget_mb} MB besides --state-budget-mb, below the \
-     {minimum_mb} MB the process needs with the smallest batches; raise it, or lower \
-     --state-budget-mb (or 0: no budget)"
+    "--memory-budget-mb {budget_mb} is below the {minimum_mb} MB the process needs \
+     with the smallest batches; raise it (or 0: no budget)"
 )]
 pub(crate) struct BudgetTooSmall {
     pub(crate) budget_mb: usize,
     pub(crate) minimum_mb: usize,
-}
-
-/// The enrichment state [`FIXED_MB`] already counts (the benchmark's few
-/// thousand users), in MB.
-pub(crate) const STATE_IN_FIXED_MB: usize = 16;
-
-/// What is left of `budget_mb` for everything but the enrichment state,
-/// whose own budget is `state_mb` (`--state-budget-mb`; `None`: unbounded,
-/// which no budget can cover): the part of it beyond what [`FIXED_MB`]
-/// counts comes off. 0 stays 0 (no budget).
-pub(crate) fn without_state(budget_mb: usize, state_mb: Option<usize>) -> usize {
-    match (budget_mb, state_mb) {
-        (0, _) | (_, None) => budget_mb,
-        (budget, Some(state)) => {
-            let beyond = state.saturating_sub(STATE_IN_FIXED_MB);
-            // At least 1 so a budget set is never read as none.
-            budget.saturating_sub(beyond).max(1)
-        }
-    }
 }
 
 /// `asked` lowered to fit `budget_mb` (0: no budget, `asked` as is).
@@ -117,18 +97,6 @@ mod tests {
     #[test]
     fn no_budget_keeps_the_limits_given() {
         assert_eq!(bound(0, ASKED), Ok(ASKED));
-    }
-
-    #[test]
-    fn the_state_budget_beyond_what_the_model_counts_comes_off() {
-        assert_eq!(without_state(256, Some(64)), 256 - 48);
-        assert_eq!(without_state(256, Some(8)), 256);
-        assert_eq!(without_state(256, None), 256);
-        assert_eq!(without_state(0, Some(64)), 0);
-        assert_eq!(without_state(40, Some(512)), 1);
-        // The defaults still fit, with smaller batches.
-        let b = bound(without_state(256, Some(64)), ASKED).expect("fits");
-        assert!(b.batch_max_bytes >= 5 << 20 && b.batch_max_bytes < 8 << 20);
     }
 
     #[test]

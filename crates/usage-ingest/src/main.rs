@@ -134,11 +134,10 @@ struct RunArgs {
     )]
     batches_in_flight: usize,
 
-    /// Memory the process may use at full rate, in MB, the enrichment
-    /// state's --state-budget-mb included: lowers --batch-max-bytes,
-    /// --batches-in-flight and librdkafka's queue of prefetched messages (16
-    /// MiB at most) to fit (never raises them). 0: no budget, the limits as
-    /// given. See README, "Memory".
+    /// Memory the process may use at full rate, in MB: lowers
+    /// --batch-max-bytes, --batches-in-flight and librdkafka's queue of
+    /// prefetched messages (16 MiB at most) to fit (never raises them). 0: no
+    /// budget, the limits as given. See README, "Memory".
     #[arg(
         long,
         env = "USAGE_MEMORY_BUDGET_MB",
@@ -388,9 +387,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
 
-    let state_mb = args.state_budget_mb.bytes().map(|b| b.div_ceil(1 << 20));
     let bounds = budget::bound(
-        budget::without_state(args.memory_budget_mb, state_mb),
+        args.memory_budget_mb,
         budget::Bounds {
             batch_max_bytes: args.batch_max_bytes.max(1),
             batches_in_flight: args.batches_in_flight.max(1),
