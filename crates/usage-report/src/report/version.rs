@@ -14,7 +14,8 @@
 //! One server only: on a cluster each node holds its own parts, so the
 //! cache keeps its age rule alone there. A read is reused by the lookups of
 //! the next [`REUSE`] (the page's three requests make one), its moment being
-//! when it was sent; a failed read observes nothing (the age rule again).
+//! when it was sent; a failed or slow read observes nothing (the age rule
+//! again).
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,11 @@ use super::cache::Observed;
 
 /// How long one read of the version serves the lookups that follow.
 pub(super) const REUSE: Duration = Duration::from_millis(250);
+
+/// How long a lookup waits for the version: past it, it observes nothing,
+/// so a slow or unreachable ClickHouse never holds up an answer the cache
+/// has within its age bound.
+const PATIENCE: Duration = Duration::from_secs(1);
 
 const VERSION: &str = "SELECT cityHash64(count(), sum(rows), \
      groupBitXor(cityHash64(table, name))) \
@@ -47,13 +53,18 @@ impl Versions {
             }
         }
         let at = Instant::now();
-        match client.query(VERSION).fetch_one::<u64>().await {
-            Ok(version) => {
+        let read = tokio::time::timeout(PATIENCE, client.query(VERSION).fetch_one::<u64>()).await;
+        match read {
+            Ok(Ok(version)) => {
                 *last = Some(Observed { version, at });
                 *last
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "reading the tables' version");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("reading the tables' version: no answer in time");
                 None
             }
         }
