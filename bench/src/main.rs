@@ -722,21 +722,7 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
     ]);
     println!("per run:");
     for m in measurements.iter().filter(|m| m.processes.is_empty()) {
-        println!(
-            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {} (others' {}){}",
-            m.run,
-            m.path,
-            m.events_per_second,
-            m.cpu.consumer,
-            m.cpu.broker.map_or("?".to_owned(), |v| format!("{v:.2}")),
-            m.cpu.clickhouse.map_or("?".to_owned(), |v| format!("{v:.2}")),
-            m.cpu.clickhouse_background.map_or("?".to_owned(), |v| format!("{v:.2}")),
-            if m.complete == Some(false) {
-                "  INCOMPLETE"
-            } else {
-                ""
-            },
-        );
+        println!("  {}{}", run_and_cpu(m), incomplete(m));
     }
     for m in measurements.iter().filter(|m| !m.processes.is_empty()) {
         let each = |f: &dyn Fn(&Process) -> String| -> String {
@@ -744,14 +730,8 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
         };
         let opt = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.0}"));
         println!(
-            "  run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {} (others' {})  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
-            m.run,
-            m.path,
-            m.events_per_second,
-            m.cpu.consumer,
-            m.cpu.broker.map_or("?".to_owned(), |v| format!("{v:.2}")),
-            m.cpu.clickhouse.map_or("?".to_owned(), |v| format!("{v:.2}")),
-            m.cpu.clickhouse_background.map_or("?".to_owned(), |v| format!("{v:.2}")),
+            "  {}  peak RSS {} MB  partitions at 10%/90%/end {}  consumed {}  duplicates {}{}",
+            run_and_cpu(m),
             each(&|p| format!("{:.0}", mb(p.peak_rss_bytes.unwrap_or(0)))),
             each(&|p| {
                 let [a, b, c] = p.authorizations_partitions;
@@ -759,11 +739,7 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
             }),
             each(&|p| opt(p.authorizations_consumed)),
             m.duplicate_rows.unwrap_or(0),
-            if m.complete == Some(false) {
-                "  INCOMPLETE"
-            } else {
-                ""
-            },
+            incomplete(m),
         );
     }
     for m in measurements.iter().filter(|m| !m.insert_cost.is_empty()) {
@@ -847,4 +823,29 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)?;
     println!("results: {}", args.out.display());
     Ok(())
+}
+
+/// A measurement's run, path, rate and CPU-seconds per million events, as
+/// each line of the per-run listing starts.
+fn run_and_cpu(m: &Measurement) -> String {
+    let two = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.2}"));
+    format!(
+        "run {} {:<16} {:>9.0} events/s  CPU-s per M events: consumer {:.2} broker {} clickhouse {} (others' {})",
+        m.run,
+        m.path,
+        m.events_per_second,
+        m.cpu.consumer,
+        two(m.cpu.broker),
+        two(m.cpu.clickhouse),
+        two(m.cpu.clickhouse_background),
+    )
+}
+
+/// The mark of a measurement that did not see every event stored.
+fn incomplete(m: &Measurement) -> &'static str {
+    if m.complete == Some(false) {
+        "  INCOMPLETE"
+    } else {
+        ""
+    }
 }
