@@ -18,6 +18,16 @@ pub(crate) struct TopicNames {
 }
 
 impl TopicNames {
+    /// Short names for the unit tests' messages.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> TopicNames {
+        TopicNames {
+            authorizations: "auth".into(),
+            assignments: "asg".into(),
+            directory: "dir".into(),
+        }
+    }
+
     pub(crate) fn name(&self, topic: Topic) -> &str {
         match topic {
             Topic::Authorizations => &self.authorizations,

@@ -14,14 +14,6 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn topics() -> TopicNames {
-    TopicNames {
-        authorizations: "auth".into(),
-        assignments: "asg".into(),
-        directory: "dir".into(),
-    }
-}
-
 /// An online authorization of `user` for `product` at `at` (RFC 3339).
 fn auth(offset: i64, user: &str, product: &str, access: &str, at: &str) -> Pending {
     let json = format!(
@@ -82,7 +74,7 @@ fn expired() -> Expiry {
 }
 
 fn stamp_all(queue: Vec<Pending>, enrichment: &mut Enrichment, expiry: Expiry) -> Stamped {
-    let topics = topics();
+    let topics = TopicNames::for_tests();
     let mut stamper = Stamper::new(queue, expiry, &topics);
     assert_eq!(stamper.run(enrichment), Step::Done);
     stamper.finish()
@@ -218,7 +210,7 @@ fn an_event_older_than_the_windows_held_asks_for_them_and_is_judged_again() {
         .with_timezone(&Utc);
     // Windows are known only from the 10th: an event of the 9th is beyond.
     enrichment.charges.known_from("u-1", "maya", from);
-    let topics = topics();
+    let topics = TopicNames::for_tests();
     let queue = vec![
         auth(0, "u-1", "maya", "flex", "2026-01-09T12:00:00Z"),
         auth(1, "u-1", "maya", "flex", "2026-01-12T12:00:00Z"),

@@ -35,14 +35,6 @@ fn base() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn topics() -> TopicNames {
-    TopicNames {
-        authorizations: "auth".into(),
-        assignments: "asg".into(),
-        directory: "dir".into(),
-    }
-}
-
 /// Every stamp, by event id: (team, window start, tokens) or the dead letter's reason.
 type Stamps = BTreeMap<String, String>;
 
@@ -121,7 +113,7 @@ fn run(batches: &[Batch], budget: Option<usize>) -> Stamps {
             checked: later,
             reference_read_at: Some(later),
         };
-        let topics = topics();
+        let topics = TopicNames::for_tests();
         let mut stamper = Stamper::new(queue, expiry, &topics);
         while let Step::OlderWindows {
             user_id,
