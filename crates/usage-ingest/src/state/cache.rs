@@ -270,40 +270,23 @@ impl UserCache {
     /// Removes least recently used users until the bytes are within the
     /// budget; returns them, for their state to be dropped.
     pub(crate) fn evict(&mut self) -> Vec<(Box<str>, UserEntry)> {
-        let mut evicted = Vec::new();
-        let Some(budget) = self.budget else {
-            self.compact();
-            return evicted;
+        let evicted = match self.budget {
+            Some(budget) => self.evict_down_to(budget, false),
+            None => Vec::new(),
         };
-        while self.bytes > budget {
-            let Some((batch, user)) = self.order.pop_front() else {
-                break;
-            };
-            if self.users.get(&user).is_none_or(|e| e.used != batch) {
-                continue;
-            }
-            if let Some(entry) = self.users.remove(&user) {
-                self.bytes -= entry.bytes;
-                self.counts.evictions += 1;
-                evicted.push((user, entry));
-            }
-        }
         self.compact();
         evicted
     }
 
-    /// Before a batch reads `incoming` users it does not hold: removes the
-    /// least recently used users this batch has not used, until what is held plus `incoming` users of the
-    /// average size fit the budget, so the state stays near its budget while
-    /// the batch is stamped (not the budget plus every user the batch
-    /// reads). Returns them, for their state to be dropped.
-    pub(crate) fn make_room(&mut self, incoming: usize) -> Vec<(Box<str>, UserEntry)> {
+    /// Removes least recently used users until the bytes are at most
+    /// `target`, or only users of the current batch are left when
+    /// `spare_this_batch`; returns them.
+    fn evict_down_to(
+        &mut self,
+        target: usize,
+        spare_this_batch: bool,
+    ) -> Vec<(Box<str>, UserEntry)> {
         let mut evicted = Vec::new();
-        let (Some(budget), false) = (self.budget, self.users.is_empty()) else {
-            return evicted;
-        };
-        let average = self.bytes / self.users.len();
-        let target = budget.saturating_sub(incoming.saturating_mul(average));
         while self.bytes > target {
             let Some((batch, user)) = self.order.front().cloned() else {
                 break;
@@ -312,8 +295,7 @@ impl UserCache {
                 self.order.pop_front();
                 continue;
             }
-            if batch == self.batch {
-                // Only this batch's users are left.
+            if spare_this_batch && batch == self.batch {
                 break;
             }
             self.order.pop_front();
@@ -324,6 +306,23 @@ impl UserCache {
             }
         }
         evicted
+    }
+
+    /// Before a batch reads `incoming` users it does not hold: removes the
+    /// least recently used users this batch has not used, until what is
+    /// held plus `incoming` users of the average size fit the budget, so the
+    /// state stays near its budget while the batch is stamped (not the
+    /// budget plus every user the batch reads). Returns them, for their
+    /// state to be dropped.
+    pub(crate) fn make_room(&mut self, incoming: usize) -> Vec<(Box<str>, UserEntry)> {
+        let (Some(budget), false) = (self.budget, self.users.is_empty()) else {
+            return Vec::new();
+        };
+        let average = self.bytes / self.users.len();
+        self.evict_down_to(
+            budget.saturating_sub(incoming.saturating_mul(average)),
+            true,
+        )
     }
 
     /// Drops stale elements of the order once they outnumber the users.
