@@ -184,9 +184,21 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
-    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Revoked partitions are resumed here, before librdkafka unassigns
+    /// them on this same thread: librdkafka would keep them paused into a
+    /// later assignment, where a resume can race their fetcher's start (see
+    /// `pipeline::backpressure`). Resuming a partition that is not paused
+    /// does nothing.
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions revoked");
+            if let Err(error) = consumer.resume(tpl) {
+                tracing::warn!(%error, "resuming revoked partitions failed");
+            }
             let revoked = partitions(tpl);
             self.revoked(&revoked);
             let _ = self.notices.send(PartitionNotice::Revoked(revoked));

@@ -11,8 +11,20 @@
 //! | reference | authorizations | a full batch waits on reference data the broker gave … a batch takes the usage |
 //!
 //! A partition is paused while any reason holds for it, and resumed once
-//! none does. librdkafka keeps a partition paused across a rebalance, so the
-//! partitions paused here are remembered until resumed, revoked or not.
+//! none does; but only once it is known to be fetching, that is once a
+//! message of it has come since it was assigned. librdkafka starts a
+//! partition's fetcher on its own thread some time after the assignment,
+//! and a pause or resume issued meanwhile can outdate that start: the
+//! partition is then never fetched, with no error (librdkafka issues #2190
+//! and #5591; seen here as one authorizations partition silent for good
+//! after a start-up's catch-up, once in a day of test runs). Until its first message a partition is not
+//! paused: what it delivers meanwhile is at most what librdkafka
+//! prefetches, which the memory budget counts anyway, and pausing is never
+//! what keeps the stamps right (the reference gate is).
+//!
+//! Revoked partitions are resumed by the rebalance callback before
+//! librdkafka unassigns them (on the same thread, so nothing can interleave),
+//! and forgotten here: a partition assigned again starts unpaused.
 
 use crate::kafka::IngestConsumer;
 use crate::message::{Topic, TopicNames};
@@ -45,6 +57,10 @@ pub(crate) struct Backpressure {
     /// Authorizations: a full batch waits on reference data.
     reference: bool,
     paused: HashSet<Partition>,
+    /// Assigned partitions no message has come from since: not paused (see
+    /// the module's documentation). Empty in steady state, so a message
+    /// costs one check.
+    unstarted: Vec<Partition>,
     metrics: Metrics,
 }
 
@@ -56,8 +72,45 @@ impl Backpressure {
             catch_up: false,
             reference: false,
             paused: HashSet::new(),
+            unstarted: Vec::new(),
             metrics,
         }
+    }
+
+    /// Partitions were assigned: none is paused before its first message.
+    pub(crate) fn assigned(&mut self, partitions: &[Partition]) {
+        for partition in partitions {
+            if !self.unstarted.contains(partition) {
+                self.unstarted.push(*partition);
+            }
+        }
+    }
+
+    /// Partitions were revoked (and resumed by the rebalance callback):
+    /// nothing of them is remembered.
+    pub(crate) fn revoked(&mut self, partitions: &[Partition]) {
+        self.unstarted.retain(|p| !partitions.contains(p));
+        for partition in partitions {
+            self.paused.remove(partition);
+        }
+    }
+
+    /// A message of `partition` came: it is fetching, so it may be paused
+    /// now if a reason holds for it.
+    pub(crate) fn received(
+        &mut self,
+        on: &impl Partitions,
+        partition: Partition,
+    ) -> Result<(), KafkaError> {
+        if self.unstarted.is_empty() {
+            return Ok(());
+        }
+        let before = self.unstarted.len();
+        self.unstarted.retain(|p| *p != partition);
+        if self.unstarted.len() != before {
+            self.apply(on)?;
+        }
+        Ok(())
     }
 
     /// Whether every partition is paused because writes lag (the loop then
@@ -161,9 +214,10 @@ impl Backpressure {
         let assigned = on.assigned()?;
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
         for partition in &assigned {
-            let held = self.writes
+            let held = (self.writes
                 || self.reads
-                || (partition.0 == Topic::Authorizations && (self.catch_up || self.reference));
+                || (partition.0 == Topic::Authorizations && (self.catch_up || self.reference)))
+                && !self.unstarted.contains(partition);
             match (held, self.paused.contains(partition)) {
                 (true, false) => pause.push(*partition),
                 (false, true) => resume.push(*partition),
@@ -358,19 +412,48 @@ mod tests {
     }
 
     #[test]
-    fn partitions_paused_before_a_rebalance_are_resumed_when_assigned_again() {
+    fn a_partition_is_paused_only_once_a_message_of_it_came() {
+        let (consumer, mut bp, metrics) = setup();
+        bp.assigned(&ALL);
+        // The catch-up holds usage, but (Auth, 0) may not be fetching yet.
+        bp.catch_up(&consumer, true).expect("nothing paused");
+        assert!(consumer.paused().is_empty());
+        assert!(consumer.calls.borrow().is_empty(), "no pause, no resume");
+        // A reference message: its partition is fetching, no reason holds for it.
+        bp.received(&consumer, (Asg, 0)).expect("nothing paused");
+        assert!(consumer.paused().is_empty());
+        // The first authorization: now it is paused.
+        bp.received(&consumer, (Auth, 0)).expect("usage paused");
+        assert_eq!(consumer.paused(), [(Auth, 0)]);
+        assert_eq!(gauge(&metrics), "usage_ingest_paused_partitions 1");
+        bp.received(&consumer, (Auth, 0)).expect("once");
+        assert_eq!(consumer.calls.borrow().len(), 1);
+        // Writes lag: every partition that came is paused, (Dir, 0) is not.
+        bp.writes_full(&consumer).expect("paused");
+        assert_eq!(consumer.paused(), [(Auth, 0), (Asg, 0)]);
+        bp.write_done(&consumer).expect("resumed");
+        bp.catch_up(&consumer, false).expect("usage flows");
+        assert!(consumer.paused().is_empty());
+    }
+
+    #[test]
+    fn revoked_partitions_are_forgotten_and_start_unpaused_when_assigned_again() {
         let (consumer, mut bp, metrics) = setup();
         bp.catch_up(&consumer, true).expect("usage paused");
-        // Revoked, then assigned again with one more partition: librdkafka
-        // kept (Auth, 0) paused; the new catch-up pauses (Auth, 1).
-        consumer
-            .assigned
-            .replace(vec![(Auth, 0), (Auth, 1), (Asg, 0), (Dir, 0)]);
-        bp.catch_up(&consumer, true).expect("usage paused");
-        assert_eq!(consumer.paused(), [(Auth, 0), (Auth, 1)]);
-        assert_eq!(gauge(&metrics), "usage_ingest_paused_partitions 2");
-        // Assigned once more without reference partitions: no catch-up, usage flows.
-        consumer.assigned.replace(vec![(Auth, 0), (Auth, 1)]);
+        assert_eq!(consumer.paused(), [(Auth, 0)]);
+        // Revoked: the rebalance callback resumed it in librdkafka.
+        bp.revoked(&[(Auth, 0), (Asg, 0), (Dir, 0)]);
+        consumer.paused.borrow_mut().clear();
+        // Assigned again with one more partition: a new catch-up pauses
+        // neither before their first message.
+        let assigned = [(Auth, 0), (Auth, 1), (Asg, 0), (Dir, 0)];
+        consumer.assigned.replace(assigned.to_vec());
+        bp.assigned(&assigned);
+        bp.catch_up(&consumer, true).expect("nothing paused yet");
+        assert!(consumer.paused().is_empty());
+        bp.received(&consumer, (Auth, 1)).expect("usage paused");
+        assert_eq!(consumer.paused(), [(Auth, 1)]);
+        assert_eq!(gauge(&metrics), "usage_ingest_paused_partitions 1");
         bp.catch_up(&consumer, false).expect("usage flows");
         assert!(consumer.paused().is_empty());
     }

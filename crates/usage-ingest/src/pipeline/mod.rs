@@ -340,6 +340,8 @@ impl Pipeline {
             self.gate
                 .received(raw.topic, raw.partition, raw.offset, Instant::now());
         }
+        let partition = (raw.topic, raw.partition);
+        self.pressure(|b, p| b.received(p, partition))?;
         self.batcher.push(raw);
         Ok(())
     }
@@ -535,6 +537,7 @@ impl Pipeline {
                 self.batcher.revoked(&revoked);
                 self.committer.revoked(&revoked);
                 self.gate.revoked(&revoked);
+                self.backpressure.revoked(&revoked);
                 // (A probe's cut counts messages of the batch as it was.)
                 self.probe = None;
                 self.stamping.partitions_revoked(&revoked);
@@ -545,14 +548,14 @@ impl Pipeline {
                     let n = partitions.iter().filter(|(t, _)| t == name).count();
                     self.metrics.set_assigned(name, n);
                 }
-                let reference: Vec<i32> = partitions
+                let roles: Vec<(Topic, i32)> = partitions
                     .iter()
-                    .filter(|(t, _)| {
-                        matches!(
-                            self.topics.role(t),
-                            Some(Topic::Assignments | Topic::Directory)
-                        )
-                    })
+                    .filter_map(|(t, p)| self.topics.role(t).map(|r| (r, *p)))
+                    .collect();
+                self.backpressure.assigned(&roles);
+                let reference: Vec<i32> = roles
+                    .iter()
+                    .filter(|(t, _)| matches!(t, Topic::Assignments | Topic::Directory))
                     .map(|(_, p)| *p)
                     .collect();
                 let catching_up = self.gate.assigned(&reference, Instant::now());

@@ -3,7 +3,7 @@
 //! I/O, no clock: time is an argument).
 //!
 //! - After every assignment (start-up, rebalance) the authorizations
-//!   partitions stay paused until each assigned assignments and directory
+//!   partitions are paused (once fetching: `backpressure.rs`) until each assigned assignments and directory
 //!   partition has been read to its end ([`CatchUp`]).
 //! - In steady state the same holds batch by batch: when a batch is due, the
 //!   broker is asked for the end offsets of the assigned reference
