@@ -52,7 +52,7 @@ use unwritten::Unwritten;
 use usage_core::charge::{ChargeConfig, ChargeState, RateTable, WindowRecord, WINDOW};
 use usage_core::event::Assignment;
 use usage_core::team::{Applied, AssignmentState};
-use usage_core::{FastMap, FastSet};
+use usage_core::FastSet;
 
 /// What the stamper consults to stamp an authorization.
 pub(crate) struct Enrichment {
@@ -143,14 +143,41 @@ impl Enrichment {
     }
 
     /// The stored history of `user` was read: it replaces the facts held,
-    /// and the facts of the batches not yet stored are applied after it.
+    /// and the facts of the batches not yet stored are applied after it
+    /// ([`Enrichment::history_started`], [`Enrichment::history_fact`] for
+    /// each stored fact, [`Enrichment::history_done`]).
+    #[cfg(test)]
     pub(crate) fn history_read(&mut self, user: &str, stored: &[Assignment]) {
+        self.history_started(user);
+        for a in stored {
+            self.history_fact(a);
+        }
+        self.history_done(user);
+    }
+
+    /// A read of `user`'s stored history begins: the facts held of them
+    /// are dropped (the read brings them all again).
+    pub(crate) fn history_started(&mut self, user: &str) {
         let entry = self.cache.entry(user);
         for product in std::mem::take(&mut entry.products) {
             self.assignments.forget_pair(user, &product);
         }
+        entry.complete = false;
+    }
+
+    /// One stored fact of a history being read (after
+    /// [`Enrichment::history_started`] for its user): applied as it comes,
+    /// so a read holds one row at a time, not the batch's histories.
+    pub(crate) fn history_fact(&mut self, fact: &Assignment) {
+        self.assignments.apply(fact);
+        self.cache.entry(&fact.user_id).holds_product(&fact.product);
+    }
+
+    /// Every stored fact of `user` was read: the facts of the batches not
+    /// yet stored are applied after them, and the history is complete.
+    pub(crate) fn history_done(&mut self, user: &str) {
         let mut products: Vec<&str> = Vec::new();
-        for a in stored.iter().chain(self.unwritten.assignments_of(user)) {
+        for a in self.unwritten.assignments_of(user) {
             self.assignments.apply(a);
             if !products.contains(&a.product.as_str()) {
                 products.push(&a.product);
@@ -293,9 +320,6 @@ impl Enrichment {
         self.unwritten.len()
     }
 }
-
-/// The stored assignment events read, by user.
-type ByUser = FastMap<String, Vec<Assignment>>;
 
 #[cfg(test)]
 #[path = "tests.rs"]

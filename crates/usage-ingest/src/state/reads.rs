@@ -3,10 +3,11 @@
 //! failure half-way: applying what it read twice changes nothing.
 
 use super::records::{unreadable, AssignmentRecord, RateRecord, WindowRow};
-use super::{ByUser, Enrichment};
+use super::Enrichment;
 use chrono::{DateTime, TimeDelta, Utc};
 use usage_core::charge::{WindowRecord, WINDOW};
 use usage_core::event::Tokens;
+use usage_core::FastMap;
 use usage_store::schema::{values, Unreadable, ASSIGNMENT_EVENTS, FLEX_WINDOWS, PRODUCT_RATES};
 use usage_store::{StoreError, Warehouse};
 
@@ -134,19 +135,27 @@ impl Enrichment {
                 ))
                 .bind(&chunk)
                 .with_setting("max_query_size", MAX_QUERY_BYTES);
-            let mut by_user = ByUser::default();
+            // Each row applied as it comes (a user's rows in any order,
+            // mixed with others'): a read holds one row, not the histories.
+            let mut started: FastMap<&str, bool> = chunk.iter().map(|u| (*u, false)).collect();
             let mut cursor = query.fetch::<AssignmentRecord>()?;
             while let Some(record) = cursor.next().await? {
                 let event = record.into_event().map_err(unreadable(ASSIGNMENT_EVENTS))?;
-                by_user
-                    .entry(event.user_id.clone())
-                    .or_default()
-                    .push(event);
+                let Some(started) = started.get_mut(event.user_id.as_str()) else {
+                    continue; // not asked for
+                };
+                if !*started {
+                    self.history_started(&event.user_id);
+                    *started = true;
+                }
+                self.history_fact(&event);
                 read += 1;
             }
             for user in chunk {
-                let stored = by_user.get(user).map_or(&[][..], Vec::as_slice);
-                self.history_read(user, stored);
+                if !started.get(user).copied().unwrap_or(false) {
+                    self.history_started(user);
+                }
+                self.history_done(user);
             }
         }
         Ok(read)

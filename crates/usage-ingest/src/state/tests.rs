@@ -9,7 +9,7 @@ use crate::message::{RawMessage, Topic, TopicNames};
 use crate::stamp::stamper::{Expiry, Stamper, Step};
 use chrono::TimeDelta;
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use usage_core::event::{
     Access, AssignmentAction, AssignmentVia, Authorization, ProductRate, Tokens,
@@ -68,14 +68,23 @@ fn run(batches: &[Batch], budget: Option<usize>) -> Stamps {
         // The loader's reads.
         let users = batch.authorizations.iter().map(|a| a.user_id.as_str());
         let touched = batch.assignments.iter().map(|a| a.user_id.as_str());
-        for user in state.users_to_read(users.chain(touched)) {
-            let history: Vec<Assignment> = store
-                .assignments
-                .iter()
-                .filter(|a| a.user_id == user)
-                .cloned()
-                .collect();
-            state.history_read(user, &history);
+        // As `read_histories` does: the users' rows mixed, in stored
+        // order, each applied as it comes.
+        let missing = state.users_to_read(users.chain(touched));
+        let mut started: BTreeSet<&str> = BTreeSet::new();
+        for a in store.assignments.iter() {
+            if let Some(user) = missing.iter().find(|u| **u == a.user_id) {
+                if started.insert(user) {
+                    state.history_started(user);
+                }
+                state.history_fact(a);
+            }
+        }
+        for user in &missing {
+            if !started.contains(user) {
+                state.history_started(user);
+            }
+            state.history_done(user);
         }
         let mut first_use: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
         for a in batch
