@@ -228,10 +228,15 @@ impl ConsumerContext for IngestContext {
 
 pub(crate) type IngestConsumer = StreamConsumer<IngestContext>;
 
+/// librdkafka's queue holds at most one message per this many bytes of
+/// `queued.max.messages.kbytes`.
+pub(crate) const QUEUE_BYTES_PER_MESSAGE: usize = 256;
+
 /// A group consumer subscribed to the inbound topics; offsets are committed
 /// by the pipeline only, after the rows they cover are in ClickHouse. Every
 /// `stats_interval_ms` (0: never) its statistics update the lag in `metrics`.
-/// librdkafka prefetches at most `queue_kbytes` KiB of messages.
+/// librdkafka prefetches at most `queue_kbytes` KiB of messages, and at
+/// most one message per [`QUEUE_BYTES_PER_MESSAGE`] bytes of it.
 pub(crate) fn consumer(
     args: &KafkaArgs,
     stats_interval_ms: u64,
@@ -252,6 +257,17 @@ pub(crate) fn consumer(
         // Keep the fetcher busy while an insert is in flight, with bounded memory.
         ("fetch.queue.backoff.ms", "10".into()),
         ("queued.max.messages.kbytes", queue_kbytes.to_string()),
+        // Which counts payloads only: each queued message also costs an op
+        // of ~200 bytes and keeps its decompressed batch alive, so at this
+        // contract's ~100-byte events 16 MiB of payloads took ~60 MB
+        // (heaptrack). The count bounds that. (librdkafka stops fetching a
+        // partition whose queue holds `queued.min.messages`.)
+        (
+            "queued.min.messages",
+            (queue_kbytes * 1024 / QUEUE_BYTES_PER_MESSAGE)
+                .max(1000)
+                .to_string(),
+        ),
         // End-of-partition events: reference data is read to its end first.
         ("enable.partition.eof", "true".into()),
         // Statistics (consumer lag) for the metrics; 0 disables them.

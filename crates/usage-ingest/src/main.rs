@@ -19,7 +19,11 @@ use anyhow::Context;
 
 /// mimalloc: every event allocates its payload, key and decoded strings, and
 /// the system allocator's free lists were a quarter of the consumer's CPU
-/// (BENCHMARKS.md, "Where the time goes").
+/// (BENCHMARKS.md, "Where the time goes"). Its 2.x line (the workspace's
+/// `v2` feature): 3.x keeps freed pages for a second before returning them,
+/// which at a batch every half second held two batches' garbage in RSS
+/// (peak 255–271 MB at a million users against 191 MB returning them at
+/// once, BENCHMARKS.md); 2.x waits 10 ms.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
@@ -134,10 +138,11 @@ struct RunArgs {
     )]
     batches_in_flight: usize,
 
-    /// Memory the process may use at full rate, in MB: lowers
-    /// --batch-max-bytes, --batches-in-flight and librdkafka's queue of
-    /// prefetched messages (16 MiB at most) to fit (never raises them). 0: no
-    /// budget, the limits as given. See README, "Memory".
+    /// Memory the process may use at full rate, in MB, --state-budget-mb
+    /// included: lowers --batch-max-bytes, --batches-in-flight and
+    /// librdkafka's queue of prefetched messages (16 MiB at most) to fit
+    /// (never raises them). 0: no budget, the limits as given. See README,
+    /// "Memory".
     #[arg(
         long,
         env = "USAGE_MEMORY_BUDGET_MB",
@@ -218,7 +223,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "USAGE_INGEST_STATE_BUDGET_MB",
-        default_value = "64",
+        default_value = "32",
         help_heading = "Enrichment"
     )]
     state_budget_mb: state::cache::StateBudget,
@@ -387,8 +392,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
 
+    let state_mb = match args.state_budget_mb.bytes() {
+        Some(bytes) => bytes.div_ceil(1 << 20),
+        None => {
+            if args.memory_budget_mb > 0 {
+                tracing::warn!(
+                    "--state-budget-mb unbounded: --memory-budget-mb bounds the rest, not the state"
+                );
+            }
+            0
+        }
+    };
     let bounds = budget::bound(
         args.memory_budget_mb,
+        state_mb,
         budget::Bounds {
             batch_max_bytes: args.batch_max_bytes.max(1),
             batches_in_flight: args.batches_in_flight.max(1),
@@ -399,6 +416,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(
         workers = workers.threads(),
         memory_budget_mb = args.memory_budget_mb,
+        state_budget_mb = %args.state_budget_mb,
         batch_max_bytes = bounds.batch_max_bytes,
         batches_in_flight = bounds.batches_in_flight,
         kafka_queue_kbytes = bounds.queue_kbytes,

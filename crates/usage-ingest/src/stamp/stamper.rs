@@ -94,13 +94,19 @@ pub(crate) struct Stamper<'t> {
 
 impl<'t> Stamper<'t> {
     pub(crate) fn new(queue: Vec<Pending>, expiry: Expiry, topics: &'t TopicNames) -> Stamper<'t> {
+        // Most of the queue is stored: its room taken once, not grown
+        // (doubling left a batch's rows in two buffers at once).
+        let out = Stamped {
+            stored: Vec::with_capacity(queue.len()),
+            ..Stamped::default()
+        };
         Stamper {
             queue: queue.into_iter(),
             expiry,
             topics,
             blocked: FastSet::default(),
             waiting: None,
-            out: Stamped::default(),
+            out,
         }
     }
 
