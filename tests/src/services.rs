@@ -154,9 +154,34 @@ pub struct ScratchDatabase {
     pub warehouse: Warehouse,
 }
 
+/// What the names of the local server's scratch databases start with.
+const SCRATCH_PREFIX: &str = "test_";
+
 impl ScratchDatabase {
+    /// A database named `test_<tag>_...` with the schema applied. The first
+    /// one a test process makes first drops the scratch databases of test
+    /// processes gone (failed, killed, or a fixture's that outlived its
+    /// binary): they would gather on the server run after run. Only on a
+    /// server on loopback, whose tests' processes are this machine's.
     pub async fn create(tag: &str) -> ScratchDatabase {
-        let warehouse = clickhouse::create_database(&clickhouse_url(), &unique(tag))
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT
+            .get_or_init(|| async {
+                let url = clickhouse_url();
+                let host = url.split("://").nth(1).unwrap_or(&url);
+                let loopback = ["127.0.0.1:", "localhost:", "[::1]:"]
+                    .iter()
+                    .any(|h| host.starts_with(h));
+                if !loopback {
+                    return;
+                }
+                if let Err(e) = clickhouse::sweep_databases(&url, SCRATCH_PREFIX).await {
+                    eprintln!("earlier tests' databases not swept: {e:#}");
+                }
+            })
+            .await;
+        let name = unique(&format!("{SCRATCH_PREFIX}{tag}"));
+        let warehouse = clickhouse::create_database(&clickhouse_url(), &name)
             .await
             .expect("ClickHouse answers (scripts/services up) and the schema applies");
         ScratchDatabase { warehouse }

@@ -67,3 +67,67 @@ pub async fn number(client: &clickhouse::Client, sql: &str) -> Result<u64> {
         .await
         .with_context(|| sql.to_owned())
 }
+
+/// The process a scratch database was made by: its name is
+/// `<tag>_<pid>_<counter>_<nanos>` (what the tests' `unique` makes), with
+/// `prefix` at the start of the tag.
+fn maker_pid(database: &str, prefix: &str) -> Option<u32> {
+    if !database.starts_with(prefix) {
+        return None;
+    }
+    let mut parts = database.rsplitn(4, '_');
+    let (nanos, counter, pid, tag) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (numeric(nanos) && numeric(counter) && tag.len() >= prefix.len())
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// Drops the scratch databases (named as [`maker_pid`] reads, starting
+/// with `prefix`) whose process is gone: a test's database outlives it when
+/// the test fails, is killed, or belongs to a fixture shared by a test
+/// binary's tests (statics are never dropped), and the server would gather
+/// them run after run. Databases of running processes stay. The names of the
+/// databases dropped.
+pub async fn sweep_databases(clickhouse_url: &str, prefix: &str) -> Result<Vec<String>> {
+    let client = &clickhouse::Client::default()
+        .with_url(clickhouse_url)
+        .with_validation(false);
+    let names = client
+        .query("SELECT name FROM system.databases")
+        .fetch_all::<String>()
+        .await
+        .context("listing the databases")?;
+    let own = std::process::id();
+    let mut dropped = Vec::new();
+    for name in names {
+        let Some(pid) = maker_pid(&name, prefix) else {
+            continue;
+        };
+        if pid == own || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        execute(client, &format!("DROP DATABASE IF EXISTS {name}")).await?;
+        dropped.push(name);
+    }
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maker_pid;
+
+    #[test]
+    fn only_scratch_names_with_the_prefix_name_a_process() {
+        assert_eq!(
+            maker_pid("test_report_cache_4021_3_88123", "test_"),
+            Some(4021)
+        );
+        assert_eq!(maker_pid("test_x_7_0_1", "test_"), Some(7));
+        assert_eq!(maker_pid("report_cache_4021_3_88123", "test_"), None);
+        assert_eq!(maker_pid("test_usage_2024_01", "test_"), None);
+        assert_eq!(maker_pid("test_a_b_c_d", "test_"), None);
+        assert_eq!(maker_pid("test_", "test_"), None);
+        assert_eq!(maker_pid("default", "test_"), None);
+    }
+}
