@@ -154,6 +154,9 @@ struct Report {
     machine: String,
     /// /proc/loadavg before the benchmark, after the throughput runs, at the end.
     load_average: [String; 3],
+    /// What ClickHouse's data is stored on, when it runs on this machine
+    /// (e.g. `ext4 without a journal (/dev/vda on /)`).
+    clickhouse_data: Option<String>,
     users: usize,
     days: u32,
     authorizations_published: u64,
@@ -540,6 +543,17 @@ async fn main() -> anyhow::Result<()> {
 
 async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::Result<()> {
     let load_before = host::load_average();
+    let clickhouse_data =
+        querylog::data_filesystem(&args.clickhouse_url, &format!("{tag}_probe")).await;
+    if let Some(fs) = &clickhouse_data {
+        eprintln!("usage-bench: ClickHouse's data is on {fs}");
+        if fs.contains("without a journal") {
+            eprintln!(
+                "usage-bench: on ext4 without a journal ClickHouse's CPU per event moves by 2x or more \
+                 from run to run (file creation after deletes; docs/local-services.md)"
+            );
+        }
+    }
     let scenario = clean_scenario(1, args.users, args.days)?;
     let oracle = Oracle::from_scenario(&scenario)?;
     let counted = oracle.totals().events_counted;
@@ -797,11 +811,15 @@ async fn bench(args: &Args, tag: &str, topics: &Topics, logs: &Path) -> anyhow::
         );
     }
     println!("load average (1/5/15 min): before {load_before}; after the throughput runs {load_after_throughput}; at the end {load_end}");
+    if let Some(fs) = &clickhouse_data {
+        println!("ClickHouse's data on {fs}");
+    }
 
     let report = Report {
         date: chrono::Utc::now().to_rfc3339(),
         machine: host::cpu_model(),
         load_average: [load_before, load_after_throughput, load_end],
+        clickhouse_data,
         users: args.users,
         days: args.days,
         authorizations_published: published_auth,

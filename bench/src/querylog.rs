@@ -43,6 +43,41 @@ pub(crate) async fn server_now(url: &str) -> anyhow::Result<u64> {
     text.trim().parse().context("now() from ClickHouse")
 }
 
+/// What ClickHouse's data is stored on ([`usage_testkit::host::filesystem_of`]
+/// of a table's directory), when the server runs on this machine: a probe
+/// table is made in `database` (created and dropped here) and asked where
+/// it is (`data_path` on 18.16, `data_paths` later).
+pub(crate) async fn data_filesystem(url: &str, database: &str) -> Option<String> {
+    query(url, &format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .await
+        .ok()?;
+    let mut path = None;
+    if query(
+        url,
+        &format!("CREATE TABLE {database}.probe (x UInt8) ENGINE = MergeTree ORDER BY x"),
+    )
+    .await
+    .is_ok()
+    {
+        for column in ["data_path", "arrayElement(data_paths, 1)"] {
+            let sql = format!(
+                "SELECT {column} FROM system.tables WHERE database = '{database}' AND name = 'probe'"
+            );
+            if let Ok(text) = query(url, &sql).await {
+                path = Some(text.trim().to_owned()).filter(|p| !p.is_empty());
+                break;
+            }
+        }
+    }
+    // Asked while the table's directory exists.
+    let filesystem = path
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
+        .and_then(|p| usage_testkit::host::filesystem_of(&p));
+    let _ = query(url, &format!("DROP DATABASE IF EXISTS {database}")).await;
+    filesystem
+}
+
 /// The inserts sent with `log_queries=1` that finished since `since` (server clock), per table.
 pub(crate) async fn insert_costs(url: &str, since: u64) -> anyhow::Result<Vec<TableCost>> {
     query(url, "SYSTEM FLUSH LOGS").await?;

@@ -97,6 +97,65 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
+/// What `path` is stored on, in words for a benchmark's record: the
+/// filesystem type and device, and for ext4 whether it keeps a journal
+/// (`/sys/fs/ext4/<device>/journal_task` reads `<none>` without one). On
+/// ext4 without a journal, creating a file gets slower the more files were
+/// deleted in the minutes before, which ClickHouse's inserts and merges
+/// feel (docs/local-services.md). None when `/proc/self/mountinfo` does not
+/// say.
+pub fn filesystem_of(path: &std::path::Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mount_of(&mounts, path)?;
+    let device = mount.source.rsplit('/').next().unwrap_or(mount.source);
+    let journal = (mount.fstype == "ext4")
+        .then(|| std::fs::read_to_string(format!("/sys/fs/ext4/{device}/journal_task")).ok())
+        .flatten()
+        .map(|task| {
+            if task.trim() == "<none>" {
+                " without a journal"
+            } else {
+                " with a journal"
+            }
+        })
+        .unwrap_or("");
+    Some(format!(
+        "{}{journal} ({} on {})",
+        mount.fstype, mount.source, mount.point
+    ))
+}
+
+/// A mount of `/proc/self/mountinfo`.
+#[derive(Debug, PartialEq, Eq)]
+struct Mount<'a> {
+    point: &'a str,
+    fstype: &'a str,
+    source: &'a str,
+}
+
+/// The mount `path` is under: the one with the longest mount point that is
+/// a prefix of it, component-wise (the last such line when several mounts
+/// share it: the one on top).
+fn mount_of<'a>(mountinfo: &'a str, path: &std::path::Path) -> Option<Mount<'a>> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let point = before.split_whitespace().nth(4)?;
+            let mut after = after.split_whitespace();
+            let (fstype, source) = (after.next()?, after.next()?);
+            path.starts_with(point).then_some(Mount {
+                point,
+                fstype,
+                source,
+            })
+        })
+        .fold(None, |best: Option<Mount<'a>>, m| match best {
+            Some(b) if b.point.len() > m.point.len() => Some(b),
+            _ => Some(m),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +174,28 @@ mod tests {
             1: 0100007F:2384 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1\n";
         assert_eq!(listening_inodes(table, 9092), ["111"]);
         assert!(listening_inodes(table, 8123).is_empty());
+    }
+
+    #[test]
+    fn a_path_is_on_the_longest_mount_point_above_it() {
+        let mountinfo = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+30 22 0:26 / /tmp rw,nosuid shared:5 - tmpfs tmpfs rw
+41 22 7:0 / /mnt/ch rw,relatime shared:9 - ext4 /dev/loop0 rw
+42 22 7:1 / /mnt/ch rw,relatime shared:10 - xfs /dev/loop1 rw
+";
+        let on = |p: &str| mount_of(mountinfo, std::path::Path::new(p)).map(|m| m.source);
+        assert_eq!(
+            on("/work/main/.local/services/clickhouse/data"),
+            Some("/dev/vda")
+        );
+        assert_eq!(on("/tmp/x"), Some("tmpfs"));
+        assert_eq!(
+            on("/tmpfoo"),
+            Some("/dev/vda"),
+            "components, not characters"
+        );
+        assert_eq!(on("/mnt/ch/.local"), Some("/dev/loop1"), "the mount on top");
+        assert!(filesystem_of(std::path::Path::new("/")).is_some_and(|f| !f.is_empty()));
     }
 }
