@@ -161,21 +161,14 @@ impl ScratchDatabase {
     /// A database named `test_<tag>_...` with the schema applied. The first
     /// one a test process makes first drops the scratch databases of test
     /// processes gone (failed, killed, or a fixture's that outlived its
-    /// binary): they would gather on the server run after run. Only on a
-    /// server on loopback, whose tests' processes are this machine's.
+    /// binary): they would gather on the server run after run (on a server
+    /// on loopback only, see [`clickhouse::sweep_databases`]).
     pub async fn create(tag: &str) -> ScratchDatabase {
         static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
         SWEPT
             .get_or_init(|| async {
-                let url = clickhouse_url();
-                let host = url.split("://").nth(1).unwrap_or(&url);
-                let loopback = ["127.0.0.1:", "localhost:", "[::1]:"]
-                    .iter()
-                    .any(|h| host.starts_with(h));
-                if !loopback {
-                    return;
-                }
-                if let Err(e) = clickhouse::sweep_databases(&url, SCRATCH_PREFIX).await {
+                if let Err(e) = clickhouse::sweep_databases(&clickhouse_url(), SCRATCH_PREFIX).await
+                {
                     eprintln!("earlier tests' databases not swept: {e:#}");
                 }
             })

@@ -87,9 +87,14 @@ fn maker_pid(database: &str, prefix: &str) -> Option<u32> {
 /// with `prefix`) whose process is gone: a test's database outlives it when
 /// the test fails, is killed, or belongs to a fixture shared by a test
 /// binary's tests (statics are never dropped), and the server would gather
-/// them run after run. Databases of running processes stay. The names of the
-/// databases dropped.
+/// them run after run. Databases of running processes stay. Only on a
+/// server on loopback, whose clients' processes are this machine's (a
+/// process id means nothing across machines). The names of the databases
+/// dropped.
 pub async fn sweep_databases(clickhouse_url: &str, prefix: &str) -> Result<Vec<String>> {
+    if !on_loopback(clickhouse_url) {
+        return Ok(Vec::new());
+    }
     let client = &clickhouse::Client::default()
         .with_url(clickhouse_url)
         .with_validation(false);
@@ -113,9 +118,37 @@ pub async fn sweep_databases(clickhouse_url: &str, prefix: &str) -> Result<Vec<S
     Ok(dropped)
 }
 
+/// Whether `url`'s host is this machine's loopback (`localhost`,
+/// `127.0.0.0/8`, `::1`).
+fn on_loopback(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+    else {
+        return false;
+    };
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::maker_pid;
+    use super::{maker_pid, on_loopback};
+
+    #[test]
+    fn only_loopback_servers_are_swept() {
+        assert!(on_loopback("http://127.0.0.1:8123"));
+        assert!(on_loopback("http://localhost:8123/"));
+        assert!(on_loopback("http://[::1]:8123"));
+        assert!(on_loopback("http://127.0.0.2"));
+        assert!(!on_loopback("http://10.0.0.5:8123"));
+        assert!(!on_loopback("http://clickhouse.example:8123"));
+        assert!(!on_loopback("not a url"));
+    }
 
     #[test]
     fn only_scratch_names_with_the_prefix_name_a_process() {
