@@ -1256,6 +1256,15 @@ fn the_hash_is_keyed_stable_and_hides_every_field() {
     let other = UserHasher::new(b"another deployment's secret, 32+").expect("secret");
     assert_ne!(other.hash("user-42"), hasher.hash("user-42"), "keyed");
     assert!(UserHasher::new(b"short").is_err());
+    // The digest is the hash as bytes: its hex is the hash, and digests
+    // order as the hashes do.
+    assert_eq!(&*hasher.digest("user-42").hex(), hasher.hash("user-42"));
+    let ids = ["user-1", "user-2", "user-3", "user-42", "user-43"];
+    let mut by_digest = ids;
+    by_digest.sort_by_key(|id| hasher.digest(id));
+    let mut by_hash = ids;
+    by_hash.sort_by_key(|id| hasher.hash(id));
+    assert_eq!(by_digest, by_hash);
     assert!(
         !format!("{hasher:?}").contains("0123"),
         "the secret is not printed"

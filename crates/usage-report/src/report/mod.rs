@@ -43,8 +43,7 @@ mod table;
 mod unassign;
 mod version;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -72,12 +71,9 @@ pub use unassign::HeldAssignment;
 pub struct Reporter {
     client: Client,
     hasher: UserHasher,
-    /// user id -> keyed hash: the hash is a pure function of the id, and a
-    /// report of every team hashes every user.
-    keys: Arc<Mutex<HashMap<String, String>>>,
-    /// Filter sets' states computed at once (their rows in flight are the
-    /// service's largest transient memory; ClickHouse, not this service,
-    /// bounds how fast they go).
+    /// Filter sets' states computed at once, weighed: a state being built
+    /// is the service's largest transient memory (ClickHouse, not this
+    /// service, bounds how fast they go). See [`STATE_PERMITS`].
     computing: Arc<tokio::sync::Semaphore>,
     /// Each filter set's state, briefly (none by default).
     states: Arc<Cache<StateKey, ReportState>>,
@@ -92,11 +88,12 @@ pub struct Reporter {
     frequent_at: FrequentDaysPerMonth,
 }
 
-/// States computed at once; the others wait their turn.
-const CONCURRENT_STATES: usize = 2;
-
-/// Past this many cached user keys the cache starts over (memory bound).
-const MAX_CACHED_KEYS: usize = 1_000_000;
+/// States computed at once; the others wait their turn. A state of one
+/// team takes one permit; a state of all of an admin's teams, the largest
+/// a customer has (at 150,000 users its build peaks near 50 MB), takes
+/// them all: it is built alone, so the service's memory is the cache's
+/// bound plus one such build, however many admins ask at once.
+const STATE_PERMITS: u32 = 2;
 
 fn warehouse(e: clickhouse::error::Error) -> ApiError {
     ApiError::unavailable("ClickHouse", &e)
@@ -118,8 +115,7 @@ impl Reporter {
         Reporter {
             client,
             hasher,
-            keys: Arc::default(),
-            computing: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATES)),
+            computing: Arc::new(tokio::sync::Semaphore::new(STATE_PERMITS as usize)),
             states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             versions: None,
@@ -170,18 +166,11 @@ impl Reporter {
         }
     }
 
-    /// The keyed hash of `user_id` (cached).
+    /// The keyed hash of `user_id`, as shown (not cached: a report's table
+    /// keeps its users' hashes as bytes, and an export hashes each chunk's
+    /// users once; a map of every user ever hashed grew with the customer).
     fn hash(&self, user_id: &str) -> String {
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = keys.get(user_id) {
-            return key.clone();
-        }
-        if keys.len() >= MAX_CACHED_KEYS {
-            keys.clear();
-        }
-        let key = self.hasher.hash(user_id);
-        keys.insert(user_id.to_owned(), key.clone());
-        key
+        self.hasher.hash(user_id)
     }
 
     /// The ClickHouse client (for the readiness probe).

@@ -48,9 +48,9 @@ impl Line {
             product: table.product(e).to_owned(),
             access: e.access,
             days: e.days,
-            last: e.last,
+            last: e.last(),
             tokens_milli: e.tokens_milli,
-            since: e.since,
+            since: e.since(),
             status: e.status,
             class,
             groups: Vec::new(),
@@ -195,7 +195,7 @@ impl Reporter {
             let q = q.to_lowercase();
             picked.retain(|&i| {
                 let e = &table.lines[i as usize];
-                contains_ci(table.user(e).key(), &q)
+                contains_ci(&table.user(e).key(), &q)
                     || (!state.hashed
                         && profiles
                             .get(&e.user)
@@ -253,16 +253,12 @@ impl Reporter {
     ) -> Result<HashMap<u32, Profile>, ApiError> {
         let ids = users
             .iter()
-            .map(|&u| table.users[u as usize].id.to_string())
+            .map(|&u| table.user_at(u).id.to_owned())
             .collect();
         let by_id = self.profiles(Some(ids)).await?;
         Ok(users
             .into_iter()
-            .filter_map(|u| {
-                by_id
-                    .get(&*table.users[u as usize].id)
-                    .map(|p| (u, p.clone()))
-            })
+            .filter_map(|u| by_id.get(table.user_at(u).id).map(|p| (u, p.clone())))
             .collect())
     }
 
@@ -362,7 +358,7 @@ impl Reporter {
 
 pub(super) fn display(line: &Line, hashed: bool, filters: &ReportFilters) -> ReportRow {
     let average = shown_average(line.days, filters.range.months());
-    // Rule 7, as the core shows it: the key was hashed (cached) above.
+    // Rule 7, as the core shows it: the key is the table's hash, above.
     let profile = line
         .profile
         .as_ref()

@@ -97,6 +97,16 @@ impl StateKey {
     }
 }
 
+/// The permits of [`super::STATE_PERMITS`] a state of `team` is built
+/// with: all of them for all of an admin's teams (built alone), one for a
+/// team.
+fn state_permits(team: &TeamSelection) -> u32 {
+    match team {
+        TeamSelection::All => super::STATE_PERMITS,
+        TeamSelection::Team(_) => 1,
+    }
+}
+
 /// A filter set's report before the row filters, the order and the page.
 pub(super) struct ReportState {
     pub(super) dir: Directory,
@@ -155,8 +165,11 @@ impl Reporter {
         admin: &Admin,
         filters: &ReportFilters,
     ) -> Result<ReportState, ApiError> {
-        // Never closed: a permit always comes.
-        let _permit = self.computing.acquire().await;
+        // Never closed: the permits always come.
+        let _permits = self
+            .computing
+            .acquire_many(state_permits(&filters.team))
+            .await;
         let started = std::time::Instant::now();
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
@@ -170,11 +183,11 @@ impl Reporter {
             .finish(
                 &filters.dates,
                 |teams| hashed_for(&scope, &dir, teams),
-                |id| self.hash(id),
+                |id| self.hasher.digest(id),
             );
         tracing::debug!(
             lines = table.lines.len(),
-            users = table.users.len(),
+            users = table.user_count(),
             bytes = table.bytes(),
             queries_ms = queried.as_millis() as u64,
             build_ms = (started.elapsed() - queried).as_millis() as u64,
@@ -291,6 +304,15 @@ mod tests {
 
     fn filters(params: ReportParams) -> ReportFilters {
         params.filters(chrono::Utc::now()).expect("valid filters")
+    }
+
+    #[test]
+    fn a_state_of_all_teams_is_built_alone_and_team_states_two_at_once() {
+        assert_eq!(
+            state_permits(&TeamSelection::All),
+            super::super::STATE_PERMITS
+        );
+        assert_eq!(state_permits(&TeamSelection::Team("t-1".into())), 1);
     }
 
     #[test]

@@ -6,12 +6,18 @@
 //! the table's sorted lists — teams and products by name, users by the key
 //! they are shown and ordered by (the keyed hash when identities are
 //! hashed, else the id) — so comparing indices compares the strings, and a
-//! table of 50,000 users holds about 40 bytes per line plus each string
-//! once. Requests filter, order and page indices; only the lines shown
+//! table holds 32 bytes per line, each string once and, when identities
+//! are hashed, each user's hash as its 32 bytes (hex only for the lines
+//! shown). Requests filter, order and page indices; only the lines shown
 //! become strings ([`super::rows`]).
 
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
+
 use chrono::{NaiveDate, TimeZone, Utc};
+use hashbrown::HashTable;
 use usage_core::event::Access;
+use usage_core::privacy::{HexDigest, UserDigest};
 use usage_core::range::DateRange;
 use usage_core::status::{self, Held, Status};
 use usage_core::FastMap;
@@ -22,39 +28,74 @@ use crate::error::ApiError;
 use crate::queries::{DaysRow, HeldRow, LastAccessRow, TokensRow};
 
 /// One line: (current team, user, product, access) and what the
-/// warehouse says of it.
+/// warehouse says of it, in 32 bytes (dates as days since 1970, as
+/// ClickHouse sends them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Entry {
-    /// Index into [`Table::users`].
+    /// Tokens of the windows starting in the range (thousandths).
+    pub(super) tokens_milli: u64,
+    /// Index into the table's users ([`Table::user_at`]).
     pub(super) user: u32,
     /// Index into [`Table::teams`].
     pub(super) team: u32,
     /// Index into [`Table::products`].
     pub(super) product: u32,
-    pub(super) access: Access,
-    pub(super) status: Status,
     /// Days used in the range.
     pub(super) days: u32,
+    /// Assigned now, since (orders as the date does: `None` first).
+    pub(super) since: Option<u16>,
+    /// Last day used, ever; 0: never (orders as the date does).
+    pub(super) last: u16,
+    pub(super) access: Access,
+    pub(super) status: Status,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+
+impl Entry {
     /// Last day used, ever.
-    pub(super) last: Option<NaiveDate>,
+    pub(super) fn last(&self) -> Option<NaiveDate> {
+        (self.last > 0).then(|| day(self.last))
+    }
+
     /// Assigned now, since.
-    pub(super) since: Option<NaiveDate>,
-    /// Tokens of the windows starting in the range (thousandths).
-    pub(super) tokens_milli: u64,
+    pub(super) fn since(&self) -> Option<NaiveDate> {
+        self.since.map(day)
+    }
 }
 
-/// A user of the table: the id, and the key shown (and ordered by) when it
-/// is not the id.
-#[derive(Debug)]
-pub(super) struct User {
-    pub(super) id: Box<str>,
-    hash: Option<Box<str>>,
+/// A user of the table: the id, and the keyed hash it is shown (and
+/// ordered) by when identities are hashed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct User<'a> {
+    pub(super) id: &'a str,
+    hash: Option<&'a UserDigest>,
 }
 
-impl User {
+/// The key a user is shown by: the id, or the hash's hex.
+pub(super) enum UserKey<'a> {
+    Id(&'a str),
+    Hash(HexDigest),
+}
+
+impl std::ops::Deref for UserKey<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            UserKey::Id(id) => id,
+            UserKey::Hash(hex) => hex,
+        }
+    }
+}
+
+impl<'a> User<'a> {
     /// The key the user is shown and ordered by.
-    pub(super) fn key(&self) -> &str {
-        self.hash.as_deref().unwrap_or(&self.id)
+    pub(super) fn key(&self) -> UserKey<'a> {
+        match self.hash {
+            Some(h) => UserKey::Hash(h.hex()),
+            None => UserKey::Id(self.id),
+        }
     }
 }
 
@@ -65,9 +106,13 @@ pub(super) struct Table {
     pub(super) teams: Vec<String>,
     /// Sorted by name.
     pub(super) products: Vec<String>,
-    /// Sorted by key, then id.
-    pub(super) users: Vec<User>,
-    /// User indices in id order (to find a user by id).
+    /// User ids, sorted by key, then id.
+    ids: Vec<Box<str>>,
+    /// Their keyed hashes, by the same index, when identities are hashed
+    /// (else empty): bytes, not hex, which orders alike.
+    digests: Vec<UserDigest>,
+    /// User indices in id order (to find a user by id); empty when the
+    /// key is the id (then `ids` is in id order).
     by_id: Vec<u32>,
     pub(super) lines: Vec<Entry>,
 }
@@ -82,65 +127,88 @@ pub(super) struct Aggregates {
     pub(super) held: Vec<HeldRow>,
 }
 
-/// Strings to dense indices, in first-seen order.
+/// Strings to dense indices, in first-seen order: each string once, and
+/// a hash table of indices into them (4 bytes a slot, not a map's copy).
 #[derive(Default)]
 struct Interner {
-    index: FastMap<String, u32>,
+    names: Vec<Box<str>>,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Interner {
     /// The index of `name` if it was seen.
     fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+        let hash = self.hasher.hash_one(name);
+        self.index
+            .find(hash, |&i| *self.names[i as usize] == *name)
+            .copied()
     }
 
     fn of(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
+        let hash = self.hasher.hash_one(name);
+        let Interner {
+            names,
+            index,
+            hasher,
+        } = self;
+        if let Some(&i) = index.find(hash, |&i| *names[i as usize] == *name) {
             return i;
         }
-        let i = u32::try_from(self.index.len()).unwrap_or(u32::MAX);
-        self.index.insert(name.to_owned(), i);
+        let i = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        names.push(name.into());
+        index.insert_unique(hash, i, |&j| hasher.hash_one(&*names[j as usize]));
         i
     }
 
     /// The strings, by index.
-    fn into_names(self) -> Vec<String> {
-        let mut names = vec![String::new(); self.index.len()];
-        for (name, i) in self.index {
-            names[i as usize] = name;
-        }
-        names
+    fn into_names(self) -> Vec<Box<str>> {
+        self.names
     }
 }
 
-/// The `used` ones of `names` ordered by `cmp`: `(them in that order, old
-/// index -> new index)` (unused ones map to `u32::MAX`).
-fn sorted_used<T>(
-    names: Vec<T>,
-    used: &[bool],
-    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
-) -> (Vec<T>, Vec<u32>) {
-    let mut order: Vec<u32> = (0..names.len() as u32)
+/// The indices whose `used` is set, ordered by `cmp`.
+fn order_used(used: &[bool], cmp: impl Fn(u32, u32) -> Ordering) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..used.len() as u32)
         .filter(|&i| used[i as usize])
         .collect();
-    order.sort_unstable_by(|&a, &b| cmp(&names[a as usize], &names[b as usize]));
-    let mut new_of = vec![u32::MAX; names.len()];
+    order.sort_unstable_by(|&a, &b| cmp(a, b));
+    order
+}
+
+/// Old index -> new index of `order` among `len` (`u32::MAX`: not in it).
+fn new_of(order: &[u32], len: usize) -> Vec<u32> {
+    let mut new_of = vec![u32::MAX; len];
     for (new, &old) in order.iter().enumerate() {
         new_of[old as usize] = new as u32;
     }
-    let mut slots: Vec<Option<T>> = names.into_iter().map(Some).collect();
-    let sorted = order
-        .iter()
-        .filter_map(|&old| slots[old as usize].take())
+    new_of
+}
+
+/// `items` at the indices of `order`, in that order (each taken once).
+fn take_in_order<T>(items: Vec<T>, order: &[u32]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    let mut taken = Vec::with_capacity(order.len());
+    taken.extend(order.iter().filter_map(|&old| slots[old as usize].take()));
+    taken
+}
+
+/// The `used` ones of `names`, sorted: `(them, old index -> new index)`.
+fn sorted_names(names: Vec<Box<str>>, used: &[bool]) -> (Vec<String>, Vec<u32>) {
+    let order = order_used(used, |a, b| names[a as usize].cmp(&names[b as usize]));
+    let sorted = take_in_order(names, &order)
+        .into_iter()
+        .map(String::from)
         .collect();
-    (sorted, new_of)
+    (sorted, new_of(&order, used.len()))
 }
 
 #[derive(Default)]
 struct Agg {
     tokens_milli: u64,
-    since: Option<NaiveDate>,
     days: u32,
+    /// Assigned now, since (days since 1970).
+    since: Option<u16>,
     /// Last day used, ever (days since 1970; 0: none).
     last: u16,
 }
@@ -202,7 +270,7 @@ impl TableBuilder {
         since_day: u16,
     ) -> Result<(), ApiError> {
         let key = self.key(team, user, product, access_of(access)?);
-        self.aggs.entry(key).or_default().since = Some(day(since_day));
+        self.aggs.entry(key).or_default().since = Some(since_day);
         Ok(())
     }
 
@@ -234,13 +302,13 @@ impl TableBuilder {
     /// keys assigned now or used in the range stay, with their last access
     /// (ever) filled in and their status for `dates`; strings no line uses
     /// are dropped. `hashed(teams)` says whether identities are hashed given
-    /// the teams of the lines kept; `hash(user_id)` is the key shown for a
-    /// user when they are.
+    /// the teams of the lines kept; `hash(user_id)` is the keyed hash a
+    /// user is shown by when they are.
     pub(super) fn finish(
         self,
         dates: &DateRange,
         hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
-        hash: impl Fn(&str) -> String,
+        hash: impl Fn(&str) -> UserDigest,
     ) -> (Table, bool) {
         let TableBuilder {
             teams,
@@ -250,7 +318,7 @@ impl TableBuilder {
         } = self;
         // Last access alone never makes a line.
         aggs.retain(|_, a| a.since.is_some() || a.days > 0);
-        let (teams, products, users) = (
+        let (teams, products, ids) = (
             teams.into_names(),
             products.into_names(),
             users.into_names(),
@@ -258,7 +326,7 @@ impl TableBuilder {
         let (mut team_used, mut product_used, mut user_used) = (
             vec![false; teams.len()],
             vec![false; products.len()],
-            vec![false; users.len()],
+            vec![false; ids.len()],
         );
         for &(t, u, p, _) in aggs.keys() {
             team_used[t as usize] = true;
@@ -268,43 +336,50 @@ impl TableBuilder {
         let hashed = hashed(
             &mut (0..teams.len())
                 .filter(|&t| team_used[t])
-                .map(|t| teams[t].as_str()),
+                .map(|t| &*teams[t]),
         );
-        let (teams, team_of) = sorted_used(teams, &team_used, String::cmp);
-        let (products, product_of) = sorted_used(products, &product_used, String::cmp);
-        let users: Vec<User> = users
-            .into_iter()
-            .zip(&user_used)
-            .map(|(id, &used)| User {
-                hash: (hashed && used).then(|| hash(&id).into_boxed_str()),
-                id: id.into_boxed_str(),
-            })
-            .collect();
-        let (users, user_of) = sorted_used(users, &user_used, |a, b| {
-            (a.key(), &*a.id).cmp(&(b.key(), &*b.id))
-        });
-        let mut by_id: Vec<u32> = (0..users.len() as u32).collect();
-        by_id.sort_by(|&a, &b| users[a as usize].id.cmp(&users[b as usize].id));
+        let (teams, team_of) = sorted_names(teams, &team_used);
+        let (products, product_of) = sorted_names(products, &product_used);
+        let (ids, digests, by_id, user_of) = if hashed {
+            // Each used user's hash, once, then ordered by it.
+            let mut keyed: Vec<(UserDigest, u32)> = (0..ids.len() as u32)
+                .filter(|&u| user_used[u as usize])
+                .map(|u| (hash(&ids[u as usize]), u))
+                .collect();
+            keyed
+                .sort_unstable_by(|a, b| (a.0, &ids[a.1 as usize]).cmp(&(b.0, &ids[b.1 as usize])));
+            let order: Vec<u32> = keyed.iter().map(|&(_, u)| u).collect();
+            let digests: Vec<UserDigest> = keyed.into_iter().map(|(d, _)| d).collect();
+            let user_of = new_of(&order, ids.len());
+            let ids = take_in_order(ids, &order);
+            let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
+            by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
+            (ids, digests, by_id, user_of)
+        } else {
+            let order = order_used(&user_used, |a, b| ids[a as usize].cmp(&ids[b as usize]));
+            let user_of = new_of(&order, ids.len());
+            (take_in_order(ids, &order), Vec::new(), Vec::new(), user_of)
+        };
 
         let mut lines: Vec<Entry> = Vec::with_capacity(aggs.len());
         lines.extend(aggs.into_iter().filter_map(|(key, a)| {
             let (t, u, p, access) = key;
             let held = a.since.map(|since| Held {
                 access,
-                since: Utc.from_utc_datetime(&since.and_time(chrono::NaiveTime::MIN)),
+                since: Utc.from_utc_datetime(&day(since).and_time(chrono::NaiveTime::MIN)),
             });
             let days = a.days;
             let status = status::status(held, days > 0, dates)?;
             Some(Entry {
+                tokens_milli: a.tokens_milli,
                 user: user_of[u as usize],
                 team: team_of[t as usize],
                 product: product_of[p as usize],
+                days,
+                since: a.since,
+                last: a.last,
                 access,
                 status,
-                days,
-                last: (a.last > 0).then(|| day(a.last)),
-                since: a.since,
-                tokens_milli: a.tokens_milli,
             })
         }));
         lines.sort_unstable_by_key(|e| (e.user, e.team, e.product, e.access));
@@ -312,7 +387,8 @@ impl TableBuilder {
             Table {
                 teams,
                 products,
-                users,
+                ids,
+                digests,
                 by_id,
                 lines,
             },
@@ -328,7 +404,7 @@ impl Table {
         aggregates: Aggregates,
         dates: &DateRange,
         hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
-        hash: impl Fn(&str) -> String,
+        hash: impl Fn(&str) -> UserDigest,
     ) -> Result<(Table, bool), ApiError> {
         let mut b = TableBuilder::default();
         for r in &aggregates.days {
@@ -348,10 +424,31 @@ impl Table {
 
     /// The index of the user `id`.
     pub(super) fn user_index(&self, id: &str) -> Option<u32> {
+        if self.by_id.is_empty() {
+            return self
+                .ids
+                .binary_search_by(|i| (**i).cmp(id))
+                .ok()
+                .map(|i| i as u32);
+        }
         self.by_id
-            .binary_search_by(|&i| (*self.users[i as usize].id).cmp(id))
+            .binary_search_by(|&i| (*self.ids[i as usize]).cmp(id))
             .ok()
             .map(|at| self.by_id[at])
+    }
+
+    /// The user of index `u`.
+    pub(super) fn user_at(&self, u: u32) -> User<'_> {
+        let u = u as usize;
+        User {
+            id: &self.ids[u],
+            hash: self.digests.get(u),
+        }
+    }
+
+    /// How many users the table has.
+    pub(super) fn user_count(&self) -> usize {
+        self.ids.len()
     }
 
     /// The index of the team `team`.
@@ -370,26 +467,26 @@ impl Table {
         &self.products[e.product as usize]
     }
 
-    pub(super) fn user(&self, e: &Entry) -> &User {
-        &self.users[e.user as usize]
+    pub(super) fn user(&self, e: &Entry) -> User<'_> {
+        self.user_at(e.user)
     }
 
     /// About how many bytes the table holds (the cache's bound).
     pub(super) fn bytes(&self) -> usize {
-        let strings: usize = self.teams.iter().map(|t| t.len() + 24).sum::<usize>()
-            + self.products.iter().map(|p| p.len() + 24).sum::<usize>()
-            + self
-                .users
-                .iter()
-                .map(|u| u.id.len() + u.hash.as_ref().map_or(0, |h| h.len()) + 40)
-                .sum::<usize>();
-        strings + self.by_id.len() * 4 + self.lines.len() * std::mem::size_of::<Entry>()
+        let names = |names: &[String]| names.iter().map(|n| n.len() + 24).sum::<usize>();
+        names(&self.teams)
+            + names(&self.products)
+            + self.ids.iter().map(|id| id.len() + 16).sum::<usize>()
+            + self.digests.len() * std::mem::size_of::<UserDigest>()
+            + self.by_id.len() * 4
+            + self.lines.len() * std::mem::size_of::<Entry>()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use usage_core::privacy::UserHasher;
 
     fn days(team: &str, user: &str, product: &str, access: &str, days: u64) -> DaysRow {
         DaysRow {
@@ -452,11 +549,13 @@ mod tests {
             ],
         };
         let (table, hashed) =
-            Table::build(aggregates, &range(), |_| false, |id| format!("h-{id}")).expect("build");
+            Table::build(aggregates, &range(), |_| false, |id| hasher().digest(id)).expect("build");
         assert!(!hashed);
         assert_eq!(table.teams, ["t-a", "t-b"]);
         assert_eq!(table.products, ["p1", "p2"]);
-        let keys: Vec<&str> = table.users.iter().map(User::key).collect();
+        let keys: Vec<String> = (0..table.user_count() as u32)
+            .map(|u| table.user_at(u).key().to_string())
+            .collect();
         assert_eq!(keys, ["amy", "bob", "zed"]);
         assert_eq!(table.lines.len(), 3);
         let zed = table.user_index("zed").expect("zed");
@@ -468,7 +567,8 @@ mod tests {
         assert_eq!((table.team(line), table.product(line)), ("t-b", "p2"));
         assert_eq!(line.days, 3);
         assert_eq!(line.status, Status::Active);
-        assert_eq!(line.last, Some(day(20_000)));
+        assert_eq!(line.last(), Some(day(20_000)));
+        assert_eq!(line.since(), Some(day(19_500)));
         let amy = table.user_index("amy").expect("amy");
         let amy = table.lines.iter().find(|e| e.user == amy).expect("amy");
         assert_eq!((amy.status, amy.tokens_milli), (Status::Unassigned, 7_500));
@@ -478,20 +578,42 @@ mod tests {
 
     #[test]
     fn hashed_users_are_ordered_by_their_hash() {
+        let ids = ["a", "b", "c", "d", "e", "f"];
         let aggregates = Aggregates {
-            days: vec![
-                days("t", "a", "p", "seat", 1),
-                days("t", "b", "p", "seat", 1),
-            ],
+            days: ids.iter().map(|id| days("t", id, "p", "seat", 1)).collect(),
             ..Aggregates::default()
         };
-        // The hash reverses the order of the ids.
-        let hash = |id: &str| if id == "a" { "z".into() } else { "y".into() };
-        let (table, hashed) = Table::build(aggregates, &range(), |_| true, hash).expect("build");
+        let hasher = hasher();
+        let (table, hashed) =
+            Table::build(aggregates, &range(), |_| true, |id| hasher.digest(id)).expect("build");
         assert!(hashed);
-        let keys: Vec<(&str, &str)> = table.users.iter().map(|u| (&*u.id, u.key())).collect();
-        assert_eq!(keys, [("b", "y"), ("a", "z")]);
-        assert_eq!(table.user_index("a"), Some(1));
-        assert_eq!(table.lines[0].user, 0, "lines in key order");
+        let shown: Vec<(String, String)> = (0..table.user_count() as u32)
+            .map(|u| {
+                let user = table.user_at(u);
+                (user.id.to_owned(), user.key().to_string())
+            })
+            .collect();
+        // Shown by the hash's hex, in its order (not the ids').
+        let mut expected: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| (id.to_string(), hasher.hash(id)))
+            .collect();
+        expected.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(shown, expected);
+        assert_ne!(
+            expected.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ids,
+            "the test's ids are not already in hash order"
+        );
+        for id in ids {
+            let u = table.user_index(id).expect("found by id");
+            assert_eq!(table.user_at(u).id, id);
+        }
+        let first = table.user_index(&expected[0].0).expect("first");
+        assert_eq!(table.lines[0].user, first, "lines in key order");
+    }
+
+    fn hasher() -> UserHasher {
+        UserHasher::new(b"0123456789abcdef0123456789abcdef").expect("32-byte secret")
     }
 }
