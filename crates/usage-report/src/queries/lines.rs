@@ -1,7 +1,9 @@
 //! The statements of the report's lines ([`RowsQuery`]): the aggregates
 //! per (current team, user, product, access) — days used, last accessed,
 //! tokens, assignments in force —, the raw exports and the daily chart; and
-//! the rows they answer.
+//! the rows they answer. The four aggregates come sorted by line (user id,
+//! team, product, access label, compared as bytes): the report merges them
+//! as they stream instead of holding a map of lines.
 
 use super::{Param, Sql};
 use usage_core::event::Access;
@@ -118,7 +120,8 @@ impl RowsQuery {
         self.filters(&mut sql, true);
         sql.push(
             " GROUP BY tm, user_id, product, acc, month) \
-             GROUP BY tm, user_id, product, acc HAVING days > 0",
+             GROUP BY tm, user_id, product, acc HAVING days > 0 \
+             ORDER BY user_id, tm, product, acc",
         );
         sql
     }
@@ -134,7 +137,7 @@ impl RowsQuery {
              toUInt16(max(last_date)) AS last_day FROM last_access WHERE 1",
         );
         self.filters(&mut sql, true);
-        sql.push(" GROUP BY tm, user_id, product, acc");
+        sql.push(" GROUP BY tm, user_id, product, acc ORDER BY user_id, tm, product, acc");
         sql
     }
 
@@ -160,7 +163,7 @@ impl RowsQuery {
         sql.push(
             " GROUP BY tm, user_id, product, month) ARRAY JOIN w AS t \
              WHERE tupleElement(t, 1) >= lo AND tupleElement(t, 1) <= hi \
-             GROUP BY tm, user_id, product",
+             GROUP BY tm, user_id, product ORDER BY user_id, tm, product",
         );
         sql
     }
@@ -179,7 +182,7 @@ impl RowsQuery {
         self.filters(&mut sql, true);
         sql.push(
             " GROUP BY team_id, user_id, product, access) WHERE a = 1 \
-             GROUP BY tm, user_id, product, acc",
+             GROUP BY tm, user_id, product, acc ORDER BY user_id, tm, product, acc",
         );
         sql
     }

@@ -7,20 +7,21 @@
 //! chart has queries of its own (per day, not per line): it is cached
 //! beside it under the same key and bound.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use usage_core::event::Access;
 
 use super::cache::{CacheLookup, Weigh};
 use super::scope::{hashed_for, Directory, Scope};
-use super::table::{Table, TableBuilder};
+use super::table::{Row, Source, Table, TableBuilder};
 use super::{warehouse, Reporter};
 use crate::admins::{Admin, Teams};
 use crate::error::ApiError;
 use crate::model::{Daily, DailyPoint, OccasionalTile, ReportFilters, TeamSelection};
 use crate::queries::RowsQuery;
 use usage_core::range::ReportRange;
+use usage_store::schema::StoredEnum;
 
 /// A row of [`RowsQuery::days`], read in place.
 #[derive(clickhouse::Row, serde::Deserialize)]
@@ -59,6 +60,54 @@ struct HeldRef<'a> {
     product: &'a str,
     access: &'a str,
     since_day: u16,
+}
+
+impl<'a> DaysRef<'a> {
+    fn row(self) -> Row<'a> {
+        Row {
+            user: self.user_id,
+            team: self.team,
+            product: self.product,
+            access: self.access,
+            value: self.days,
+        }
+    }
+}
+
+impl<'a> LastRef<'a> {
+    fn row(self) -> Row<'a> {
+        Row {
+            user: self.user_id,
+            team: self.team,
+            product: self.product,
+            access: self.access,
+            value: u64::from(self.last_day),
+        }
+    }
+}
+
+impl<'a> TokensRef<'a> {
+    fn row(self) -> Row<'a> {
+        Row {
+            user: self.user_id,
+            team: self.team,
+            product: self.product,
+            access: Access::Flex.label(),
+            value: self.tokens_milli,
+        }
+    }
+}
+
+impl<'a> HeldRef<'a> {
+    fn row(self) -> Row<'a> {
+        Row {
+            user: self.user_id,
+            team: self.team,
+            product: self.product,
+            access: self.access,
+            value: u64::from(self.since_day),
+        }
+    }
 }
 
 /// What a filter set's state depends on. The admin (with the teams they
@@ -173,18 +222,14 @@ impl Reporter {
         let started = std::time::Instant::now();
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        let builder = Mutex::new(TableBuilder::default());
-        self.aggregate(&Self::rows_query(&dir, &scope, filters), &builder)
+        let mut builder = TableBuilder::new(&filters.dates);
+        self.aggregate(&Self::rows_query(&dir, &scope, filters), &mut builder)
             .await?;
         let queried = started.elapsed();
-        let (table, hashed) = builder
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .finish(
-                &filters.dates,
-                |teams| hashed_for(&scope, &dir, teams),
-                |id| self.hasher.digest(id),
-            );
+        let (table, hashed) = builder.finish(
+            |teams| hashed_for(&scope, &dir, teams),
+            |id| self.hasher.digest(id),
+        );
         tracing::debug!(
             lines = table.lines.len(),
             users = table.user_count(),
@@ -203,73 +248,90 @@ impl Reporter {
         })
     }
 
-    /// Streams the aggregates of a report (days used in the range, last
-    /// accessed, tokens, assignments in force) into `builder`, each row read
-    /// in place (no row is held): three queries at once, then last access,
-    /// which only fills in the lines the others made.
+    /// Streams the aggregates of a report (days used in the range, tokens,
+    /// assignments in force, last accessed) into `builder`: four queries
+    /// at once, each sorted by line, merged row by row as they come (each
+    /// row read in place, none held: the builder keeps only each source's
+    /// current row and the lines joined).
     async fn aggregate(
         &self,
         query: &RowsQuery,
-        builder: &Mutex<TableBuilder>,
+        builder: &mut TableBuilder,
     ) -> Result<(), ApiError> {
         let seat_only = query.access.as_deref() == Some("seat");
-        let feed = |apply: &mut dyn FnMut(&mut TableBuilder) -> Result<(), ApiError>| {
-            apply(&mut builder.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut days = query
+            .days()
+            .query(&self.client)
+            .fetch::<DaysRef<'_>>()
+            .map_err(warehouse)?;
+        let mut tokens = if seat_only {
+            None
+        } else {
+            Some(
+                query
+                    .tokens()
+                    .query(&self.client)
+                    .fetch::<TokensRef<'_>>()
+                    .map_err(warehouse)?,
+            )
         };
-        let days = async {
-            let mut rows = query
-                .days()
-                .query(&self.client)
-                .fetch::<DaysRef<'_>>()
-                .map_err(warehouse)?;
-            while let Some(r) = rows.next().await.map_err(warehouse)? {
-                feed(&mut |b| b.days(r.team, r.user_id, r.product, r.access, r.days))?;
+        let mut held = query
+            .held()
+            .query(&self.client)
+            .fetch::<HeldRef<'_>>()
+            .map_err(warehouse)?;
+        let mut last = query
+            .last_access()
+            .query(&self.client)
+            .fetch::<LastRef<'_>>()
+            .map_err(warehouse)?;
+        // A cursor sends its query when first read: the four first rows
+        // are read together, so ClickHouse runs the queries at once.
+        {
+            let (d, t, h, l) = tokio::join!(
+                days.next(),
+                async {
+                    match &mut tokens {
+                        Some(cursor) => cursor.next().await,
+                        None => Ok(None),
+                    }
+                },
+                held.next(),
+                last.next(),
+            );
+            builder.put(Source::Days, d.map_err(warehouse)?.map(DaysRef::row));
+            builder.put(Source::Tokens, t.map_err(warehouse)?.map(TokensRef::row));
+            builder.put(Source::Held, h.map_err(warehouse)?.map(HeldRef::row));
+            builder.put(Source::Last, l.map_err(warehouse)?.map(LastRef::row));
+        }
+        loop {
+            match builder.wanted() {
+                Some(Source::Days) => {
+                    let r = days.next().await.map_err(warehouse)?;
+                    builder.put(Source::Days, r.map(DaysRef::row));
+                }
+                Some(Source::Tokens) => {
+                    let r = match &mut tokens {
+                        Some(cursor) => cursor.next().await.map_err(warehouse)?,
+                        None => None,
+                    };
+                    builder.put(Source::Tokens, r.map(TokensRef::row));
+                }
+                Some(Source::Held) => {
+                    let r = held.next().await.map_err(warehouse)?;
+                    builder.put(Source::Held, r.map(HeldRef::row));
+                }
+                Some(Source::Last) => {
+                    let r = last.next().await.map_err(warehouse)?;
+                    builder.put(Source::Last, r.map(LastRef::row));
+                }
+                None => {
+                    if !builder.merge()? {
+                        return Ok(());
+                    }
+                }
             }
-            Ok::<_, ApiError>(())
-        };
-        let last = async {
-            let mut rows = query
-                .last_access()
-                .query(&self.client)
-                .fetch::<LastRef<'_>>()
-                .map_err(warehouse)?;
-            while let Some(r) = rows.next().await.map_err(warehouse)? {
-                feed(&mut |b| b.last(r.team, r.user_id, r.product, r.access, r.last_day))?;
-            }
-            Ok(())
-        };
-        let tokens = async {
-            if seat_only {
-                return Ok(());
-            }
-            let mut rows = query
-                .tokens()
-                .query(&self.client)
-                .fetch::<TokensRef<'_>>()
-                .map_err(warehouse)?;
-            while let Some(r) = rows.next().await.map_err(warehouse)? {
-                feed(&mut |b| {
-                    b.tokens(r.team, r.user_id, r.product, r.tokens_milli);
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        };
-        let held = async {
-            let mut rows = query
-                .held()
-                .query(&self.client)
-                .fetch::<HeldRef<'_>>()
-                .map_err(warehouse)?;
-            while let Some(r) = rows.next().await.map_err(warehouse)? {
-                feed(&mut |b| b.held(r.team, r.user_id, r.product, r.access, r.since_day))?;
-            }
-            Ok(())
-        };
-        // Last access after the others: it only fills in their keys.
-        let (days, tokens, held) = tokio::join!(days, tokens, held);
-        days.and(tokens).and(held)?;
-        last.await
+        }
     }
 
     /// The daily chart of `filters` for `admin`, cached as the state is.

@@ -11,7 +11,6 @@
 //! shown). Requests filter, order and page indices; only the lines shown
 //! become strings ([`super::rows`]).
 
-use std::cmp::Ordering;
 use std::hash::BuildHasher;
 
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -20,7 +19,6 @@ use usage_core::event::Access;
 use usage_core::privacy::{HexDigest, UserDigest};
 use usage_core::range::DateRange;
 use usage_core::status::{self, Held, Status};
-use usage_core::FastMap;
 
 use super::{access_of, day};
 use crate::error::ApiError;
@@ -117,6 +115,11 @@ pub(super) struct Table {
     pub(super) lines: Vec<Entry>,
 }
 
+/// A source's row owned: user, team, product, access label, value (the
+/// tests' input, in that order).
+#[cfg(test)]
+type OwnedRow = (String, String, String, String, u64);
+
 /// The aggregates of one filter set as owned rows (the tests' input).
 #[cfg(test)]
 #[derive(Debug, Default)]
@@ -137,14 +140,6 @@ struct Interner {
 }
 
 impl Interner {
-    /// The index of `name` if it was seen.
-    fn get(&self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
-        self.index
-            .find(hash, |&i| *self.names[i as usize] == *name)
-            .copied()
-    }
-
     fn of(&mut self, name: &str) -> u32 {
         let hash = self.hasher.hash_one(name);
         let Interner {
@@ -167,15 +162,6 @@ impl Interner {
     }
 }
 
-/// The indices whose `used` is set, ordered by `cmp`.
-fn order_used(used: &[bool], cmp: impl Fn(u32, u32) -> Ordering) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..used.len() as u32)
-        .filter(|&i| used[i as usize])
-        .collect();
-    order.sort_unstable_by(|&a, &b| cmp(a, b));
-    order
-}
-
 /// Old index -> new index of `order` among `len` (`u32::MAX`: not in it).
 fn new_of(order: &[u32], len: usize) -> Vec<u32> {
     let mut new_of = vec![u32::MAX; len];
@@ -193,195 +179,267 @@ fn take_in_order<T>(items: Vec<T>, order: &[u32]) -> Vec<T> {
     taken
 }
 
-/// The `used` ones of `names`, sorted: `(them, old index -> new index)`.
-fn sorted_names(names: Vec<Box<str>>, used: &[bool]) -> (Vec<String>, Vec<u32>) {
-    let order = order_used(used, |a, b| names[a as usize].cmp(&names[b as usize]));
+/// `names` sorted: `(them, old index -> new index)`.
+fn sorted_names(names: Vec<Box<str>>) -> (Vec<String>, Vec<u32>) {
+    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+    let new_of = new_of(&order, names.len());
     let sorted = take_in_order(names, &order)
         .into_iter()
         .map(String::from)
         .collect();
-    (sorted, new_of(&order, used.len()))
+    (sorted, new_of)
 }
 
-#[derive(Default)]
-struct Agg {
-    tokens_milli: u64,
-    days: u32,
-    /// Assigned now, since (days since 1970).
-    since: Option<u16>,
-    /// Last day used, ever (days since 1970; 0: none).
-    last: u16,
+/// The four aggregates a line is joined from, in the order their rows
+/// are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Days used in the range (`days` rows).
+    Days = 0,
+    /// Tokens of the Flex windows starting in the range (`tokens` rows).
+    Tokens = 1,
+    /// Assigned now, since (`held` rows).
+    Held = 2,
+    /// Last day used, ever (`last_access` rows).
+    Last = 3,
 }
 
-/// (team, user, product, access), interned.
-type Key = (u32, u32, u32, Access);
+const SOURCES: [Source; 4] = [Source::Days, Source::Tokens, Source::Held, Source::Last];
 
-/// A table in the making: the aggregates' rows fed one at a time, in any
-/// order, as ClickHouse streams them (borrowed strings: each distinct one
-/// is copied once) — but last access after the others: a key with a last
-/// access and nothing else makes no line, so only the keys the others made
-/// are kept (there are more keys ever used than lines in any range; not
-/// holding them halves the builder's memory).
+/// A row of one of the aggregates, read in place: its line's key (the
+/// access as its label) and its value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Row<'a> {
+    pub(super) user: &'a str,
+    pub(super) team: &'a str,
+    pub(super) product: &'a str,
+    /// `seat` or `flex` (`tokens` rows: `flex`).
+    pub(super) access: &'a str,
+    /// Days, tokens (thousandths), the day assigned or the last day used,
+    /// as the source says.
+    pub(super) value: u64,
+}
+
+/// The current row of a source, its strings copied into buffers the
+/// source keeps (no allocation per row once they are long enough).
 #[derive(Default)]
+struct Head {
+    user: String,
+    team: String,
+    product: String,
+    access: String,
+    value: u64,
+}
+
+impl Head {
+    fn key(&self) -> (&str, &str, &str, &str) {
+        (&self.user, &self.team, &self.product, &self.access)
+    }
+}
+
+/// A source's rows were not in line order.
+#[derive(Debug, thiserror::Error)]
+#[error("the report's aggregates came out of line order at user {user:?}, team {team:?}")]
+struct OutOfOrder {
+    user: String,
+    team: String,
+}
+
+/// Where a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Its next row is wanted.
+    Wanted,
+    /// Its current row is in the head.
+    Ready,
+    /// No rows left.
+    Done,
+}
+
+/// A table in the making: the four aggregates' rows merged as ClickHouse
+/// streams them, each sorted by line (user id, team, product, access
+/// label; see [`crate::queries::RowsQuery`]). The builder says which
+/// source it wants a row of next ([`TableBuilder::wanted`]), is given it
+/// ([`TableBuilder::put`]), and when it has a row of every source that
+/// has rows left, joins the smallest line ([`TableBuilder::merge`]).
+/// No map of lines: each line is joined once, when its rows are all at
+/// the heads, and becomes an [`Entry`] at once — a line used in the range
+/// or assigned now, with its status for the range; a line with only a
+/// last access (used before the range, not assigned) makes none. Users
+/// come in id order, so each is kept once, in that order; teams and
+/// products are interned and sorted at the end.
 pub(super) struct TableBuilder {
+    dates: DateRange,
+    heads: [Head; 4],
+    slots: [Slot; 4],
+    /// The last line joined (the streams' order is checked, not trusted).
+    previous: Head,
+    /// Whether a line was joined yet.
+    joined: bool,
     teams: Interner,
-    users: Interner,
     products: Interner,
-    aggs: FastMap<Key, Agg>,
+    /// User ids in id order (the lines' `user` indexes them).
+    ids: Vec<Box<str>>,
+    /// Lines, their `team` and `product` interned in first-seen order.
+    lines: Vec<Entry>,
 }
 
 impl TableBuilder {
-    fn key(&mut self, team: &str, user: &str, product: &str, access: Access) -> Key {
-        (
-            self.teams.of(team),
-            self.users.of(user),
-            self.products.of(product),
-            access,
-        )
-    }
-
-    /// Days used in the range (a `days` row).
-    pub(super) fn days(
-        &mut self,
-        team: &str,
-        user: &str,
-        product: &str,
-        access: &str,
-        days: u64,
-    ) -> Result<(), ApiError> {
-        let key = self.key(team, user, product, access_of(access)?);
-        self.aggs.entry(key).or_default().days = u32::try_from(days).unwrap_or(u32::MAX);
-        Ok(())
-    }
-
-    /// Tokens of the Flex windows starting in the range (a `tokens` row).
-    pub(super) fn tokens(&mut self, team: &str, user: &str, product: &str, tokens_milli: u64) {
-        let key = self.key(team, user, product, Access::Flex);
-        self.aggs.entry(key).or_default().tokens_milli = tokens_milli;
-    }
-
-    /// Assigned now, since (a `held` row).
-    pub(super) fn held(
-        &mut self,
-        team: &str,
-        user: &str,
-        product: &str,
-        access: &str,
-        since_day: u16,
-    ) -> Result<(), ApiError> {
-        let key = self.key(team, user, product, access_of(access)?);
-        self.aggs.entry(key).or_default().since = Some(since_day);
-        Ok(())
-    }
-
-    /// Last day used, ever (a `last_access` row), of a key the other
-    /// aggregates made (fed after them).
-    pub(super) fn last(
-        &mut self,
-        team: &str,
-        user: &str,
-        product: &str,
-        access: &str,
-        last_day: u16,
-    ) -> Result<(), ApiError> {
-        let access = access_of(access)?;
-        let (Some(t), Some(u), Some(p)) = (
-            self.teams.get(team),
-            self.users.get(user),
-            self.products.get(product),
-        ) else {
-            return Ok(());
-        };
-        if let Some(a) = self.aggs.get_mut(&(t, u, p, access)) {
-            a.last = last_day;
+    /// A builder of the lines of a report over `dates`.
+    pub(super) fn new(dates: &DateRange) -> TableBuilder {
+        TableBuilder {
+            dates: *dates,
+            heads: Default::default(),
+            slots: [Slot::Wanted; 4],
+            previous: Head::default(),
+            joined: false,
+            teams: Interner::default(),
+            products: Interner::default(),
+            ids: Vec::new(),
+            lines: Vec::new(),
         }
-        Ok(())
     }
 
-    /// Joins what was fed by (current team, user, product, access): only
-    /// keys assigned now or used in the range stay, with their last access
-    /// (ever) filled in and their status for `dates`; strings no line uses
-    /// are dropped. `hashed(teams)` says whether identities are hashed given
-    /// the teams of the lines kept; `hash(user_id)` is the keyed hash a
-    /// user is shown by when they are.
+    /// The source whose next row is wanted, if any.
+    pub(super) fn wanted(&self) -> Option<Source> {
+        SOURCES
+            .into_iter()
+            .find(|&s| self.slots[s as usize] == Slot::Wanted)
+    }
+
+    /// The next row of `source` (`None`: it has no more).
+    pub(super) fn put(&mut self, source: Source, row: Option<Row<'_>>) {
+        let i = source as usize;
+        let Some(row) = row else {
+            self.slots[i] = Slot::Done;
+            return;
+        };
+        let head = &mut self.heads[i];
+        for (buf, s) in [
+            (&mut head.user, row.user),
+            (&mut head.team, row.team),
+            (&mut head.product, row.product),
+            (&mut head.access, row.access),
+        ] {
+            buf.clear();
+            buf.push_str(s);
+        }
+        head.value = row.value;
+        self.slots[i] = Slot::Ready;
+    }
+
+    /// Joins the smallest line at the heads (every source must have its
+    /// row or be done: call when [`TableBuilder::wanted`] is `None`).
+    /// `Ok(false)`: every source is done. An error if a source's rows were
+    /// not in line order (a line twice, or smaller than one joined).
+    pub(super) fn merge(&mut self) -> Result<bool, ApiError> {
+        let Some(min) = SOURCES
+            .into_iter()
+            .filter(|&s| self.slots[s as usize] == Slot::Ready)
+            .min_by(|&a, &b| {
+                self.heads[a as usize]
+                    .key()
+                    .cmp(&self.heads[b as usize].key())
+            })
+        else {
+            return Ok(false);
+        };
+        let key = self.heads[min as usize].key();
+        if self.joined && key <= self.previous.key() {
+            return Err(ApiError::internal(&OutOfOrder {
+                user: key.0.to_owned(),
+                team: key.1.to_owned(),
+            }));
+        }
+        let (mut days, mut tokens_milli, mut since, mut last) = (0u32, 0u64, None, 0u16);
+        for s in SOURCES {
+            let i = s as usize;
+            if self.slots[i] != Slot::Ready || self.heads[i].key() != key {
+                continue;
+            }
+            let value = self.heads[i].value;
+            match s {
+                Source::Days => days = u32::try_from(value).unwrap_or(u32::MAX),
+                Source::Tokens => tokens_milli = value,
+                Source::Held => since = Some(u16::try_from(value).unwrap_or(u16::MAX)),
+                Source::Last => last = u16::try_from(value).unwrap_or(u16::MAX),
+            }
+            self.slots[i] = Slot::Wanted;
+        }
+        // The joined line's key, kept for the order check (swapped, not
+        // copied: the head's buffers take the previous key's).
+        std::mem::swap(&mut self.previous, &mut self.heads[min as usize]);
+        self.joined = true;
+        let access = access_of(&self.previous.access)?;
+        let held = since.map(|since| Held {
+            access,
+            since: Utc.from_utc_datetime(&day(since).and_time(chrono::NaiveTime::MIN)),
+        });
+        let Some(status) = status::status(held, days > 0, &self.dates) else {
+            return Ok(true);
+        };
+        if self.ids.last().is_none_or(|id| **id != *self.previous.user) {
+            self.ids.push(self.previous.user.as_str().into());
+        }
+        let line = Entry {
+            tokens_milli,
+            user: (self.ids.len() - 1) as u32,
+            team: self.teams.of(&self.previous.team),
+            product: self.products.of(&self.previous.product),
+            days,
+            since,
+            last,
+            access,
+            status,
+        };
+        self.lines.push(line);
+        Ok(true)
+    }
+
+    /// The table of the lines joined: teams and products sorted by name,
+    /// users by the key they are shown by, lines by (user, team, product,
+    /// access). `hashed(teams)` says whether identities are hashed given
+    /// the teams of the lines; `hash(user_id)` is the keyed hash a user is
+    /// shown by when they are.
     pub(super) fn finish(
         self,
-        dates: &DateRange,
         hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
         hash: impl Fn(&str) -> UserDigest,
     ) -> (Table, bool) {
         let TableBuilder {
             teams,
-            users,
             products,
-            mut aggs,
+            ids,
+            mut lines,
+            ..
         } = self;
-        // Last access alone never makes a line.
-        aggs.retain(|_, a| a.since.is_some() || a.days > 0);
-        let (teams, products, ids) = (
-            teams.into_names(),
-            products.into_names(),
-            users.into_names(),
-        );
-        let (mut team_used, mut product_used, mut user_used) = (
-            vec![false; teams.len()],
-            vec![false; products.len()],
-            vec![false; ids.len()],
-        );
-        for &(t, u, p, _) in aggs.keys() {
-            team_used[t as usize] = true;
-            user_used[u as usize] = true;
-            product_used[p as usize] = true;
-        }
-        let hashed = hashed(
-            &mut (0..teams.len())
-                .filter(|&t| team_used[t])
-                .map(|t| &*teams[t]),
-        );
-        let (teams, team_of) = sorted_names(teams, &team_used);
-        let (products, product_of) = sorted_names(products, &product_used);
-        let (ids, digests, by_id, user_of) = if hashed {
-            // Each used user's hash, once, then ordered by it.
+        let (teams, products) = (teams.into_names(), products.into_names());
+        let hashed = hashed(&mut teams.iter().map(|t| &**t));
+        let (teams, team_of) = sorted_names(teams);
+        let (products, product_of) = sorted_names(products);
+        let (ids, digests, by_id) = if hashed {
+            // Each user's hash, once, then ordered by it.
             let mut keyed: Vec<(UserDigest, u32)> = (0..ids.len() as u32)
-                .filter(|&u| user_used[u as usize])
                 .map(|u| (hash(&ids[u as usize]), u))
                 .collect();
             keyed
                 .sort_unstable_by(|a, b| (a.0, &ids[a.1 as usize]).cmp(&(b.0, &ids[b.1 as usize])));
             let order: Vec<u32> = keyed.iter().map(|&(_, u)| u).collect();
             let digests: Vec<UserDigest> = keyed.into_iter().map(|(d, _)| d).collect();
-            let user_of = new_of(&order, ids.len());
-            let ids = take_in_order(ids, &order);
-            let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
-            by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
-            (ids, digests, by_id, user_of)
+            // The ids were in id order: user k in it is now at by_id[k].
+            let by_id = new_of(&order, ids.len());
+            for line in &mut lines {
+                line.user = by_id[line.user as usize];
+            }
+            (take_in_order(ids, &order), digests, by_id)
         } else {
-            let order = order_used(&user_used, |a, b| ids[a as usize].cmp(&ids[b as usize]));
-            let user_of = new_of(&order, ids.len());
-            (take_in_order(ids, &order), Vec::new(), Vec::new(), user_of)
+            (ids, Vec::new(), Vec::new())
         };
-
-        let mut lines: Vec<Entry> = Vec::with_capacity(aggs.len());
-        lines.extend(aggs.into_iter().filter_map(|(key, a)| {
-            let (t, u, p, access) = key;
-            let held = a.since.map(|since| Held {
-                access,
-                since: Utc.from_utc_datetime(&day(since).and_time(chrono::NaiveTime::MIN)),
-            });
-            let days = a.days;
-            let status = status::status(held, days > 0, dates)?;
-            Some(Entry {
-                tokens_milli: a.tokens_milli,
-                user: user_of[u as usize],
-                team: team_of[t as usize],
-                product: product_of[p as usize],
-                days,
-                since: a.since,
-                last: a.last,
-                access,
-                status,
-            })
-        }));
+        for line in &mut lines {
+            line.team = team_of[line.team as usize];
+            line.product = product_of[line.product as usize];
+        }
         lines.sort_unstable_by_key(|e| (e.user, e.team, e.product, e.access));
         (
             Table {
@@ -398,7 +456,8 @@ impl TableBuilder {
 }
 
 impl Table {
-    /// [`TableBuilder`] fed `aggregates` (owned rows).
+    /// [`TableBuilder`] fed `aggregates` (owned rows, in any order: each
+    /// source's are sorted by line first, as ClickHouse sends them).
     #[cfg(test)]
     pub(super) fn build(
         aggregates: Aggregates,
@@ -406,20 +465,77 @@ impl Table {
         hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
         hash: impl Fn(&str) -> UserDigest,
     ) -> Result<(Table, bool), ApiError> {
-        let mut b = TableBuilder::default();
-        for r in &aggregates.days {
-            b.days(&r.team, &r.user_id, &r.product, &r.access, r.days)?;
+        let mut sources: [Vec<OwnedRow>; 4] = [
+            aggregates
+                .days
+                .into_iter()
+                .map(|r| (r.user_id, r.team, r.product, r.access, r.days))
+                .collect(),
+            aggregates
+                .tokens
+                .into_iter()
+                .map(|r| (r.user_id, r.team, r.product, "flex".into(), r.tokens_milli))
+                .collect(),
+            aggregates
+                .held
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.user_id,
+                        r.team,
+                        r.product,
+                        r.access,
+                        u64::from(r.since_day),
+                    )
+                })
+                .collect(),
+            aggregates
+                .last
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.user_id,
+                        r.team,
+                        r.product,
+                        r.access,
+                        u64::from(r.last_day),
+                    )
+                })
+                .collect(),
+        ];
+        for rows in &mut sources {
+            rows.sort();
         }
-        for r in &aggregates.tokens {
-            b.tokens(&r.team, &r.user_id, &r.product, r.tokens_milli);
+        Table::merge_sorted(&sources, dates, hashed, hash)
+    }
+
+    /// [`TableBuilder`] fed each source's rows as given, as
+    /// `compute_state` feeds ClickHouse's.
+    #[cfg(test)]
+    fn merge_sorted(
+        sources: &[Vec<OwnedRow>; 4],
+        dates: &DateRange,
+        hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
+        hash: impl Fn(&str) -> UserDigest,
+    ) -> Result<(Table, bool), ApiError> {
+        let mut next = [0usize; 4];
+        let mut b = TableBuilder::new(dates);
+        loop {
+            if let Some(source) = b.wanted() {
+                let i = source as usize;
+                let row = sources[i].get(next[i]).map(|(u, t, p, a, v)| Row {
+                    user: u,
+                    team: t,
+                    product: p,
+                    access: a,
+                    value: *v,
+                });
+                next[i] += 1;
+                b.put(source, row);
+            } else if !b.merge()? {
+                return Ok(b.finish(hashed, hash));
+            }
         }
-        for r in &aggregates.held {
-            b.held(&r.team, &r.user_id, &r.product, &r.access, r.since_day)?;
-        }
-        for r in &aggregates.last {
-            b.last(&r.team, &r.user_id, &r.product, &r.access, r.last_day)?;
-        }
-        Ok(b.finish(dates, hashed, hash))
     }
 
     /// The index of the user `id`.
@@ -479,7 +595,7 @@ impl Table {
             + self.ids.iter().map(|id| id.len() + 16).sum::<usize>()
             + self.digests.len() * std::mem::size_of::<UserDigest>()
             + self.by_id.len() * 4
-            + self.lines.len() * std::mem::size_of::<Entry>()
+            + self.lines.capacity() * std::mem::size_of::<Entry>()
     }
 }
 
@@ -487,6 +603,7 @@ impl Table {
 mod tests {
     use super::*;
     use usage_core::privacy::UserHasher;
+    use usage_store::schema::StoredEnum;
 
     fn days(team: &str, user: &str, product: &str, access: &str, days: u64) -> DaysRow {
         DaysRow {
@@ -611,6 +728,135 @@ mod tests {
         }
         let first = table.user_index(&expected[0].0).expect("first");
         assert_eq!(table.lines[0].user, first, "lines in key order");
+    }
+
+    #[test]
+    fn rows_out_of_line_order_are_an_error_not_a_wrong_table() {
+        let row = |user: &str, days: u64| {
+            (
+                user.to_owned(),
+                "t".to_owned(),
+                "p".to_owned(),
+                "seat".to_owned(),
+                days,
+            )
+        };
+        let sorted = [vec![row("a", 1), row("b", 2)], vec![], vec![], vec![]];
+        let (table, _) =
+            Table::merge_sorted(&sorted, &range(), |_| false, |id| hasher().digest(id))
+                .expect("sorted rows");
+        assert_eq!(table.lines.len(), 2);
+        for unsorted in [
+            [vec![row("b", 1), row("a", 2)], vec![], vec![], vec![]],
+            // The same line twice.
+            [vec![row("a", 1), row("a", 2)], vec![], vec![], vec![]],
+        ] {
+            let built =
+                Table::merge_sorted(&unsorted, &range(), |_| false, |id| hasher().digest(id));
+            assert!(built.is_err());
+        }
+    }
+
+    /// Random aggregates (a small LCG, many seeds) joined by the merge
+    /// equal a join by key done the obvious way: every source's rows in,
+    /// the lines with a status out, each with its four values.
+    #[test]
+    fn the_merge_joins_like_a_join_by_key() {
+        use std::collections::BTreeMap;
+        for seed in 1..=40u64 {
+            let mut x = seed;
+            let mut next = move |n: u64| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (x >> 33) % n
+            };
+            let mut aggregates = Aggregates::default();
+            // (user, team, product, access) -> (days, tokens, since, last)
+            type Line = (String, String, String, Access);
+            let mut model: BTreeMap<Line, (u64, u64, Option<u16>, u16)> = BTreeMap::new();
+            for u in 0..30 {
+                for t in ["t-a", "t-b"] {
+                    for p in ["p1", "p2", "p3"] {
+                        for access in [Access::Seat, Access::Flex] {
+                            let user = format!("u{:02}", (u * 7) % 30);
+                            let key = (user.clone(), t.to_owned(), p.to_owned(), access);
+                            let label = access.label();
+                            let mut m = (0, 0, None, 0);
+                            if next(3) == 0 {
+                                m.0 = 1 + next(30);
+                                aggregates.days.push(days(t, &user, p, label, m.0));
+                                if access == Access::Flex && next(2) == 0 {
+                                    m.1 = 1 + next(9_000);
+                                    aggregates.tokens.push(TokensRow {
+                                        team: t.into(),
+                                        user_id: user.clone(),
+                                        product: p.into(),
+                                        tokens_milli: m.1,
+                                    });
+                                }
+                            }
+                            if next(4) == 0 {
+                                m.2 = Some(20_000 + next(200) as u16);
+                                aggregates
+                                    .held
+                                    .push(held(t, &user, p, label, m.2.unwrap_or(0)));
+                            }
+                            if m.0 > 0 || next(3) == 0 {
+                                m.3 = 19_000 + next(1_000) as u16;
+                                aggregates.last.push(LastAccessRow {
+                                    team: t.into(),
+                                    user_id: user.clone(),
+                                    product: p.into(),
+                                    access: label.into(),
+                                    last_day: m.3,
+                                });
+                            }
+                            model.insert(key, m);
+                        }
+                    }
+                }
+            }
+            // Rows in any order: the build sorts each source, as ClickHouse does.
+            aggregates.days.reverse();
+            aggregates.last.rotate_left(7);
+            let dates = range();
+            let expected: Vec<_> = model
+                .into_iter()
+                .filter_map(
+                    |((user, team, product, access), (d, tokens, since, last))| {
+                        let held = since.map(|s| Held {
+                            access,
+                            since: Utc.from_utc_datetime(&day(s).and_time(chrono::NaiveTime::MIN)),
+                        });
+                        let status = status::status(held, d > 0, &dates)?;
+                        Some((
+                            user, team, product, access, status, d as u32, tokens, since, last,
+                        ))
+                    },
+                )
+                .collect();
+            let (table, _) = Table::build(aggregates, &dates, |_| false, |id| hasher().digest(id))
+                .expect("build");
+            let got: Vec<_> = table
+                .lines
+                .iter()
+                .map(|e| {
+                    (
+                        table.user(e).id.to_owned(),
+                        table.team(e).to_owned(),
+                        table.product(e).to_owned(),
+                        e.access,
+                        e.status,
+                        e.days,
+                        e.tokens_milli,
+                        e.since,
+                        e.last,
+                    )
+                })
+                .collect();
+            assert_eq!(got, expected, "seed {seed}");
+        }
     }
 
     fn hasher() -> UserHasher {
