@@ -441,6 +441,17 @@ impl TableBuilder {
             line.product = product_of[line.product as usize];
         }
         lines.sort_unstable_by_key(|e| (e.user, e.team, e.product, e.access));
+        // The lines grew by doubling: copied to their size (the builder's
+        // other memory is gone by now), a cached state does not keep up to
+        // as much again unused (`shrink_to_fit` leaves a block over half
+        // used in place).
+        let lines = if lines.capacity() - lines.len() > lines.len() / 8 {
+            let mut exact = Vec::with_capacity(lines.len());
+            exact.extend_from_slice(&lines);
+            exact
+        } else {
+            lines
+        };
         (
             Table {
                 teams,
