@@ -30,12 +30,17 @@
 //! there is.
 //!
 //! Bounds: entries, and the bytes their values hold ([`Weigh`]); past
-//! either, the least recently born (or renewed) entries go first.
+//! either, the least recently born (or renewed) entries go first. A value
+//! that left the cache while requests still use it still weighs (it is
+//! still in memory) until the last of them lets it go: the bound is on the
+//! values alive, not only the ones held, so a cache that cannot hold every
+//! filter set in use does not keep its bound's worth beside the evicted
+//! ones still being answered from.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
@@ -53,8 +58,8 @@ pub enum CacheLookup {
 pub(super) const DEFAULT_ENTRIES: usize = 64;
 
 /// Bytes of values per cache by default (`--report-cache-mb` sets the
-/// states'): a state of all teams holds about 0.2 MB per 1,000 users (11 MB
-/// at 50,000, 32 MB at 150,000).
+/// states'): a state of all teams holds about 0.15 MB per 1,000 users
+/// (about 23 MB at 150,000).
 pub(super) const DEFAULT_BYTES: usize = 48 << 20;
 
 /// What a lookup observed of the tables: a version of their whole contents
@@ -98,6 +103,9 @@ pub(super) struct Cache<K, V> {
     capacity: usize,
     budget: usize,
     entries: Mutex<HashMap<K, Entry<V>>>,
+    /// Values out of the cache that requests still use, with their
+    /// weight (locked after `entries`, never before).
+    retired: Mutex<Vec<(Weak<V>, usize)>>,
 }
 
 impl<K, V> Cache<K, V>
@@ -111,6 +119,7 @@ where
             capacity,
             budget,
             entries: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -129,23 +138,49 @@ where
     }
 
     /// Drops the expired entries, then the least recently used while there
-    /// are more than `room` entries or their values weigh more than the
+    /// are more than `room` entries or the values alive — theirs and those
+    /// of entries dropped that are still in use — weigh more than the
     /// budget.
     fn evict(&self, entries: &mut HashMap<K, Entry<V>>, now: Instant, room: usize) {
-        entries.retain(|_, e| now.duration_since(e.born) < self.freshness);
-        let weight = |entries: &HashMap<K, Entry<V>>| -> usize {
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        let expired: Vec<K> = entries
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.born) >= self.freshness)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(e) = entries.remove(&k) {
+                retire(&mut retired, e);
+            }
+        }
+        retired.retain(|(value, _)| value.strong_count() > 0);
+        let weight = |entries: &HashMap<K, Entry<V>>, retired: &[(Weak<V>, usize)]| -> usize {
             entries
                 .values()
                 .filter_map(|e| e.value.get().map(|v| v.bytes()))
-                .sum()
+                .sum::<usize>()
+                + retired.iter().map(|(_, bytes)| bytes).sum::<usize>()
         };
-        while entries.len() > room || (entries.len() > 1 && weight(entries) > self.budget) {
+        while entries.len() > room || (entries.len() > 1 && weight(entries, &retired) > self.budget)
+        {
             let oldest = entries
                 .iter()
                 .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| k.clone());
             let Some(oldest) = oldest else { break };
-            entries.remove(&oldest);
+            if let Some(e) = entries.remove(&oldest) {
+                retire(&mut retired, e);
+            }
+        }
+    }
+
+    /// Puts `entry` in for `key`; the value it replaces is retired.
+    fn replace(&self, entries: &mut HashMap<K, Entry<V>>, key: K, entry: Entry<V>) {
+        if let Some(old) = entries.insert(key, entry) {
+            retire(
+                &mut self.retired.lock().unwrap_or_else(PoisonError::into_inner),
+                old,
+            );
         }
     }
 
@@ -246,7 +281,8 @@ where
             match outcome {
                 Ok(value) => {
                     cache.evict(&mut entries, Instant::now(), cache.capacity - 1);
-                    entries.insert(
+                    cache.replace(
+                        &mut entries,
                         key,
                         Entry {
                             born: started,
@@ -265,6 +301,19 @@ where
                 }
             }
         });
+    }
+}
+
+/// Keeps `entry`'s value weighing in `retired` while something still
+/// uses it once the entry is gone.
+fn retire<V: Weigh>(retired: &mut Vec<(Weak<V>, usize)>, entry: Entry<V>) {
+    let Some(value) = entry.value.get() else {
+        return;
+    };
+    let (weak, bytes) = (Arc::downgrade(value), value.bytes());
+    drop(entry);
+    if weak.strong_count() > 0 {
+        retired.push((weak, bytes));
     }
 }
 
@@ -407,6 +456,31 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert_eq!(get(&cache, "b", 0).await, (30, CacheLookup::Hit));
         assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn values_out_of_the_cache_but_in_use_still_weigh() {
+        let cache = Arc::new(Cache::new(Duration::from_secs(60), 8, 100));
+        // A request still holds "a" when it leaves the cache.
+        let (held, _) = cache
+            .get_or_compute("a".to_owned(), None, || async { Ok::<_, ()>(60) })
+            .await
+            .expect("no error");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        get(&cache, "b", 50).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        get(&cache, "c", 30).await;
+        // 60 + 50 + 30 > 100: "a" goes, but is still alive (60); 60 + 50
+        // + 30 is still over: "b" goes too.
+        get(&cache, "c", 0).await;
+        assert_eq!(cache.len(), 1);
+        assert_eq!(get(&cache, "c", 0).await, (30, CacheLookup::Hit));
+        // Once "a" is let go, "b" fits again beside "c".
+        drop(held);
+        get(&cache, "b", 50).await;
+        get(&cache, "c", 0).await;
+        assert_eq!(cache.len(), 2);
+        assert_eq!(get(&cache, "b", 0).await, (50, CacheLookup::Hit));
     }
 
     #[tokio::test]
