@@ -143,15 +143,8 @@ where
     /// budget.
     fn evict(&self, entries: &mut HashMap<K, Entry<V>>, now: Instant, room: usize) {
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        let expired: Vec<K> = entries
-            .iter()
-            .filter(|(_, e)| now.duration_since(e.born) >= self.freshness)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in expired {
-            if let Some(e) = entries.remove(&k) {
-                retire(&mut retired, e);
-            }
+        for (_, e) in entries.extract_if(|_, e| now.duration_since(e.born) >= self.freshness) {
+            retire(&mut retired, e);
         }
         retired.retain(|(value, _)| value.strong_count() > 0);
         let weight = |entries: &HashMap<K, Entry<V>>, retired: &[(Weak<V>, usize)]| -> usize {

@@ -166,13 +166,6 @@ impl Reporter {
         }
     }
 
-    /// The keyed hash of `user_id`, as shown (not cached: a report's table
-    /// keeps its users' hashes as bytes, and an export hashes each chunk's
-    /// users once; a map of every user ever hashed grew with the customer).
-    fn hash(&self, user_id: &str) -> String {
-        self.hasher.hash(user_id)
-    }
-
     /// The ClickHouse client (for the readiness probe).
     pub fn client(&self) -> &Client {
         &self.client

@@ -73,7 +73,7 @@ impl Reporter {
                     email: p.email,
                     avatar_url: Some(p.avatar_url),
                 });
-                let shown = display_identity(&u, profile, hashed, |id| self.hash(id));
+                let shown = display_identity(&u, profile, hashed, |id| self.hasher.hash(id));
                 (u, shown)
             })
             .collect())

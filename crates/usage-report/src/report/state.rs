@@ -23,27 +23,19 @@ use crate::queries::RowsQuery;
 use usage_core::range::ReportRange;
 use usage_store::schema::StoredEnum;
 
-/// A row of [`RowsQuery::days`], read in place.
+/// A row of [`RowsQuery::days`] (`V`: `u64` days), [`RowsQuery::held`]
+/// (`u16`: the day assigned) or [`RowsQuery::last_access`] (`u16`: the
+/// last day used), read in place.
 #[derive(clickhouse::Row, serde::Deserialize)]
-struct DaysRef<'a> {
+struct LineRef<'a, V> {
     team: &'a str,
     user_id: &'a str,
     product: &'a str,
     access: &'a str,
-    days: u64,
+    value: V,
 }
 
-/// A row of [`RowsQuery::last_access`], read in place.
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct LastRef<'a> {
-    team: &'a str,
-    user_id: &'a str,
-    product: &'a str,
-    access: &'a str,
-    last_day: u16,
-}
-
-/// A row of [`RowsQuery::tokens`], read in place.
+/// A row of [`RowsQuery::tokens`], read in place (its access is Flex).
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct TokensRef<'a> {
     team: &'a str,
@@ -52,36 +44,14 @@ struct TokensRef<'a> {
     tokens_milli: u64,
 }
 
-/// A row of [`RowsQuery::held`], read in place.
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct HeldRef<'a> {
-    team: &'a str,
-    user_id: &'a str,
-    product: &'a str,
-    access: &'a str,
-    since_day: u16,
-}
-
-impl<'a> DaysRef<'a> {
+impl<'a, V: Into<u64>> LineRef<'a, V> {
     fn row(self) -> Row<'a> {
         Row {
             user: self.user_id,
             team: self.team,
             product: self.product,
             access: self.access,
-            value: self.days,
-        }
-    }
-}
-
-impl<'a> LastRef<'a> {
-    fn row(self) -> Row<'a> {
-        Row {
-            user: self.user_id,
-            team: self.team,
-            product: self.product,
-            access: self.access,
-            value: u64::from(self.last_day),
+            value: self.value.into(),
         }
     }
 }
@@ -94,18 +64,6 @@ impl<'a> TokensRef<'a> {
             product: self.product,
             access: Access::Flex.label(),
             value: self.tokens_milli,
-        }
-    }
-}
-
-impl<'a> HeldRef<'a> {
-    fn row(self) -> Row<'a> {
-        Row {
-            user: self.user_id,
-            team: self.team,
-            product: self.product,
-            access: self.access,
-            value: u64::from(self.since_day),
         }
     }
 }
@@ -262,7 +220,7 @@ impl Reporter {
         let mut days = query
             .days()
             .query(&self.client)
-            .fetch::<DaysRef<'_>>()
+            .fetch::<LineRef<'_, u64>>()
             .map_err(warehouse)?;
         let mut tokens = if seat_only {
             None
@@ -278,12 +236,12 @@ impl Reporter {
         let mut held = query
             .held()
             .query(&self.client)
-            .fetch::<HeldRef<'_>>()
+            .fetch::<LineRef<'_, u16>>()
             .map_err(warehouse)?;
         let mut last = query
             .last_access()
             .query(&self.client)
-            .fetch::<LastRef<'_>>()
+            .fetch::<LineRef<'_, u16>>()
             .map_err(warehouse)?;
         // A cursor sends its query when first read: the four first rows
         // are read together, so ClickHouse runs the queries at once.
@@ -299,16 +257,16 @@ impl Reporter {
                 held.next(),
                 last.next(),
             );
-            builder.put(Source::Days, d.map_err(warehouse)?.map(DaysRef::row));
+            builder.put(Source::Days, d.map_err(warehouse)?.map(LineRef::row));
             builder.put(Source::Tokens, t.map_err(warehouse)?.map(TokensRef::row));
-            builder.put(Source::Held, h.map_err(warehouse)?.map(HeldRef::row));
-            builder.put(Source::Last, l.map_err(warehouse)?.map(LastRef::row));
+            builder.put(Source::Held, h.map_err(warehouse)?.map(LineRef::row));
+            builder.put(Source::Last, l.map_err(warehouse)?.map(LineRef::row));
         }
         loop {
             match builder.wanted() {
                 Some(Source::Days) => {
                     let r = days.next().await.map_err(warehouse)?;
-                    builder.put(Source::Days, r.map(DaysRef::row));
+                    builder.put(Source::Days, r.map(LineRef::row));
                 }
                 Some(Source::Tokens) => {
                     let r = match &mut tokens {
@@ -319,11 +277,11 @@ impl Reporter {
                 }
                 Some(Source::Held) => {
                     let r = held.next().await.map_err(warehouse)?;
-                    builder.put(Source::Held, r.map(HeldRef::row));
+                    builder.put(Source::Held, r.map(LineRef::row));
                 }
                 Some(Source::Last) => {
                     let r = last.next().await.map_err(warehouse)?;
-                    builder.put(Source::Last, r.map(LastRef::row));
+                    builder.put(Source::Last, r.map(LineRef::row));
                 }
                 None => {
                     if !builder.merge()? {

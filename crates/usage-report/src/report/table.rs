@@ -24,6 +24,8 @@ use super::{access_of, day};
 use crate::error::ApiError;
 #[cfg(test)]
 use crate::queries::{DaysRow, HeldRow, LastAccessRow, TokensRow};
+#[cfg(test)]
+use usage_store::schema::StoredEnum;
 
 /// One line: (current team, user, product, access) and what the
 /// warehouse says of it, in 32 bytes (dates as days since 1970, as
@@ -485,7 +487,10 @@ impl Table {
             aggregates
                 .tokens
                 .into_iter()
-                .map(|r| (r.user_id, r.team, r.product, "flex".into(), r.tokens_milli))
+                .map(|r| {
+                    let flex = Access::Flex.label().to_owned();
+                    (r.user_id, r.team, r.product, flex, r.tokens_milli)
+                })
                 .collect(),
             aggregates
                 .held
@@ -614,7 +619,6 @@ impl Table {
 mod tests {
     use super::*;
     use usage_core::privacy::UserHasher;
-    use usage_store::schema::StoredEnum;
 
     fn days(team: &str, user: &str, product: &str, access: &str, days: u64) -> DaysRow {
         DaysRow {

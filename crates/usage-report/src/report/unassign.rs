@@ -46,7 +46,7 @@ impl Reporter {
             if assigned != 1 || access.is_some_and(|a| a != access_here) {
                 continue;
             }
-            if user_id != user_key && self.hash(&user_id) != user_key {
+            if user_id != user_key && self.hasher.hash(&user_id) != user_key {
                 continue;
             }
             let via = AssignmentVia::from_label(&via).map_err(|e| ApiError::internal(&e))?;
