@@ -2,10 +2,15 @@
 //!
 //! `cargo bench -p usage-core --bench decode`; events/s per core is the
 //! reported throughput (one iteration decodes one event on one thread).
+//! Each authorization is decoded owned and in place (its strings left in the
+//! message, as the ingest reads them), side by side.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use usage_core::event::parse_timestamp;
-use usage_core::validate::{decode_assignment, decode_authorization, decode_directory, Limits};
+use usage_core::validate::{
+    decode_assignment, decode_authorization, decode_authorization_in_place, decode_directory,
+    Limits,
+};
 
 /// A realistic authorization (227 bytes): UUID event id, an offset, every
 /// field but `online` (defaulted).
@@ -35,6 +40,10 @@ fn bench_decode(c: &mut Criterion) {
         assert!(decode_authorization(bytes, &limits, now).is_ok(), "{name}");
         group.bench_function(name, |b| {
             b.iter(|| decode_authorization(black_box(bytes), &limits, now))
+        });
+        // What the ingest does: the strings left in the message.
+        group.bench_function(format!("{name}_in_place"), |b| {
+            b.iter(|| decode_authorization_in_place(black_box(bytes), &limits, now))
         });
     }
     group.bench_function("authorization_refused_wrong_type", |b| {

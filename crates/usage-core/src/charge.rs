@@ -117,7 +117,9 @@ use crate::FastMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::event::{Access, Authorization, DirectoryChange, DirectoryEvent, ProductRate, Tokens};
+use crate::event::{
+    Access, Authorization, AuthorizationRef, DirectoryChange, DirectoryEvent, ProductRate, Tokens,
+};
 use crate::pair::{alloc_bytes, map_entry_bytes, pair_slot, slot, with_pair_key, PairKey};
 use crate::range::DateRange;
 
@@ -539,7 +541,12 @@ impl ChargeState {
 
     /// Charges one authorization (see the module docs). Allocates only when
     /// it opens a window or meets a new (user, product).
-    pub fn charge(&mut self, auth: &Authorization, rates: &RateTable) -> Charge {
+    pub fn charge<'a>(
+        &mut self,
+        auth: impl Into<AuthorizationRef<'a>>,
+        rates: &RateTable,
+    ) -> Charge {
+        let auth = auth.into();
         if !auth.online {
             return Charge::NotReported;
         }
@@ -547,15 +554,11 @@ impl ChargeState {
             return Charge::Seat;
         }
         let config = self.config;
-        let (at, id, product) = (
-            auth.occurred_at,
-            auth.event_id.as_str(),
-            auth.product.as_str(),
-        );
-        if let Some(w) = with_pair_key(&auth.user_id, product, |k| self.windows.get_mut(k)) {
+        let (at, id, product) = (auth.occurred_at, auth.event_id, auth.product);
+        if let Some(w) = with_pair_key(auth.user_id, product, |k| self.windows.get_mut(k)) {
             return w.charge(at, id, product, rates, config);
         }
-        pair_slot(&mut self.windows, &auth.user_id, product).charge(at, id, product, rates, config)
+        pair_slot(&mut self.windows, auth.user_id, product).charge(at, id, product, rates, config)
     }
 
     /// Declares that every window of (user, product) starting at or after

@@ -3,7 +3,7 @@
 //! > *Team assignment is permanently associated with each usage transaction and
 //! > won't change over time (with one exception, a team merge event).*
 //!
-//! An [`Authorization`] that names `team_id` keeps it. Otherwise the team is
+//! An [`Authorization`](crate::event::Authorization) that names `team_id` keeps it. Otherwise the team is
 //! read from the assignment history **as of the event's `occurred_at`**: the
 //! team(s) in which the user holds that product with that access at that
 //! instant. [`AssignmentState::resolve`] returns a [`Resolution`]:
@@ -52,7 +52,7 @@ use crate::FastMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{Access, Assignment, AssignmentAction, AssignmentVia, Authorization};
+use crate::event::{Access, Assignment, AssignmentAction, AssignmentVia, AuthorizationRef};
 use crate::pair::{alloc_bytes, map_entry_bytes, pair_slot, split, with_pair_key, PairKey};
 
 /// Which teams a report (or an export) covers: one team, or "All Teams".
@@ -356,9 +356,10 @@ impl AssignmentState {
 
     /// Resolves the team of an authorization as of its `occurred_at` (rule 2;
     /// see the module docs for the ambiguity rule).
-    pub fn resolve<'a>(&'a self, auth: &'a Authorization) -> Resolution<'a> {
-        let timelines = self.timelines(&auth.user_id, &auth.product, auth.access);
-        if let Some(team_id) = auth.team_id.as_deref() {
+    pub fn resolve<'a>(&'a self, auth: impl Into<AuthorizationRef<'a>>) -> Resolution<'a> {
+        let auth = auth.into();
+        let timelines = self.timelines(auth.user_id, auth.product, auth.access);
+        if let Some(team_id) = auth.team_id {
             let held = timelines
                 .iter()
                 .find(|t| *t.team_id == *team_id)

@@ -185,7 +185,7 @@ fn run_incremental<'a>(
     let mut first: BTreeMap<&'a str, Charge> = BTreeMap::new();
     let mut again = Vec::new();
     for e in delivered {
-        let c = state.charge(e, rates);
+        let c = state.charge(*e, rates);
         match first.get(e.event_id.as_str()) {
             Some(prev) => again.push((*prev, c)),
             None => {
@@ -291,7 +291,7 @@ proptest! {
         let mut before = ChargeState::new(config);
         let mut answered: BTreeMap<&str, Charge> = BTreeMap::new();
         for e in &delivered[..n] {
-            let c = before.charge(e, &rates);
+            let c = before.charge(*e, &rates);
             answered.entry(e.event_id.as_str()).or_insert(c);
         }
         let mut after = ChargeState::new(config);
@@ -305,7 +305,7 @@ proptest! {
             }
         }
         for e in &delivered[k..] {
-            let c = after.charge(e, &rates);
+            let c = after.charge(*e, &rates);
             match answered.get(e.event_id.as_str()) {
                 Some(prev) => prop_assert!(c == *prev || c == Charge::BeyondHorizon, "{:?} then {:?}", prev, c),
                 None => {

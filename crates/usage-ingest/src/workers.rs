@@ -73,18 +73,43 @@ impl Workers {
         })
     }
 
-    /// `work` over every item, the results in the items' order.
-    pub(crate) fn map<T, R>(&self, items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R>
+    /// `work` over every item, each handed over (moved, not copied), the
+    /// results in the items' order.
+    pub(crate) fn map_owned<T, R>(&self, mut items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R>
     where
-        T: Sync,
+        T: Send,
         R: Send,
     {
-        let parts = self.map_chunks(items, |part| part.iter().map(&work).collect::<Vec<R>>());
-        let mut out = Vec::with_capacity(items.len());
-        for part in parts {
-            out.extend(part);
+        let chunks = self.chunks(items.len());
+        if chunks <= 1 {
+            return items.into_iter().map(work).collect();
         }
-        out
+        let size = items.len().div_ceil(chunks);
+        // Cut from the end, so each item moves once.
+        let mut parts = Vec::with_capacity(chunks);
+        for at in (1..chunks).rev().map(|i| i * size) {
+            if at < items.len() {
+                parts.push(items.split_off(at));
+            }
+        }
+        parts.push(items);
+        parts.reverse();
+        let work = &work;
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let others: Vec<_> = parts
+                .map(|part| scope.spawn(move || part.into_iter().map(work).collect::<Vec<R>>()))
+                .collect();
+            let mut out: Vec<R> = first.into_iter().map(work).collect();
+            for other in others {
+                match other.join() {
+                    Ok(results) => out.extend(results),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        })
     }
 }
 
@@ -97,8 +122,8 @@ mod tests {
         let items: Vec<u64> = (0..10_000).collect();
         let one: Vec<u64> = items.iter().map(|i| i * 3).collect();
         for threads in [1, 2, 3, 8] {
-            let workers = Workers::new(threads);
-            assert_eq!(workers.map(&items, |i| i * 3), one, "{threads} threads");
+            let owned = Workers::new(threads).map_owned(items.clone(), |i| i * 3);
+            assert_eq!(owned, one, "{threads} threads");
         }
         let chunks = Workers::new(2).map_chunks(&items, <[u64]>::len);
         assert_eq!(chunks, [5_000, 5_000], "two chunks of 5000");
@@ -108,7 +133,7 @@ mod tests {
     fn small_batches_stay_on_the_calling_thread() {
         let caller = std::thread::current().id();
         let items = vec![1; MIN_CHUNK + 1];
-        let threads = Workers::new(4).map(&items, |_| std::thread::current().id());
+        let threads = Workers::new(4).map_owned(items, |_| std::thread::current().id());
         assert!(threads.iter().all(|t| *t == caller));
         assert!(Workers::new(0).threads() >= 1);
     }

@@ -83,6 +83,65 @@ fn default_online() -> bool {
     true
 }
 
+/// An [`Authorization`] whose strings are borrowed: from an owned one
+/// (`From<&Authorization>`), or from the message it was read from (the
+/// ingest keeps each message's text and where its fields lie in it, and
+/// stamps and encodes through this view: no string copied per field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorizationRef<'a> {
+    /// See [`Authorization::event_id`].
+    pub event_id: &'a str,
+    /// See [`Authorization::occurred_at`].
+    pub occurred_at: DateTime<Utc>,
+    /// See [`Authorization::user_id`].
+    pub user_id: &'a str,
+    /// See [`Authorization::product`].
+    pub product: &'a str,
+    /// See [`Authorization::product_version`].
+    pub product_version: Option<&'a str>,
+    /// See [`Authorization::access`].
+    pub access: Access,
+    /// See [`Authorization::team_id`].
+    pub team_id: Option<&'a str>,
+    /// See [`Authorization::machine_id`].
+    pub machine_id: Option<&'a str>,
+    /// See [`Authorization::online`].
+    pub online: bool,
+}
+
+impl<'a> From<&'a Authorization> for AuthorizationRef<'a> {
+    fn from(a: &'a Authorization) -> AuthorizationRef<'a> {
+        AuthorizationRef {
+            event_id: &a.event_id,
+            occurred_at: a.occurred_at,
+            user_id: &a.user_id,
+            product: &a.product,
+            product_version: a.product_version.as_deref(),
+            access: a.access,
+            team_id: a.team_id.as_deref(),
+            machine_id: a.machine_id.as_deref(),
+            online: a.online,
+        }
+    }
+}
+
+impl AuthorizationRef<'_> {
+    /// The owned event.
+    pub fn to_owned(&self) -> Authorization {
+        Authorization {
+            event_id: self.event_id.to_owned(),
+            occurred_at: self.occurred_at,
+            user_id: self.user_id.to_owned(),
+            product: self.product.to_owned(),
+            product_version: self.product_version.map(str::to_owned),
+            access: self.access,
+            team_id: self.team_id.map(str::to_owned),
+            machine_id: self.machine_id.map(str::to_owned),
+            online: self.online,
+        }
+    }
+}
+
 /// Whether an [`Assignment`] grants or withdraws a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

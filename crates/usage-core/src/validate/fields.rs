@@ -2,6 +2,8 @@
 //! string lengths, enum spellings, timestamps (format, not too old, not too
 //! far in the future), Flex token rates.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
 use crate::event::{parse_timestamp, Access, AssignmentAction, AssignmentVia, Tokens};
@@ -59,14 +61,7 @@ impl Checker<'_> {
 
     /// A non-empty identifier within the string limit.
     pub(super) fn id(&self, field: &str, value: Str<'_>) -> Result<String, ValidationError> {
-        if value.0.is_empty() {
-            return Err(ValidationError::at(
-                Reason::InvalidValue,
-                field,
-                "must not be empty",
-            ));
-        }
-        self.text(field, value)
+        self.id_in_place(field, value).map(Cow::into_owned)
     }
 
     pub(super) fn opt_id(
@@ -77,9 +72,34 @@ impl Checker<'_> {
         value.map(|v| self.id(field, v)).transpose()
     }
 
+    /// [`Checker::id`], the string left where it is (borrowed from the
+    /// message unless it had escapes).
+    pub(super) fn id_in_place<'a>(
+        &self,
+        field: &str,
+        value: Str<'a>,
+    ) -> Result<Cow<'a, str>, ValidationError> {
+        if value.0.is_empty() {
+            return Err(ValidationError::at(
+                Reason::InvalidValue,
+                field,
+                "must not be empty",
+            ));
+        }
+        within(field, value, self.limits.max_string_len)
+    }
+
+    pub(super) fn opt_id_in_place<'a>(
+        &self,
+        field: &str,
+        value: Option<Str<'a>>,
+    ) -> Result<Option<Cow<'a, str>>, ValidationError> {
+        value.map(|v| self.id_in_place(field, v)).transpose()
+    }
+
     /// Free text (may be empty) within the string limit.
     pub(super) fn text(&self, field: &str, value: Str<'_>) -> Result<String, ValidationError> {
-        within(field, value, self.limits.max_string_len)
+        within(field, value, self.limits.max_string_len).map(Cow::into_owned)
     }
 
     pub(super) fn opt_text(
@@ -96,7 +116,7 @@ impl Checker<'_> {
         value: Option<Str<'_>>,
     ) -> Result<Option<String>, ValidationError> {
         value
-            .map(|v| within(field, v, self.limits.max_url_len))
+            .map(|v| within(field, v, self.limits.max_url_len).map(Cow::into_owned))
             .transpose()
     }
 
@@ -175,8 +195,8 @@ impl Checker<'_> {
     }
 }
 
-/// A string of at most `max` characters, made owned.
-fn within(field: &str, value: Str<'_>, max: usize) -> Result<String, ValidationError> {
+/// A string of at most `max` characters.
+fn within<'a>(field: &str, value: Str<'a>, max: usize) -> Result<Cow<'a, str>, ValidationError> {
     let s = value.0;
     // Bytes bound characters from above: count only when it can matter.
     if s.len() > max {
@@ -189,5 +209,5 @@ fn within(field: &str, value: Str<'_>, max: usize) -> Result<String, ValidationE
             ));
         }
     }
-    Ok(s.into_owned())
+    Ok(s)
 }

@@ -30,9 +30,11 @@
 //!   declaration order for the value checks.
 //!
 //! # Performance
-//! [`decode_authorization`] is the hot path: one serde pass over the bytes
-//! into a borrowed wire struct (no `serde_json::Value`), value checks on the
-//! borrowed strings, then one allocation per string field. Only on the error
+//! [`decode_authorization_in_place`] is the hot path: one serde pass over the
+//! bytes into a borrowed wire struct (no `serde_json::Value`), value checks on
+//! the borrowed strings, which stay in the message (the ingest keeps the
+//! message and where each field lies in it); [`decode_authorization`] makes
+//! them owned. Only on the error
 //! path is the message parsed again (to tell malformed JSON from a typing
 //! problem, and to find the offending field's path).
 //!
@@ -59,9 +61,11 @@ pub use limits::Limits;
 
 use chrono::{DateTime, Utc};
 
+use std::borrow::Cow;
+
 use crate::event::{
-    Assignment, Authorization, DirectoryChange, DirectoryEvent, GroupMembership, ProductRate, Team,
-    TeamMerge, UserProfile,
+    Access, Assignment, Authorization, AuthorizationRef, DirectoryChange, DirectoryEvent,
+    GroupMembership, ProductRate, Team, TeamMerge, UserProfile,
 };
 use fields::{Checker, ACCESS, ACTIONS, VIAS};
 use json::{parse, preflight};
@@ -70,27 +74,96 @@ use wire::{
     TeamMergeWire, TeamWire, UserProfileWire,
 };
 
-/// Decodes one `usage.authorizations` message. The hot path: one serde pass,
-/// no intermediate `Value`.
+/// Decodes one `usage.authorizations` message into an owned [`Authorization`].
 pub fn decode_authorization(
     bytes: &[u8],
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<Authorization, ValidationError> {
+    decode_authorization_in_place(bytes, limits, now).map(|a| a.into_owned())
+}
+
+/// Decodes one `usage.authorizations` message, its strings left in the
+/// message. The hot path: one serde pass, no intermediate `Value`, no
+/// allocation unless a string has JSON escapes. Same checks, same errors as
+/// [`decode_authorization`].
+pub fn decode_authorization_in_place<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DecodedAuthorization<'a>, ValidationError> {
     let text = preflight(bytes, limits)?;
-    let w: AuthorizationWire<'_> = parse(text)?;
+    let w: AuthorizationWire<'a> = parse(text)?;
     let c = Checker { limits, now };
-    Ok(Authorization {
-        event_id: c.id("event_id", w.event_id)?,
+    Ok(DecodedAuthorization {
+        event_id: c.id_in_place("event_id", w.event_id)?,
         occurred_at: c.occurred_at("occurred_at", &w.occurred_at)?,
-        user_id: c.id("user_id", w.user_id)?,
-        product: c.id("product", w.product)?,
-        product_version: c.opt_id("product_version", w.product_version)?,
+        user_id: c.id_in_place("user_id", w.user_id)?,
+        product: c.id_in_place("product", w.product)?,
+        product_version: c.opt_id_in_place("product_version", w.product_version)?,
         access: c.one_of("access", &w.access, ACCESS)?,
-        team_id: c.opt_id("team_id", w.team_id)?,
-        machine_id: c.opt_id("machine_id", w.machine_id)?,
+        team_id: c.opt_id_in_place("team_id", w.team_id)?,
+        machine_id: c.opt_id_in_place("machine_id", w.machine_id)?,
         online: w.online.unwrap_or(true),
     })
+}
+
+/// An authorization as [`decode_authorization_in_place`] read it: each string
+/// a slice of the message when the JSON spells it without escapes (the
+/// common case), owned when it had to be unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedAuthorization<'a> {
+    /// See [`Authorization::event_id`].
+    pub event_id: Cow<'a, str>,
+    /// See [`Authorization::occurred_at`].
+    pub occurred_at: DateTime<Utc>,
+    /// See [`Authorization::user_id`].
+    pub user_id: Cow<'a, str>,
+    /// See [`Authorization::product`].
+    pub product: Cow<'a, str>,
+    /// See [`Authorization::product_version`].
+    pub product_version: Option<Cow<'a, str>>,
+    /// See [`Authorization::access`].
+    pub access: Access,
+    /// See [`Authorization::team_id`].
+    pub team_id: Option<Cow<'a, str>>,
+    /// See [`Authorization::machine_id`].
+    pub machine_id: Option<Cow<'a, str>>,
+    /// See [`Authorization::online`].
+    pub online: bool,
+}
+
+impl DecodedAuthorization<'_> {
+    /// The event, borrowed.
+    pub fn view(&self) -> AuthorizationRef<'_> {
+        AuthorizationRef {
+            event_id: &self.event_id,
+            occurred_at: self.occurred_at,
+            user_id: &self.user_id,
+            product: &self.product,
+            product_version: self.product_version.as_deref(),
+            access: self.access,
+            team_id: self.team_id.as_deref(),
+            machine_id: self.machine_id.as_deref(),
+            online: self.online,
+        }
+    }
+
+    /// The event, owned.
+    pub fn into_owned(self) -> Authorization {
+        let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
+        Authorization {
+            event_id: self.event_id.into_owned(),
+            occurred_at: self.occurred_at,
+            user_id: self.user_id.into_owned(),
+            product: self.product.into_owned(),
+            product_version: owned(self.product_version),
+            access: self.access,
+            team_id: owned(self.team_id),
+            machine_id: owned(self.machine_id),
+            online: self.online,
+        }
+    }
 }
 
 /// Decodes one `usage.assignments` message.

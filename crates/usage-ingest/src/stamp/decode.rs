@@ -14,10 +14,8 @@ use crate::workers::Workers;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use usage_core::event::{Access, AssignmentVia, Authorization, DirectoryChange};
-use usage_core::validate::{
-    decode_assignment, decode_authorization, decode_directory, Limits, ValidationError,
-};
+use usage_core::event::{Access, AssignmentVia, DirectoryChange};
+use usage_core::validate::{decode_assignment, decode_directory, Limits, ValidationError};
 use usage_store::schema::Unstorable;
 
 /// An assignment key: (team, user, product, access).
@@ -51,6 +49,16 @@ struct Effects<'a> {
     ingested_at: DateTime<Utc>,
 }
 
+/// A message of the batch after the workers' pass.
+enum Read {
+    /// An authorization, decoded in place (or refused, the message given back).
+    Authorization(Result<Pending, (RawMessage, ValidationError)>),
+    /// An assignments message, decoded in order below.
+    Assignment(RawMessage),
+    /// A directory message, decoded in order below.
+    Directory(RawMessage),
+}
+
 impl Decoder<'_> {
     /// Decodes `batch` (in consumption order) as of `now`: reference facts go
     /// into `enrichment` and their rows into `tables` (stamped `ingested_at`);
@@ -75,28 +83,35 @@ impl Decoder<'_> {
             touched: &mut touched,
             ingested_at,
         };
-        // Authorizations first, on every worker; reference messages below, in order.
-        let limits = self.limits;
-        let mut ready = self
-            .workers
-            .map(&batch, |raw| {
-                (raw.topic == Topic::Authorizations).then(|| authorization(raw, limits, now))
-            })
-            .into_iter();
-        for raw in batch {
-            let result = match ready.next().flatten() {
-                Some(decoded) => decoded.map(Some),
-                None => self.decode_one(&raw, &mut effects, now)?,
+        // Authorizations first, on every worker, each message handed over
+        // (its payload becomes the pending authorization's text); reference
+        // messages below, in order.
+        let (limits, deadline) = (self.limits, Instant::now() + self.unresolved_hold);
+        let read = self.workers.map_owned(batch, |raw| match raw.topic {
+            Topic::Authorizations => Read::Authorization(Pending::read(raw, limits, now, deadline)),
+            Topic::Assignments => Read::Assignment(raw),
+            Topic::Directory => Read::Directory(raw),
+        });
+        for message in read {
+            let (raw, result) = match message {
+                Read::Authorization(Ok(pending)) => {
+                    policy.record(true)?;
+                    authorizations.push(pending);
+                    continue;
+                }
+                Read::Authorization(Err((raw, error))) => (raw, Err(error)),
+                Read::Assignment(raw) => {
+                    let result = assignment(&raw, limits, &mut effects, now)?;
+                    (raw, result)
+                }
+                Read::Directory(raw) => {
+                    let result = directory(&raw, limits, &mut effects, now)?;
+                    (raw, result)
+                }
             };
             policy.record(result.is_ok())?;
-            match result {
-                Ok(Some(auth)) => authorizations.push(Pending {
-                    auth,
-                    raw,
-                    deadline: Instant::now() + self.unresolved_hold,
-                }),
-                Ok(None) => {}
-                Err(error) => letters.push(dead_letter(self.topics, &raw, &error)),
+            if let Err(error) = result {
+                letters.push(dead_letter(self.topics, &raw, &error));
             }
         }
         Ok(Decoded {
@@ -105,70 +120,58 @@ impl Decoder<'_> {
             letters,
         })
     }
-
-    /// One message: an authorization to stamp, `None` for a reference fact
-    /// (applied and encoded), or why it is refused.
-    fn decode_one(
-        &self,
-        raw: &RawMessage,
-        effects: &mut Effects<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Result<Option<Authorization>, ValidationError>, Unstorable> {
-        let limits = self.limits;
-        let tables = &mut *effects.tables;
-        let enrichment = &mut *effects.enrichment;
-        match raw.topic {
-            Topic::Authorizations => Ok(authorization(raw, limits, now).map(Some)),
-            Topic::Assignments => {
-                let decoded = decode_assignment(&raw.payload, limits, now)
-                    .and_then(|a| storable::assignment(&a).map(|()| a));
-                let a = match decoded {
-                    Ok(a) => a,
-                    Err(error) => return Ok(Err(error)),
-                };
-                rows::assignment_event(tables, &a, effects.ingested_at)?;
-                enrichment.apply_assignment(&a);
-                let key = (
-                    a.team_id.clone(),
-                    a.user_id.clone(),
-                    a.product.clone(),
-                    a.access,
-                );
-                effects.touched.insert(key, a.via);
-                Ok(Ok(None))
-            }
-            Topic::Directory => {
-                let decoded = decode_directory(&raw.payload, limits, now)
-                    .and_then(|d| storable::directory(&d).map(|()| d));
-                let d = match decoded {
-                    Ok(d) => d,
-                    Err(error) => return Ok(Err(error)),
-                };
-                let at = d.occurred_at;
-                match &d.change {
-                    DirectoryChange::UserProfile(p) => rows::user_profile(tables, p, at)?,
-                    DirectoryChange::Team(t) => rows::team(tables, t, at)?,
-                    DirectoryChange::GroupMembership(g) => rows::group_membership(tables, g, at)?,
-                    DirectoryChange::TeamMerge(m) => rows::team_merge(tables, &d.event_id, at, m)?,
-                    DirectoryChange::ProductRate(r) => {
-                        rows::product_rate(tables, &d.event_id, at, r)?;
-                        enrichment.rates.apply(&d.event_id, at, r);
-                    }
-                }
-                Ok(Ok(None))
-            }
-        }
-    }
 }
 
-/// An authorization decoded, its timestamps checked to be storable.
-fn authorization(
+/// An assignments message: applied and encoded, or why it is refused.
+fn assignment(
     raw: &RawMessage,
     limits: &Limits,
+    effects: &mut Effects<'_>,
     now: DateTime<Utc>,
-) -> Result<Authorization, ValidationError> {
-    decode_authorization(&raw.payload, limits, now)
-        .and_then(|a| storable::authorization(&a).map(|()| a))
+) -> Result<Result<(), ValidationError>, Unstorable> {
+    let decoded = decode_assignment(&raw.payload, limits, now)
+        .and_then(|a| storable::assignment(&a).map(|()| a));
+    let a = match decoded {
+        Ok(a) => a,
+        Err(error) => return Ok(Err(error)),
+    };
+    rows::assignment_event(effects.tables, &a, effects.ingested_at)?;
+    effects.enrichment.apply_assignment(&a);
+    let key = (
+        a.team_id.clone(),
+        a.user_id.clone(),
+        a.product.clone(),
+        a.access,
+    );
+    effects.touched.insert(key, a.via);
+    Ok(Ok(()))
+}
+
+/// A directory message: applied and encoded, or why it is refused.
+fn directory(
+    raw: &RawMessage,
+    limits: &Limits,
+    effects: &mut Effects<'_>,
+    now: DateTime<Utc>,
+) -> Result<Result<(), ValidationError>, Unstorable> {
+    let decoded = decode_directory(&raw.payload, limits, now)
+        .and_then(|d| storable::directory(&d).map(|()| d));
+    let d = match decoded {
+        Ok(d) => d,
+        Err(error) => return Ok(Err(error)),
+    };
+    let (tables, at) = (&mut *effects.tables, d.occurred_at);
+    match &d.change {
+        DirectoryChange::UserProfile(p) => rows::user_profile(tables, p, at)?,
+        DirectoryChange::Team(t) => rows::team(tables, t, at)?,
+        DirectoryChange::GroupMembership(g) => rows::group_membership(tables, g, at)?,
+        DirectoryChange::TeamMerge(m) => rows::team_merge(tables, &d.event_id, at, m)?,
+        DirectoryChange::ProductRate(r) => {
+            rows::product_rate(tables, &d.event_id, at, r)?;
+            effects.enrichment.rates.apply(&d.event_id, at, r);
+        }
+    }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]
@@ -221,11 +224,11 @@ mod tests {
             .decode(batch, &mut enrichment, &mut policy, &mut tables, now, now)
             .expect("within the policy");
         assert_eq!(decoded.authorizations.len(), 1);
-        assert_eq!(decoded.authorizations[0].raw.offset, 0);
+        assert_eq!(decoded.authorizations[0].offset, 0);
         let key = ("t-1".into(), "u-1".into(), "autocad".into(), Access::Seat);
         assert_eq!(decoded.touched.get(&key), Some(&AssignmentVia::Direct));
         // The assignment is known before any authorization is stamped.
-        let auth = &decoded.authorizations[0].auth;
+        let auth = decoded.authorizations[0].auth();
         let resolution = enrichment.assignments().resolve(auth);
         assert_eq!(resolution.team().map(|t| t.team_id), Some("t-1"));
         assert_eq!(decoded.letters.len(), 1);

@@ -48,31 +48,24 @@ pub(crate) fn authorizations(
     let mut oldest: Option<DateTime<Utc>> = None;
     let mut days: FastSet<(&str, &str, &str, Access, NaiveDate)> = FastSet::default();
     for (p, stamp) in stored {
-        let a = &p.auth;
+        let a = p.auth();
         let day = usage_date(a.occurred_at);
         oldest = Some(oldest.map_or(a.occurred_at, |o| o.min(a.occurred_at)));
         if stamp.opened_window {
             if let Some(start) = stamp.window_start {
                 rows::flex_window(
                     tables,
-                    &a.user_id,
-                    &a.product,
+                    a.user_id,
+                    a.product,
                     start,
                     &stamp.team_id,
-                    &a.event_id,
+                    a.event_id,
                     stamp.tokens_milli,
                 )?;
             }
         }
-        if days.insert((&stamp.team_id, &a.user_id, &a.product, a.access, day)) {
-            rows::daily_usage(
-                tables,
-                &stamp.team_id,
-                &a.user_id,
-                &a.product,
-                a.access,
-                day,
-            )?;
+        if days.insert((&stamp.team_id, a.user_id, a.product, a.access, day)) {
+            rows::daily_usage(tables, &stamp.team_id, a.user_id, a.product, a.access, day)?;
         }
     }
     Ok(oldest)
@@ -80,22 +73,22 @@ pub(crate) fn authorizations(
 
 /// The fact row of a stamped authorization.
 fn fact<'a>(p: &'a Pending, stamp: &'a Stamp, ingested_at: DateTime<Utc>) -> rows::FactRow<'a> {
-    let a = &p.auth;
+    let a = p.auth();
     rows::FactRow {
-        event_id: &a.event_id,
+        event_id: a.event_id,
         occurred_at: a.occurred_at,
         usage_date: usage_date(a.occurred_at),
         team_id: &stamp.team_id,
         team_source: stamp.source,
-        user_id: &a.user_id,
-        product: &a.product,
-        product_version: a.product_version.as_deref().unwrap_or(""),
+        user_id: a.user_id,
+        product: a.product,
+        product_version: a.product_version.unwrap_or(""),
         access: a.access,
-        machine_id: a.machine_id.as_deref().unwrap_or(""),
+        machine_id: a.machine_id.unwrap_or(""),
         window_start: stamp.window_start,
         tokens_milli: stamp.tokens_milli,
-        partition: p.raw.partition,
-        offset: p.raw.offset,
+        partition: p.partition,
+        offset: p.offset,
         ingested_at,
     }
 }

@@ -166,8 +166,8 @@ impl Loader {
             self.last_follow = Instant::now();
         }
 
-        let stamped = queue.iter().filter(|p| p.auth.online);
-        let users = stamped.map(|p| p.auth.user_id.as_str()).chain(touched);
+        let stamped = queue.iter().map(Pending::auth).filter(|a| a.online);
+        let users = stamped.map(|a| a.user_id).chain(touched);
         let missing = enrichment.users_to_read(users);
         if !missing.is_empty() {
             let missing = &missing;
@@ -186,14 +186,15 @@ impl Loader {
         }
 
         let mut first_use: FastMap<(&str, &str), DateTime<Utc>> = FastMap::default();
-        for p in queue
+        for a in queue
             .iter()
-            .filter(|p| p.auth.online && p.auth.access == Access::Flex)
+            .map(Pending::auth)
+            .filter(|a| a.online && a.access == Access::Flex)
         {
             let e = first_use
-                .entry((p.auth.user_id.as_str(), p.auth.product.as_str()))
-                .or_insert(p.auth.occurred_at);
-            *e = (*e).min(p.auth.occurred_at);
+                .entry((a.user_id, a.product))
+                .or_insert(a.occurred_at);
+            *e = (*e).min(a.occurred_at);
         }
         let keys: Vec<(&str, &str, DateTime<Utc>)> =
             first_use.into_iter().map(|((u, p), t)| (u, p, t)).collect();

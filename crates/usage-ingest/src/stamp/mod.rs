@@ -26,6 +26,7 @@
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod loader;
+pub(crate) mod pending;
 pub(crate) mod stamper;
 pub(crate) mod storable;
 
@@ -38,22 +39,14 @@ use crate::state::Enrichment;
 use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use usage_core::event::Authorization;
 use usage_core::validate::{Limits, ValidationError};
 use usage_store::schema::Unstorable;
 use usage_store::StoreError;
 
 use encode::StateVersions;
 use loader::Loader;
+pub(crate) use pending::Pending;
 use stamper::{Expiry, Stamper, Step};
-
-/// An authorization waiting for the assignment (or the rate) that explains it.
-pub(crate) struct Pending {
-    pub(crate) auth: Authorization,
-    pub(crate) raw: RawMessage,
-    /// When its hold runs out.
-    pub(crate) deadline: Instant,
-}
 
 /// What one batch turned into.
 #[derive(Debug, Default)]
@@ -135,8 +128,8 @@ impl Stamping {
     pub(crate) fn pending_floor(&self) -> HashMap<i32, i64> {
         let mut floor: HashMap<i32, i64> = HashMap::new();
         for p in &self.pending {
-            let e = floor.entry(p.raw.partition).or_insert(p.raw.offset);
-            *e = (*e).min(p.raw.offset);
+            let e = floor.entry(p.partition).or_insert(p.offset);
+            *e = (*e).min(p.offset);
         }
         floor
     }
@@ -146,7 +139,7 @@ impl Stamping {
     /// Flex windows lazily, since the users this instance serves changed.
     pub(crate) fn partitions_revoked(&mut self, revoked: &[(Topic, i32)]) {
         self.pending
-            .retain(|p| !revoked.contains(&(Topic::Authorizations, p.raw.partition)));
+            .retain(|p| !revoked.contains(&(Topic::Authorizations, p.partition)));
         self.enrichment.forget_windows();
     }
 
@@ -272,6 +265,14 @@ impl Stamping {
 }
 
 /// The dead letter of `raw`, refused for `error`.
+/// The `now` the stamping tests decode their messages at.
+#[cfg(test)]
+pub(crate) fn tests_now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+        .expect("a timestamp")
+        .with_timezone(&Utc)
+}
+
 fn dead_letter(topics: &TopicNames, raw: &RawMessage, error: &ValidationError) -> DeadLetter {
     DeadLetter {
         source_topic: topics.name(raw.topic).to_owned(),

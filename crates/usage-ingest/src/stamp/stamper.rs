@@ -6,7 +6,7 @@
 //! older windows ([`Step::OlderWindows`]); once the loader has read them,
 //! [`Stamper::run`] judges the event again and goes on.
 
-use super::{dead_letter, Pending};
+use super::Pending;
 use crate::dlq::DeadLetter;
 use crate::message::TopicNames;
 use crate::state::Enrichment;
@@ -117,21 +117,22 @@ impl<'t> Stamper<'t> {
             // Its older windows are read now: judged again, for good.
             let charge = enrichment
                 .charges
-                .charge(&resolved.pending.auth, &enrichment.rates);
+                .charge(resolved.pending.auth(), &enrichment.rates);
             self.settle(enrichment, resolved, charge);
         }
         while let Some(p) = self.queue.next() {
-            if !p.auth.online {
+            let a = p.auth();
+            if !a.online {
                 self.out.offline += 1;
                 continue;
             }
-            let pair = || (p.auth.user_id.clone(), p.auth.product.clone());
+            let pair = || (a.user_id.to_owned(), a.product.to_owned());
             // (Rarely non-empty: only build the key when there is something to look up.)
             if !self.blocked.is_empty() && self.blocked.contains(&pair()) {
                 self.out.held.push(p);
                 continue;
             }
-            let resolution = enrichment.assignments().resolve(&p.auth);
+            let resolution = enrichment.assignments().resolve(a);
             let ambiguous = matches!(resolution, Resolution::Ambiguous { .. });
             let Some(team) = resolution.team() else {
                 if !self.expiry.expired(&p) {
@@ -143,20 +144,18 @@ impl<'t> Stamper<'t> {
                         "team_id",
                         format!(
                             "no team holds {} ({}) for user {} at {}, and the event names none",
-                            p.auth.product,
-                            p.auth.access.as_str(),
-                            p.auth.user_id,
-                            usage_core::event::format_timestamp(&p.auth.occurred_at)
+                            a.product,
+                            a.access.as_str(),
+                            a.user_id,
+                            usage_core::event::format_timestamp(&a.occurred_at)
                         ),
                     );
-                    self.out
-                        .letters
-                        .push(dead_letter(self.topics, &p.raw, &error));
+                    self.out.letters.push(p.dead_letter(self.topics, &error));
                 }
                 continue;
             };
             let (team_id, source) = (team.team_id.to_owned(), team.source);
-            let charge = enrichment.charges.charge(&p.auth, &enrichment.rates);
+            let charge = enrichment.charges.charge(a, &enrichment.rates);
             let resolved = Resolved {
                 pending: p,
                 team_id,
@@ -166,10 +165,10 @@ impl<'t> Stamper<'t> {
             if charge == Charge::BeyondHorizon {
                 // Older than the windows held in memory: its history is read
                 // from ClickHouse further back, then it is judged again.
-                let auth = &resolved.pending.auth;
+                let auth = resolved.pending.auth();
                 let step = Step::OlderWindows {
-                    user_id: auth.user_id.clone(),
-                    product: auth.product.clone(),
+                    user_id: auth.user_id.to_owned(),
+                    product: auth.product.to_owned(),
                     at: auth.occurred_at,
                 };
                 self.waiting = Some(resolved);
@@ -193,6 +192,7 @@ impl<'t> Stamper<'t> {
             source,
             ambiguous,
         } = resolved;
+        let a = p.auth();
         let stamp = match charge {
             Charge::Charged {
                 window_start,
@@ -226,7 +226,7 @@ impl<'t> Stamper<'t> {
                 // The rate may still be on its way (the directory topic is
                 // read concurrently): wait for it like for a late assignment.
                 self.blocked
-                    .insert((p.auth.user_id.clone(), p.auth.product.clone()));
+                    .insert((a.user_id.to_owned(), a.product.to_owned()));
                 self.out.held.push(p);
                 return;
             }
@@ -234,10 +234,10 @@ impl<'t> Stamper<'t> {
                 if let Charge::UnknownRate { window_start } = charge {
                     // Dead-lettered: it charges nothing, so it opens nothing.
                     enrichment.charges.forget_window(
-                        &p.auth.user_id,
-                        &p.auth.product,
+                        a.user_id,
+                        a.product,
                         window_start,
-                        &p.auth.event_id,
+                        a.event_id,
                     );
                 }
                 let (reason, field, detail) = match charge {
@@ -246,8 +246,8 @@ impl<'t> Stamper<'t> {
                         "product",
                         format!(
                             "no Flex token rate for {} is in force at {}",
-                            p.auth.product,
-                            usage_core::event::format_timestamp(&p.auth.occurred_at)
+                            a.product,
+                            usage_core::event::format_timestamp(&a.occurred_at)
                         ),
                     ),
                     _ => (
@@ -258,9 +258,7 @@ impl<'t> Stamper<'t> {
                     ),
                 };
                 let error = ValidationError::at(reason, field, detail);
-                self.out
-                    .letters
-                    .push(dead_letter(self.topics, &p.raw, &error));
+                self.out.letters.push(p.dead_letter(self.topics, &error));
                 return;
             }
         };

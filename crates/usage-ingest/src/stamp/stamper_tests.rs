@@ -3,16 +3,11 @@
 
 use super::*;
 use crate::message::{RawMessage, Topic};
+use crate::stamp::tests_now as now;
 use std::time::Duration;
 use usage_core::charge::ChargeConfig;
 use usage_core::event::DirectoryChange;
-use usage_core::validate::{decode_assignment, decode_authorization, decode_directory, Limits};
-
-fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
-        .expect("a timestamp")
-        .with_timezone(&Utc)
-}
+use usage_core::validate::{decode_assignment, decode_directory, Limits};
 
 /// An online authorization of `user` for `product` at `at` (RFC 3339).
 fn auth(offset: i64, user: &str, product: &str, access: &str, at: &str) -> Pending {
@@ -22,19 +17,21 @@ fn auth(offset: i64, user: &str, product: &str, access: &str, at: &str) -> Pendi
     pending(offset, &json)
 }
 
+/// The message read as the pipeline reads it (its strings left in place).
 fn pending(offset: i64, json: &str) -> Pending {
-    let auth = decode_authorization(json.as_bytes(), &Limits::default(), now()).expect("valid");
-    Pending {
-        auth,
-        raw: RawMessage {
-            topic: Topic::Authorizations,
-            partition: 0,
-            offset,
-            key: None,
-            payload: json.as_bytes().to_vec(),
-        },
-        deadline: Instant::now() + Duration::from_secs(30),
-    }
+    let raw = RawMessage {
+        topic: Topic::Authorizations,
+        partition: 0,
+        offset,
+        key: None,
+        payload: json.as_bytes().to_vec(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let p = Pending::read(raw, &Limits::default(), now(), deadline)
+        .map_err(|(_, error)| error)
+        .expect("valid");
+    assert!(p.in_place(), "{json}");
+    p
 }
 
 fn assign(enrichment: &mut Enrichment, team: &str, user: &str, product: &str, access: &str) {
@@ -81,13 +78,13 @@ fn stamp_all(queue: Vec<Pending>, enrichment: &mut Enrichment, expiry: Expiry) -
 }
 
 fn offsets(ps: &[Pending]) -> Vec<i64> {
-    ps.iter().map(|p| p.raw.offset).collect()
+    ps.iter().map(|p| p.offset).collect()
 }
 
 fn stored(s: &Stamped) -> Vec<(i64, &str)> {
     s.stored
         .iter()
-        .map(|(p, stamp)| (p.raw.offset, stamp.team_id.as_str()))
+        .map(|(p, stamp)| (p.offset, stamp.team_id.as_str()))
         .collect()
 }
 
@@ -228,7 +225,7 @@ fn an_event_older_than_the_windows_held_asks_for_them_and_is_judged_again() {
     assert_eq!(
         at,
         auth(0, "u-1", "maya", "flex", "2026-01-09T12:00:00Z")
-            .auth
+            .auth()
             .occurred_at
     );
     // The loader found nothing older: the history is complete from a day before.

@@ -10,14 +10,14 @@
 
 use chrono::{DateTime, Utc};
 use usage_core::event::{
-    format_timestamp, Assignment, Authorization, DirectoryChange, DirectoryEvent,
+    format_timestamp, Assignment, AuthorizationRef, DirectoryChange, DirectoryEvent,
 };
 use usage_core::validate::{Limits, Reason, ValidationError};
 use usage_store::schema::{values, Why};
 
 /// An authorization's `occurred_at` can be stored.
-pub(crate) fn authorization(a: &Authorization) -> Result<(), ValidationError> {
-    instant("occurred_at", a.occurred_at)
+pub(crate) fn authorization<'a>(a: impl Into<AuthorizationRef<'a>>) -> Result<(), ValidationError> {
+    instant("occurred_at", a.into().occurred_at)
 }
 
 /// An assignment's `occurred_at` can be stored.
@@ -89,14 +89,9 @@ pub(crate) fn check_limits(limits: &Limits, now: DateTime<Utc>) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stamp::tests_now as now;
     use chrono::TimeDelta;
     use usage_core::validate::{decode_assignment, decode_authorization, decode_directory};
-
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
-            .expect("a timestamp")
-            .with_timezone(&Utc)
-    }
 
     fn rate_from(effective_from: &str) -> DirectoryEvent {
         let json = format!(

@@ -255,14 +255,14 @@ impl Enrichment {
         let batch = self.cache.batch();
         for (p, stamp) in stored {
             if let (true, Some(start)) = (stamp.opened_window, stamp.window_start) {
+                let a = p.auth();
                 let window = WindowRecord {
                     start,
-                    opened_by: p.auth.event_id.clone(),
+                    opened_by: a.event_id.to_owned(),
                     tokens: Some(usage_core::event::Tokens::from_millis(stamp.tokens_milli)),
                     late: false,
                 };
-                self.unwritten
-                    .window(batch, &p.auth.user_id, &p.auth.product, window);
+                self.unwritten.window(batch, a.user_id, a.product, window);
             }
         }
     }

@@ -105,16 +105,15 @@ fn run(batches: &[Batch], budget: Option<usize>) -> Stamps {
             .authorizations
             .iter()
             .enumerate()
-            .map(|(i, auth)| Pending {
-                auth: auth.clone(),
-                raw: RawMessage {
+            .map(|(i, auth)| {
+                let raw = RawMessage {
                     topic: Topic::Authorizations,
                     partition: 0,
                     offset: (n * 1000 + i) as i64,
                     key: None,
                     payload: auth.event_id.clone().into_bytes(),
-                },
-                deadline: Instant::now(),
+                };
+                Pending::owned(raw, auth.clone(), Instant::now())
             })
             .collect();
         let later = Instant::now() + Duration::from_secs(60);
@@ -137,8 +136,9 @@ fn run(batches: &[Batch], budget: Option<usize>) -> Stamps {
         state.windows_opened(&stamped.stored);
         let mut opened = Vec::new();
         for (p, stamp) in &stamped.stored {
+            let a = p.auth();
             stamps.insert(
-                p.auth.event_id.clone(),
+                a.event_id.to_owned(),
                 format!(
                     "{} {:?} {}",
                     stamp.team_id, stamp.window_start, stamp.tokens_milli
@@ -147,11 +147,11 @@ fn run(batches: &[Batch], budget: Option<usize>) -> Stamps {
             if let (true, Some(start)) = (stamp.opened_window, stamp.window_start) {
                 let w = WindowRecord {
                     start,
-                    opened_by: p.auth.event_id.clone(),
+                    opened_by: a.event_id.to_owned(),
                     tokens: Some(Tokens::from_millis(stamp.tokens_milli)),
                     late: false,
                 };
-                opened.push((p.auth.user_id.clone(), p.auth.product.clone(), w));
+                opened.push((a.user_id.to_owned(), a.product.to_owned(), w));
             }
         }
         for letter in &stamped.letters {
