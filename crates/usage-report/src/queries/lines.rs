@@ -251,7 +251,7 @@ impl RowsQuery {
     /// `max_days` of them, per (current team, user, product): `team,
     /// user_id, product, months (days since 1970 of each month's first
     /// day), hits (each month's day bits in the range: bit i is day i + 1)`
-    /// ([`SeatMonthsRow`]). The bits are read as [`RowsQuery::days`] reads
+    /// ([`SeatMonthsRef`]). The bits are read as [`RowsQuery::days`] reads
     /// them; `max_days` keeps the lines that can be occasional (few days by
     /// definition, so the answer stays small whatever the team's size).
     pub fn seat_months(&self, max_days: u64) -> Sql {
@@ -410,19 +410,19 @@ pub struct TokenDayRow {
     pub tokens_milli: u64,
 }
 
-/// A row of [`RowsQuery::seat_months`].
+/// A row of [`RowsQuery::seat_months`], its strings read in place.
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
-pub struct SeatMonthsRow {
-    pub team: String,
-    pub user_id: String,
-    pub product: String,
+pub struct SeatMonthsRef<'a> {
+    pub team: &'a str,
+    pub user_id: &'a str,
+    pub product: &'a str,
     /// Each month's first day, as days since 1970.
     pub months: Vec<u16>,
     /// Each month's day bits in the range (bit i: day i + 1).
     pub hits: Vec<u64>,
 }
 
-impl SeatMonthsRow {
+impl SeatMonthsRef<'_> {
     /// The days used, as days since 1970.
     pub fn days(&self) -> impl Iterator<Item = u32> + '_ {
         self.months

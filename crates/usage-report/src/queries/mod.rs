@@ -31,7 +31,7 @@ use clickhouse::Client;
 pub use directory::{assignments_of, known_teams, memberships, merges, profiles, teams};
 pub use lines::{
     product_rates, DailyCountRow, DailyTokensRow, DaysRow, HeldRow, LastAccessRow, RateRow,
-    RowsQuery, SeatDayRow, SeatMonthsRow, TokenDayRow, TokensRow,
+    RowsQuery, SeatDayRow, SeatMonthsRef, TokenDayRow, TokensRow,
 };
 
 /// A bound value.

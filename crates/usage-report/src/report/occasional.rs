@@ -19,10 +19,11 @@ use usage_core::frequency::{flex_tokens_if_moved, usage_class, UsageClass};
 use usage_store::schema::values;
 
 use super::rows::Rows;
+use super::table::Table;
 use super::{day, warehouse, Reporter};
 use crate::error::ApiError;
 use crate::model::OccasionalTile;
-use crate::queries::{self, RateRow, SeatMonthsRow};
+use crate::queries::{self, RateRow, SeatMonthsRef};
 
 impl Reporter {
     /// The occasional seat users tile of `rows`: kept with their state when
@@ -79,39 +80,58 @@ impl Reporter {
             .iter()
             .map(|&p| table.products[p as usize].clone())
             .collect();
-        let (used, rates) = tokio::join!(
-            query
-                .seat_months(u64::from(max_days))
-                .query(&self.client)
-                .fetch_all::<SeatMonthsRow>(),
+        // The seat lines' months stream (one row read at a time: at a
+        // hundred thousand users and a year they are millions of strings);
+        // their first row is read with the rates, so both queries run at once.
+        let mut used = query
+            .seat_months(u64::from(max_days))
+            .query(&self.client)
+            .fetch::<SeatMonthsRef<'_>>()
+            .map_err(warehouse)?;
+        let (first, rates) = tokio::join!(
+            used.next(),
             queries::product_rates(names)
                 .query(&self.client)
                 .fetch_all::<RateRow>(),
         );
         let rates = rate_table(rates.map_err(warehouse)?)?;
         let mut millis = 0u64;
-        for row in used.map_err(warehouse)? {
-            let (Some(t), Some(u), Ok(p)) = (
-                table.team_index(&row.team),
-                table.user_index(&row.user_id),
-                table.products.binary_search(&row.product),
-            ) else {
-                continue;
-            };
-            if !seats.contains(&(t, u, p as u32)) {
-                continue;
-            }
-            let days = row
-                .days()
-                .filter_map(|d| u16::try_from(d).ok())
-                .map(day)
-                .collect::<Vec<NaiveDate>>();
-            millis =
-                millis.saturating_add(flex_tokens_if_moved(&rates, &row.product, days).millis());
+        let mut row = first.map_err(warehouse)?;
+        while let Some(r) = row {
+            millis = millis.saturating_add(if_moved(table, &seats, &rates, &r));
+            row = used.next().await.map_err(warehouse)?;
         }
         tile.flex_tokens_if_moved = Tokens::from_millis(millis);
         Ok(tile)
     }
+}
+
+/// The Flex tokens a seat line's days would have cost, if it is one of
+/// `seats` (else 0).
+fn if_moved(
+    table: &Table,
+    seats: &HashSet<(u32, u32, u32)>,
+    rates: &RateTable,
+    row: &SeatMonthsRef<'_>,
+) -> u64 {
+    let (Some(t), Some(u), Ok(p)) = (
+        table.team_index(row.team),
+        table.user_index(row.user_id),
+        table
+            .products
+            .binary_search_by(|p| p.as_str().cmp(row.product)),
+    ) else {
+        return 0;
+    };
+    if !seats.contains(&(t, u, p as u32)) {
+        return 0;
+    }
+    let days = row
+        .days()
+        .filter_map(|d| u16::try_from(d).ok())
+        .map(day)
+        .collect::<Vec<NaiveDate>>();
+    flex_tokens_if_moved(rates, row.product, days).millis()
 }
 
 /// The rates as the core reads them.

@@ -413,9 +413,12 @@ impl TableBuilder {
             teams,
             products,
             ids,
-            mut lines,
+            lines,
             ..
         } = self;
+        // First, before the hashes and orders below are made beside them:
+        // the lines and ids to their size.
+        let (mut lines, ids) = (to_size(lines), to_size(ids));
         let (teams, products) = (teams.into_names(), products.into_names());
         let hashed = hashed(&mut teams.iter().map(|t| &**t));
         let (teams, team_of) = sorted_names(teams);
@@ -443,17 +446,6 @@ impl TableBuilder {
             line.product = product_of[line.product as usize];
         }
         lines.sort_unstable_by_key(|e| (e.user, e.team, e.product, e.access));
-        // The lines grew by doubling: copied to their size (the builder's
-        // other memory is gone by now), a cached state does not keep up to
-        // as much again unused (`shrink_to_fit` leaves a block over half
-        // used in place).
-        let lines = if lines.capacity() - lines.len() > lines.len() / 8 {
-            let mut exact = Vec::with_capacity(lines.len());
-            exact.extend_from_slice(&lines);
-            exact
-        } else {
-            lines
-        };
         (
             Table {
                 teams,
@@ -466,6 +458,18 @@ impl TableBuilder {
             hashed,
         )
     }
+}
+
+/// `v`, moved into a block of its size when it grew by doubling past an
+/// eighth more than it holds: a cached state does not keep up to as much
+/// again unused (`shrink_to_fit` leaves a block over half used in place).
+fn to_size<T>(mut v: Vec<T>) -> Vec<T> {
+    if v.capacity() - v.len() <= v.len() / 8 {
+        return v;
+    }
+    let mut exact = Vec::with_capacity(v.len());
+    exact.append(&mut v);
+    exact
 }
 
 impl Table {
