@@ -94,12 +94,13 @@ struct Cli {
     report_cache_secs: u64,
     /// The most the cached reports may hold, in MB (with 64 filter sets at
     /// most): past it the least recently used go. A report of all teams
-    /// holds about 0.2 MB per 1,000 users; the service's memory is about
-    /// this plus the reports being computed (two at once).
+    /// holds about 0.15 MB per 1,000 users; the service's memory is about
+    /// this plus the reports being computed (one of all teams, or two of
+    /// one team, at once).
     #[arg(
         long,
         env = "USAGE_REPORT_CACHE_MB",
-        default_value_t = 48,
+        default_value_t = 32,
         help_heading = "HTTP"
     )]
     report_cache_mb: usize,

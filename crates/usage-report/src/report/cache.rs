@@ -60,7 +60,7 @@ pub(super) const DEFAULT_ENTRIES: usize = 64;
 /// Bytes of values per cache by default (`--report-cache-mb` sets the
 /// states'): a state of all teams holds about 0.15 MB per 1,000 users
 /// (about 23 MB at 150,000).
-pub(super) const DEFAULT_BYTES: usize = 48 << 20;
+pub(super) const DEFAULT_BYTES: usize = 32 << 20;
 
 /// What a lookup observed of the tables: a version of their whole contents
 /// (equal versions: nothing written in between) and when it was read
