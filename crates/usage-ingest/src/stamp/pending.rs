@@ -128,8 +128,9 @@ impl Pending {
         })
     }
 
-    /// An authorization already decoded, kept owned (tests that generate
-    /// events rather than messages).
+    /// An authorization already decoded, kept owned: a payload that is not
+    /// text (which the decoder refuses, so never in practice), and tests
+    /// that generate events rather than messages.
     pub(crate) fn owned(raw: RawMessage, auth: Authorization, deadline: Instant) -> Pending {
         Pending {
             partition: raw.partition,
