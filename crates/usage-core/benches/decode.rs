@@ -43,7 +43,7 @@ fn bench_decode(c: &mut Criterion) {
         });
         // What the ingest does: the strings left in the message.
         group.bench_function(format!("{name}_in_place"), |b| {
-            b.iter(|| decode_authorization_in_place(black_box(bytes), &limits, now))
+            b.iter(|| decode_authorization_in_place(black_box(json), &limits, now))
         });
     }
     group.bench_function("authorization_refused_wrong_type", |b| {

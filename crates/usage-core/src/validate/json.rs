@@ -10,6 +10,24 @@ use super::{Limits, Reason, ValidationError};
 
 /// Size, UTF-8 and "is it an object" checks before any parsing.
 pub(super) fn preflight<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str, ValidationError> {
+    within_size(bytes, limits)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ValidationError::whole(Reason::InvalidUtf8, format!("message is not UTF-8: {e}"))
+    })?;
+    an_object(text)
+}
+
+/// [`preflight`] of a message already known to be text: the same checks
+/// but UTF-8's, in the same order.
+pub(super) fn preflight_text<'a>(
+    text: &'a str,
+    limits: &Limits,
+) -> Result<&'a str, ValidationError> {
+    within_size(text.as_bytes(), limits)?;
+    an_object(text)
+}
+
+fn within_size(bytes: &[u8], limits: &Limits) -> Result<(), ValidationError> {
     if bytes.len() > limits.max_message_bytes {
         return Err(ValidationError::whole(
             Reason::TooLarge,
@@ -20,10 +38,12 @@ pub(super) fn preflight<'a>(bytes: &'a [u8], limits: &Limits) -> Result<&'a str,
             ),
         ));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        ValidationError::whole(Reason::InvalidUtf8, format!("message is not UTF-8: {e}"))
-    })?;
-    if nesting_exceeds(bytes, MAX_NESTING) {
+    Ok(())
+}
+
+/// Nesting within bounds, and a JSON object (not an array or a scalar).
+fn an_object(text: &str) -> Result<&str, ValidationError> {
+    if nesting_exceeds(text.as_bytes(), MAX_NESTING) {
         return Err(ValidationError::whole(
             Reason::MalformedJson,
             format!("objects and arrays nest deeper than {MAX_NESTING}"),

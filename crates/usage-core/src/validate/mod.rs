@@ -68,7 +68,7 @@ use crate::event::{
     GroupMembership, ProductRate, Team, TeamMerge, UserProfile,
 };
 use fields::{Checker, ACCESS, ACTIONS, VIAS};
-use json::{parse, preflight};
+use json::{parse, preflight, preflight_text};
 use wire::{
     AssignmentWire, AuthorizationWire, DirectoryTagWire, GroupMembershipWire, ProductRateWire,
     TeamMergeWire, TeamWire, UserProfileWire,
@@ -80,19 +80,28 @@ pub fn decode_authorization(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<Authorization, ValidationError> {
-    decode_authorization_in_place(bytes, limits, now).map(|a| a.into_owned())
+    authorization(preflight(bytes, limits)?, limits, now).map(|a| a.into_owned())
 }
 
-/// Decodes one `usage.authorizations` message, its strings left in the
-/// message. The hot path: one serde pass, no intermediate `Value`, no
-/// allocation unless a string has JSON escapes. Same checks, same errors as
-/// [`decode_authorization`].
+/// Decodes one `usage.authorizations` message already known to be text
+/// (the ingest makes its payload a `String` to keep it): its strings left in
+/// the message. The hot path: one serde pass, no intermediate `Value`, no
+/// allocation unless a string has JSON escapes, UTF-8 not checked again.
+/// Same checks, same errors as [`decode_authorization`] of its bytes.
 pub fn decode_authorization_in_place<'a>(
-    bytes: &'a [u8],
+    text: &'a str,
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<DecodedAuthorization<'a>, ValidationError> {
-    let text = preflight(bytes, limits)?;
+    authorization(preflight_text(text, limits)?, limits, now)
+}
+
+/// An authorization's fields, from a message that passed the preflight.
+fn authorization<'a>(
+    text: &'a str,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<DecodedAuthorization<'a>, ValidationError> {
     let w: AuthorizationWire<'a> = parse(text)?;
     let c = Checker { limits, now };
     Ok(DecodedAuthorization {

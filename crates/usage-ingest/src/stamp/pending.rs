@@ -78,8 +78,8 @@ impl Pending {
         let text = match String::from_utf8(payload) {
             Ok(text) => text,
             Err(not_text) => {
-                // Refused by the decoder (it checks UTF-8 first, with the
-                // contract's reason); the owned decoder says why.
+                // Refused by the decoder (too large, or not UTF-8, in that
+                // order); the owned decoder says why.
                 let payload = not_text.into_bytes();
                 let decoded = decode_authorization(&payload, limits, now)
                     .and_then(|a| storable::authorization(&a).map(|()| a));
@@ -96,7 +96,7 @@ impl Pending {
                 };
             }
         };
-        let decoded = decode_authorization_in_place(text.as_bytes(), limits, now)
+        let decoded = decode_authorization_in_place(&text, limits, now)
             .and_then(|a| storable::authorization(a.view()).map(|()| a));
         let read = match decoded {
             Ok(a) => Ok(Fields::of(&a, &text).ok_or_else(|| Box::new(a.into_owned()))),
@@ -288,11 +288,16 @@ mod tests {
     /// A refused message comes back whole, with the owned decoder's reason.
     #[test]
     fn refused_messages_come_back_with_the_decoders_reason() {
-        let cases: [&[u8]; 4] = [
+        let too_large = vec![b' '; Limits::default().max_message_bytes + 1];
+        let mut too_large_not_text = too_large.clone();
+        too_large_not_text[0] = 0xff;
+        let cases: [&[u8]; 6] = [
             b"{not json",
             b"\xff\xfe",
             br#"{"event_id":"","occurred_at":"2026-05-12T08:35:09Z","user_id":"u","product":"p","access":"seat"}"#,
             br#"{"event_id":"e","occurred_at":"2016-12-31T23:59:60Z","user_id":"u","product":"p","access":"seat"}"#,
+            &too_large,
+            &too_large_not_text,
         ];
         for payload in cases {
             let expected = decode_authorization(payload, &Limits::default(), now())
