@@ -56,21 +56,7 @@ impl Workers {
             return vec![work(items)];
         }
         let size = items.len().div_ceil(chunks);
-        let work = &work;
-        std::thread::scope(|scope| {
-            let mut parts = items.chunks(size);
-            let first = parts.next().unwrap_or_default();
-            let others: Vec<_> = parts.map(|part| scope.spawn(move || work(part))).collect();
-            let mut out = Vec::with_capacity(chunks);
-            out.push(work(first));
-            for other in others {
-                match other.join() {
-                    Ok(result) => out.push(result),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            out
-        })
+        on_threads(items.chunks(size).collect(), work)
     }
 
     /// `work` over every item, each handed over (moved, not copied), the
@@ -94,23 +80,41 @@ impl Workers {
         }
         parts.push(items);
         parts.reverse();
-        let work = &work;
-        let mut parts = parts.into_iter();
-        let first = parts.next().unwrap_or_default();
-        std::thread::scope(|scope| {
-            let others: Vec<_> = parts
-                .map(|part| scope.spawn(move || part.into_iter().map(work).collect::<Vec<R>>()))
-                .collect();
-            let mut out: Vec<R> = first.into_iter().map(work).collect();
-            for other in others {
-                match other.join() {
-                    Ok(results) => out.extend(results),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            out
-        })
+        let len = parts.iter().map(Vec::len).sum();
+        let results = on_threads(parts, |part| {
+            part.into_iter().map(&work).collect::<Vec<R>>()
+        });
+        let mut out = Vec::with_capacity(len);
+        for part in results {
+            out.extend(part);
+        }
+        out
     }
+}
+
+/// `work` over each of `parts`, the first on the calling thread, each other
+/// on a scoped thread of its own; the results in the parts' order. A panic
+/// in a worker is a bug: it is raised again here.
+fn on_threads<P, R>(parts: Vec<P>, work: impl Fn(P) -> R + Sync) -> Vec<R>
+where
+    P: Send,
+    R: Send,
+{
+    let work = &work;
+    let mut parts = parts.into_iter();
+    std::thread::scope(|scope| {
+        let first = parts.next();
+        let others: Vec<_> = parts.map(|part| scope.spawn(move || work(part))).collect();
+        let mut out = Vec::with_capacity(others.len() + 1);
+        out.extend(first.map(work));
+        for other in others {
+            match other.join() {
+                Ok(result) => out.push(result),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
 }
 
 #[cfg(test)]
