@@ -30,16 +30,20 @@
 //! there is.
 //!
 //! Bounds: entries, and the bytes their values hold ([`Weigh`]); past
-//! either, the least recently born (or renewed) entries go first. A value
-//! that left the cache while requests still use it still weighs (it is
-//! still in memory) until the last of them lets it go: the bound is on the
-//! values alive, not only the ones held, so a cache that cannot hold every
-//! filter set in use does not keep its bound's worth beside the evicted
-//! ones still being answered from.
+//! either, the least recently used entries go first. A value that left the
+//! cache while requests still use it still weighs (it is still in memory)
+//! until the last of them lets it go: the bound is on the values alive, not
+//! only the ones held, so a cache that cannot hold every filter set in use
+//! does not keep its bound's worth beside the evicted ones still being
+//! answered from. A value being computed weighs too, once its computation
+//! says how much it expects ([`Cache::reserve`]): room is made for it
+//! before it is built, so the bound covers the values held, the ones still
+//! in use and the ones on their way, not the held ones alone.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -106,6 +110,21 @@ pub(super) struct Cache<K, V> {
     /// Values out of the cache that requests still use, with their
     /// weight (locked after `entries`, never before).
     retired: Mutex<Vec<(Weak<V>, usize)>>,
+    /// Bytes reserved by computations under way ([`Cache::reserve`]).
+    reserved: AtomicUsize,
+}
+
+/// Bytes a computation under way expects to hold, counted against its
+/// cache's bound until dropped.
+pub(super) struct Reservation<'a> {
+    reserved: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.reserved.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl<K, V> Cache<K, V>
@@ -120,7 +139,27 @@ where
             budget,
             entries: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
+            reserved: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts `bytes` a computation is about to build against the bound
+    /// until the reservation is dropped, and makes room for them now: the
+    /// least recently used values go until the values alive and the
+    /// reservations fit (all of them if need be, but those being
+    /// refreshed: their next value is on its way). A cache that is off
+    /// holds nothing to make room in.
+    pub(super) fn reserve(&self, bytes: usize) -> Reservation<'_> {
+        self.reserved.fetch_add(bytes, Ordering::Relaxed);
+        let reservation = Reservation {
+            reserved: &self.reserved,
+            bytes,
+        };
+        if self.enabled() && bytes > 0 {
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            self.evict(&mut entries, Instant::now(), self.capacity);
+        }
+        reservation
     }
 
     fn enabled(&self) -> bool {
@@ -138,29 +177,42 @@ where
     }
 
     /// Drops the expired entries, then the least recently used while there
-    /// are more than `room` entries or the values alive — theirs and those
-    /// of entries dropped that are still in use — weigh more than the
-    /// budget.
+    /// are more than `room` entries; then, while the values alive — theirs,
+    /// those of entries dropped that are still in use, and the bytes
+    /// reserved for values under way — weigh more than the budget, the
+    /// least recently used value not being refreshed. Without reservations
+    /// the last such value stays, however much it weighs (a bound below one
+    /// value still caches that one).
     fn evict(&self, entries: &mut HashMap<K, Entry<V>>, now: Instant, room: usize) {
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, e) in entries.extract_if(|_, e| now.duration_since(e.born) >= self.freshness) {
             retire(&mut retired, e);
         }
         retired.retain(|(value, _)| value.strong_count() > 0);
-        let weight = |entries: &HashMap<K, Entry<V>>, retired: &[(Weak<V>, usize)]| -> usize {
-            entries
+        while entries.len() > room {
+            let Some(oldest) = least_used(entries, |_| true) else {
+                break;
+            };
+            if let Some(e) = entries.remove(&oldest) {
+                retire(&mut retired, e);
+            }
+        }
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        let keep = usize::from(reserved == 0);
+        let evictable = |e: &Entry<V>| e.value.initialized() && !e.refreshing;
+        loop {
+            let weight = entries
                 .values()
                 .filter_map(|e| e.value.get().map(|v| v.bytes()))
                 .sum::<usize>()
                 + retired.iter().map(|(_, bytes)| bytes).sum::<usize>()
-        };
-        while entries.len() > room || (entries.len() > 1 && weight(entries, &retired) > self.budget)
-        {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone());
-            let Some(oldest) = oldest else { break };
+                + reserved;
+            if weight <= self.budget || entries.values().filter(|e| evictable(e)).count() <= keep {
+                break;
+            }
+            let Some(oldest) = least_used(entries, evictable) else {
+                break;
+            };
             if let Some(e) = entries.remove(&oldest) {
                 retire(&mut retired, e);
             }
@@ -295,6 +347,18 @@ where
             }
         });
     }
+}
+
+/// The key of the least recently used entry `which` accepts.
+fn least_used<K: Clone, V>(
+    entries: &HashMap<K, Entry<V>>,
+    which: impl Fn(&Entry<V>) -> bool,
+) -> Option<K> {
+    entries
+        .iter()
+        .filter(|(_, e)| which(e))
+        .min_by_key(|(_, e)| e.used)
+        .map(|(k, _)| k.clone())
 }
 
 /// Keeps `entry`'s value weighing in `retired` while something still
@@ -474,6 +538,66 @@ mod tests {
         get(&cache, "c", 0).await;
         assert_eq!(cache.len(), 2);
         assert_eq!(get(&cache, "b", 0).await, (50, CacheLookup::Hit));
+    }
+
+    #[tokio::test]
+    async fn a_reservation_makes_room_before_its_value_is_built() {
+        let cache = Arc::new(Cache::new(Duration::from_secs(60), 8, 100));
+        get(&cache, "a", 40).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        get(&cache, "b", 30).await;
+        // 40 + 30 + 50 > 100: the least recently used ("a") goes at once.
+        let building = cache.reserve(50);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(get(&cache, "b", 0).await, (30, CacheLookup::Hit));
+        // While it is reserved, what is held stays within the rest.
+        get(&cache, "c", 25).await;
+        get(&cache, "c", 0).await;
+        assert_eq!(cache.len(), 1, "30 + 25 + 50 > 100: \"b\" went");
+        drop(building);
+        get(&cache, "b", 30).await;
+        get(&cache, "b", 0).await;
+        assert_eq!(cache.len(), 2, "released: 25 + 30 fit again");
+    }
+
+    #[tokio::test]
+    async fn a_reservation_over_the_bound_leaves_nothing_but_what_is_refreshed() {
+        let cache = Arc::new(Cache::new(Duration::from_millis(400), 8, 100));
+        get(&cache, "a", 40).await;
+        get(&cache, "b", 30).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // "a" is being refreshed: its value answers until the next one comes.
+        let refreshed = Arc::new(tokio::sync::Notify::new());
+        let answer = cache
+            .get_or_compute("a".to_owned(), None, {
+                let refreshed = Arc::clone(&refreshed);
+                move || async move {
+                    refreshed.notified().await;
+                    Ok::<_, ()>(41)
+                }
+            })
+            .await
+            .map(|(v, l)| (*v, l));
+        assert_eq!(answer, Ok((40, CacheLookup::Hit)));
+        let building = cache.reserve(500);
+        assert_eq!(cache.len(), 1, "only the one being refreshed is kept");
+        assert_eq!(get(&cache, "a", 0).await, (40, CacheLookup::Hit));
+        drop(building);
+        refreshed.notify_one();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(get(&cache, "a", 0).await, (41, CacheLookup::Hit));
+    }
+
+    #[tokio::test]
+    async fn without_a_reservation_one_value_over_the_bound_is_still_held() {
+        let cache = Arc::new(Cache::new(Duration::from_secs(60), 8, 100));
+        get(&cache, "a", 150).await;
+        get(&cache, "a", 0).await;
+        assert_eq!(get(&cache, "a", 0).await, (150, CacheLookup::Hit));
+        get(&cache, "b", 10).await;
+        get(&cache, "b", 0).await;
+        assert_eq!(get(&cache, "b", 0).await, (10, CacheLookup::Hit));
+        assert_eq!(get(&cache, "a", 1).await, (1, CacheLookup::Miss));
     }
 
     #[tokio::test]

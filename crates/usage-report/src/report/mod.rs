@@ -57,7 +57,7 @@ use usage_store::schema::StoredEnum;
 use crate::error::ApiError;
 use crate::model::{Daily, RangeDates};
 use cache::{Cache, Observed, DEFAULT_BYTES, DEFAULT_ENTRIES};
-use state::{ReportState, StateKey};
+use state::{ReportState, StateKey, StateSizes};
 use version::Versions;
 
 pub use cache::CacheLookup;
@@ -77,6 +77,8 @@ pub struct Reporter {
     computing: Arc<tokio::sync::Semaphore>,
     /// Each filter set's state, briefly (none by default).
     states: Arc<Cache<StateKey, ReportState>>,
+    /// What a state of each shape held last (the room made for the next).
+    sizes: Arc<StateSizes>,
     /// Each filter set's daily chart, as briefly.
     charts: Arc<Cache<StateKey, Daily>>,
     /// The tables' version, when cached entries may live on while it is
@@ -91,8 +93,10 @@ pub struct Reporter {
 /// States computed at once; the others wait their turn. A state of one
 /// team takes one permit; a state of all of an admin's teams, the largest
 /// a customer has (at 150,000 users its build peaks near 50 MB), takes
-/// them all: it is built alone, so the service's memory is the cache's
-/// bound plus one such build, however many admins ask at once.
+/// them all: it is built alone. Room for a state is made in the cache
+/// before it is built (at the size of the last state of its shape), so the
+/// service's memory is the cache's bound plus what a build holds beyond
+/// its state's size, however many admins ask at once.
 const STATE_PERMITS: u32 = 2;
 
 fn warehouse(e: clickhouse::error::Error) -> ApiError {
@@ -117,6 +121,7 @@ impl Reporter {
             hasher,
             computing: Arc::new(tokio::sync::Semaphore::new(STATE_PERMITS as usize)),
             states: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
+            sizes: Arc::default(),
             charts: Arc::new(Cache::new(Duration::ZERO, DEFAULT_ENTRIES, DEFAULT_BYTES)),
             versions: None,
             on_lookup: None,

@@ -7,7 +7,8 @@
 //! chart has queries of its own (per day, not per line): it is cached
 //! beside it under the same key and bound.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDate;
 use usage_core::event::Access;
@@ -104,6 +105,52 @@ impl StateKey {
     }
 }
 
+/// A state's filters but its range: states of the same shape hold about
+/// as many lines whatever their range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Shape {
+    admin_teams: Option<Vec<String>>,
+    team: Option<String>,
+    product: Option<String>,
+    access: Option<Access>,
+}
+
+impl StateKey {
+    fn shape(&self) -> Shape {
+        Shape {
+            admin_teams: self.admin_teams.clone(),
+            team: self.team.clone(),
+            product: self.product.clone(),
+            access: self.access,
+        }
+    }
+}
+
+/// Shapes remembered at most (past it, forgotten all at once: a few per
+/// admin and team in use).
+const SHAPES: usize = 1024;
+
+/// The bytes the last state of each shape held: what the next state of
+/// that shape is expected to hold, reserved in the cache before it is
+/// built ([`super::cache::Cache::reserve`]). Unknown shapes expect nothing.
+#[derive(Default)]
+pub(super) struct StateSizes(Mutex<HashMap<Shape, usize>>);
+
+impl StateSizes {
+    fn expected(&self, key: &StateKey) -> usize {
+        let sizes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        sizes.get(&key.shape()).copied().unwrap_or(0)
+    }
+
+    fn record(&self, key: &StateKey, bytes: usize) {
+        let mut sizes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if sizes.len() >= SHAPES && !sizes.contains_key(&key.shape()) {
+            sizes.clear();
+        }
+        sizes.insert(key.shape(), bytes);
+    }
+}
+
 /// The permits of [`super::STATE_PERMITS`] a state of `team` is built
 /// with: all of them for all of an admin's teams (built alone), one for a
 /// team.
@@ -177,6 +224,10 @@ impl Reporter {
             .computing
             .acquire_many(state_permits(&filters.team))
             .await;
+        // The cache's bound covers the state being built: room for it is
+        // made before, at the size the last state of its shape had.
+        let key = StateKey::of(admin, filters);
+        let _room = self.states.reserve(self.sizes.expected(&key));
         let started = std::time::Instant::now();
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
@@ -196,6 +247,7 @@ impl Reporter {
             build_ms = (started.elapsed() - queried).as_millis() as u64,
             "report state computed"
         );
+        self.sizes.record(&key, table.bytes());
         Ok(ReportState {
             dir,
             scope,
@@ -333,6 +385,47 @@ mod tests {
             super::super::STATE_PERMITS
         );
         assert_eq!(state_permits(&TeamSelection::Team("t-1".into())), 1);
+    }
+
+    #[test]
+    fn a_state_is_expected_to_hold_what_the_last_of_its_shape_held() {
+        let sizes = StateSizes::default();
+        let root = admin("root", Teams::Every);
+        let month = StateKey::of(&root, &filters(ReportParams::default()));
+        let quarter = StateKey::of(
+            &root,
+            &filters(ReportParams {
+                range: Some("last_3_months".into()),
+                ..ReportParams::default()
+            }),
+        );
+        let team = StateKey::of(
+            &root,
+            &filters(ReportParams {
+                team: Some("t-1".into()),
+                ..ReportParams::default()
+            }),
+        );
+        assert_eq!(sizes.expected(&month), 0, "nothing known yet");
+        sizes.record(&month, 23 << 20);
+        assert_eq!(sizes.expected(&quarter), 23 << 20, "another range");
+        assert_eq!(sizes.expected(&team), 0, "another shape");
+        sizes.record(&quarter, 25 << 20);
+        assert_eq!(sizes.expected(&month), 25 << 20, "the last one counts");
+        // Past SHAPES, forgotten all at once.
+        for i in 0..SHAPES {
+            let key = StateKey::of(
+                &root,
+                &filters(ReportParams {
+                    team: Some(format!("t-{i}")),
+                    ..ReportParams::default()
+                }),
+            );
+            sizes.record(&key, i);
+        }
+        assert_eq!(sizes.expected(&month), 0);
+        assert_eq!(sizes.expected(&team), 0, "t-1 came before the reset");
+        assert_eq!(sizes.0.lock().expect("not poisoned").len(), 1);
     }
 
     #[test]
