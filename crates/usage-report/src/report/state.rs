@@ -15,7 +15,7 @@ use usage_core::event::Access;
 
 use super::cache::{CacheLookup, Weigh};
 use super::scope::{hashed_for, Directory, Scope};
-use super::table::{Row, Source, Table, TableBuilder};
+use super::table::{Expected, Row, Source, Table, TableBuilder};
 use super::{warehouse, Reporter};
 use crate::admins::{Admin, Teams};
 use crate::error::ApiError;
@@ -130,24 +130,32 @@ impl StateKey {
 /// admin and team in use).
 const SHAPES: usize = 1024;
 
-/// The bytes the last state of each shape held: what the next state of
-/// that shape is expected to hold, reserved in the cache before it is
-/// built ([`super::cache::Cache::reserve`]). Unknown shapes expect nothing.
+/// What a state held: its bytes, lines and users.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct StateSize {
+    bytes: usize,
+    table: Expected,
+}
+
+/// What the last state of each shape held: what the next state of that
+/// shape is expected to hold — its bytes reserved in the cache before it is
+/// built ([`super::cache::Cache::reserve`]), its builder sized for its
+/// lines and users. Unknown shapes expect nothing.
 #[derive(Default)]
-pub(super) struct StateSizes(Mutex<HashMap<Shape, usize>>);
+pub(super) struct StateSizes(Mutex<HashMap<Shape, StateSize>>);
 
 impl StateSizes {
-    fn expected(&self, key: &StateKey) -> usize {
+    fn expected(&self, key: &StateKey) -> StateSize {
         let sizes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        sizes.get(&key.shape()).copied().unwrap_or(0)
+        sizes.get(&key.shape()).copied().unwrap_or_default()
     }
 
-    fn record(&self, key: &StateKey, bytes: usize) {
+    fn record(&self, key: &StateKey, size: StateSize) {
         let mut sizes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if sizes.len() >= SHAPES && !sizes.contains_key(&key.shape()) {
             sizes.clear();
         }
-        sizes.insert(key.shape(), bytes);
+        sizes.insert(key.shape(), size);
     }
 }
 
@@ -227,11 +235,12 @@ impl Reporter {
         // The cache's bound covers the state being built: room for it is
         // made before, at the size the last state of its shape had.
         let key = StateKey::of(admin, filters);
-        let _room = self.states.reserve(self.sizes.expected(&key));
+        let expected = self.sizes.expected(&key);
+        let _room = self.states.reserve(expected.bytes);
         let started = std::time::Instant::now();
         let dir = self.directory().await?;
         let scope = Self::scope(admin, &filters.team, &dir)?;
-        let mut builder = TableBuilder::new(&filters.dates);
+        let mut builder = TableBuilder::new(&filters.dates, expected.table);
         self.aggregate(&Self::rows_query(&dir, &scope, filters), &mut builder)
             .await?;
         let queried = started.elapsed();
@@ -247,7 +256,16 @@ impl Reporter {
             build_ms = (started.elapsed() - queried).as_millis() as u64,
             "report state computed"
         );
-        self.sizes.record(&key, table.bytes());
+        self.sizes.record(
+            &key,
+            StateSize {
+                bytes: table.bytes(),
+                table: Expected {
+                    lines: table.lines.len(),
+                    users: table.user_count(),
+                },
+            },
+        );
         Ok(ReportState {
             dir,
             scope,
@@ -406,12 +424,28 @@ mod tests {
                 ..ReportParams::default()
             }),
         );
-        assert_eq!(sizes.expected(&month), 0, "nothing known yet");
-        sizes.record(&month, 23 << 20);
-        assert_eq!(sizes.expected(&quarter), 23 << 20, "another range");
-        assert_eq!(sizes.expected(&team), 0, "another shape");
-        sizes.record(&quarter, 25 << 20);
-        assert_eq!(sizes.expected(&month), 25 << 20, "the last one counts");
+        let size = |bytes: usize, lines: usize| StateSize {
+            bytes,
+            table: Expected { lines, users: 7 },
+        };
+        assert_eq!(
+            sizes.expected(&month),
+            StateSize::default(),
+            "nothing known yet"
+        );
+        sizes.record(&month, size(23 << 20, 340_000));
+        assert_eq!(
+            sizes.expected(&quarter),
+            size(23 << 20, 340_000),
+            "another range"
+        );
+        assert_eq!(sizes.expected(&team), StateSize::default(), "another shape");
+        sizes.record(&quarter, size(25 << 20, 390_000));
+        assert_eq!(
+            sizes.expected(&month),
+            size(25 << 20, 390_000),
+            "the last one counts"
+        );
         // Past SHAPES, forgotten all at once.
         for i in 0..SHAPES {
             let key = StateKey::of(
@@ -421,10 +455,14 @@ mod tests {
                     ..ReportParams::default()
                 }),
             );
-            sizes.record(&key, i);
+            sizes.record(&key, size(i, i));
         }
-        assert_eq!(sizes.expected(&month), 0);
-        assert_eq!(sizes.expected(&team), 0, "t-1 came before the reset");
+        assert_eq!(sizes.expected(&month), StateSize::default());
+        assert_eq!(
+            sizes.expected(&team),
+            StateSize::default(),
+            "t-1 came before the reset"
+        );
         assert_eq!(sizes.0.lock().expect("not poisoned").len(), 1);
     }
 

@@ -287,9 +287,27 @@ pub(super) struct TableBuilder {
     lines: Vec<Entry>,
 }
 
+/// How many lines and users a table is expected to have (the last one of
+/// its kind's), so its builder starts at about that size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Expected {
+    pub(super) lines: usize,
+    pub(super) users: usize,
+}
+
+impl Expected {
+    /// About `n` and a sixteenth more (a few lines come and go).
+    fn room(n: usize) -> usize {
+        n.saturating_add(n / 16)
+    }
+}
+
 impl TableBuilder {
-    /// A builder of the lines of a report over `dates`.
-    pub(super) fn new(dates: &DateRange) -> TableBuilder {
+    /// A builder of the lines of a report over `dates`, with room for the
+    /// lines and users `expected`: a table as large as the last one of its
+    /// kind is built without growing (no block twice its size, no copy to
+    /// size at the end); a larger one grows as any vector does.
+    pub(super) fn new(dates: &DateRange, expected: Expected) -> TableBuilder {
         TableBuilder {
             dates: *dates,
             heads: Default::default(),
@@ -298,8 +316,8 @@ impl TableBuilder {
             joined: false,
             teams: Interner::default(),
             products: Interner::default(),
-            ids: Vec::new(),
-            lines: Vec::new(),
+            ids: Vec::with_capacity(Expected::room(expected.users)),
+            lines: Vec::with_capacity(Expected::room(expected.lines)),
         }
     }
 
@@ -526,7 +544,7 @@ impl Table {
         for rows in &mut sources {
             rows.sort();
         }
-        Table::merge_sorted(&sources, dates, hashed, hash)
+        Table::merge_sorted(&sources, dates, Expected::default(), hashed, hash)
     }
 
     /// [`TableBuilder`] fed each source's rows as given, as
@@ -535,11 +553,12 @@ impl Table {
     fn merge_sorted(
         sources: &[Vec<OwnedRow>; 4],
         dates: &DateRange,
+        expected: Expected,
         hashed: impl FnOnce(&mut dyn Iterator<Item = &str>) -> bool,
         hash: impl Fn(&str) -> UserDigest,
     ) -> Result<(Table, bool), ApiError> {
         let mut next = [0usize; 4];
-        let mut b = TableBuilder::new(dates);
+        let mut b = TableBuilder::new(dates, expected);
         loop {
             if let Some(source) = b.wanted() {
                 let i = source as usize;
@@ -761,18 +780,91 @@ mod tests {
             )
         };
         let sorted = [vec![row("a", 1), row("b", 2)], vec![], vec![], vec![]];
-        let (table, _) =
-            Table::merge_sorted(&sorted, &range(), |_| false, |id| hasher().digest(id))
-                .expect("sorted rows");
+        let (table, _) = Table::merge_sorted(
+            &sorted,
+            &range(),
+            Expected::default(),
+            |_| false,
+            |id| hasher().digest(id),
+        )
+        .expect("sorted rows");
         assert_eq!(table.lines.len(), 2);
         for unsorted in [
             [vec![row("b", 1), row("a", 2)], vec![], vec![], vec![]],
             // The same line twice.
             [vec![row("a", 1), row("a", 2)], vec![], vec![], vec![]],
         ] {
-            let built =
-                Table::merge_sorted(&unsorted, &range(), |_| false, |id| hasher().digest(id));
+            let built = Table::merge_sorted(
+                &unsorted,
+                &range(),
+                Expected::default(),
+                |_| false,
+                |id| hasher().digest(id),
+            );
             assert!(built.is_err());
+        }
+    }
+
+    #[test]
+    fn a_builder_sized_for_its_table_builds_the_same_table_without_growing() {
+        let row = |user: usize, team: usize| {
+            (
+                format!("u-{user:04}"),
+                format!("t-{team}"),
+                "p".to_owned(),
+                "seat".to_owned(),
+                1 + (user % 5) as u64,
+            )
+        };
+        let days: Vec<OwnedRow> = (0..600).map(|u| row(u / 2, u % 2)).collect();
+        let sources = [days, vec![], vec![], vec![]];
+        let build = |expected: Expected, hashed: bool| {
+            Table::merge_sorted(
+                &sources,
+                &range(),
+                expected,
+                |_| hashed,
+                |id| hasher().digest(id),
+            )
+            .expect("sorted rows")
+            .0
+        };
+        let exact = Expected {
+            lines: 600,
+            users: 300,
+        };
+        for hashed in [false, true] {
+            let grown = build(Expected::default(), hashed);
+            assert_eq!(grown.lines.len(), 600);
+            for expected in [
+                exact,
+                Expected {
+                    lines: 100,
+                    users: 10,
+                },
+                Expected {
+                    lines: 10_000,
+                    users: 5_000,
+                },
+            ] {
+                let sized = build(expected, hashed);
+                assert_eq!(sized.lines, grown.lines, "{expected:?}");
+                assert_eq!(sized.ids, grown.ids);
+                assert_eq!(sized.digests, grown.digests);
+                assert_eq!(sized.by_id, grown.by_id);
+            }
+            // As many as expected: the block it started with, no copy.
+            let sized = build(exact, hashed);
+            assert_eq!(sized.lines.capacity(), Expected::room(600));
+            // Far fewer than expected: to its size.
+            let fewer = build(
+                Expected {
+                    lines: 10_000,
+                    users: 5_000,
+                },
+                hashed,
+            );
+            assert_eq!(fewer.lines.capacity(), 600);
         }
     }
 
