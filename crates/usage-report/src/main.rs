@@ -94,9 +94,11 @@ struct Cli {
     report_cache_secs: u64,
     /// The most the cached reports may hold, in MB (with 64 filter sets at
     /// most): past it the least recently used go. A report of all teams
-    /// holds about 0.15 MB per 1,000 users; the service's memory is about
-    /// this plus the reports being computed (one of all teams, or two of
-    /// one team, at once).
+    /// holds about 0.15 MB per 1,000 users. The reports being computed
+    /// (one of all teams, or two of one team, at once) count within it:
+    /// room is made for each before it is built. The service needs about
+    /// this, plus as much again as the report being finished, plus its own
+    /// 30 MB.
     #[arg(
         long,
         env = "USAGE_REPORT_CACHE_MB",

@@ -264,7 +264,6 @@ impl Stamping {
     }
 }
 
-/// The dead letter of `raw`, refused for `error`.
 /// The `now` the stamping tests decode their messages at.
 #[cfg(test)]
 pub(crate) fn tests_now() -> DateTime<Utc> {
@@ -273,6 +272,7 @@ pub(crate) fn tests_now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// The dead letter of `raw`, refused for `error`.
 fn dead_letter(topics: &TopicNames, raw: &RawMessage, error: &ValidationError) -> DeadLetter {
     DeadLetter {
         source_topic: topics.name(raw.topic).to_owned(),

@@ -211,21 +211,24 @@ impl Reporter {
         filters: &ReportFilters,
     ) -> Result<Arc<ReportState>, ApiError> {
         let observed = self.observed().await;
+        let key = StateKey::of(admin, filters);
         let (state, lookup) = self
             .states
-            .get_or_compute(StateKey::of(admin, filters), observed, {
+            .get_or_compute(key.clone(), observed, {
                 let (this, admin, filters) = (self.clone(), admin.clone(), filters.clone());
-                move || async move { this.compute_state(&admin, &filters).await }
+                move || async move { this.compute_state(&admin, &filters, &key).await }
             })
             .await?;
         self.observe(lookup);
         Ok(state)
     }
 
+    /// The state of `filters` for `admin`, whose cache key is `key`.
     async fn compute_state(
         &self,
         admin: &Admin,
         filters: &ReportFilters,
+        key: &StateKey,
     ) -> Result<ReportState, ApiError> {
         // Never closed: the permits always come.
         let _permits = self
@@ -234,8 +237,7 @@ impl Reporter {
             .await;
         // The cache's bound covers the state being built: room for it is
         // made before, at the size the last state of its shape had.
-        let key = StateKey::of(admin, filters);
-        let expected = self.sizes.expected(&key);
+        let expected = self.sizes.expected(key);
         let _room = self.states.reserve(expected.bytes);
         let started = std::time::Instant::now();
         let dir = self.directory().await?;
@@ -257,7 +259,7 @@ impl Reporter {
             "report state computed"
         );
         self.sizes.record(
-            &key,
+            key,
             StateSize {
                 bytes: table.bytes(),
                 table: Expected {
